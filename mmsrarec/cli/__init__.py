@@ -1,0 +1,26 @@
+"""The `mmsrarec` command line. Each command group lives in its own module."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from mmsrarec.cli import data as data_cli
+from mmsrarec.cli.common import run_guarded
+from mmsrarec.cli.demo import demo
+
+app = typer.Typer(
+    name="mmsrarec",
+    help="LLM-based sequential recommendation (MMSRARec) as a LangGraph state machine.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_cli.app, name="data")
+app.command()(demo)
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 2."""
+    sys.exit(run_guarded(app))

@@ -1,0 +1,68 @@
+"""Options and helpers shared by every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from mmsrarec.config import Settings, apply_offline_env, load_settings
+from mmsrarec.errors import MmsrarecError
+
+console = Console()
+err_console = Console(stderr=True)
+
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML config file (keys = setting names).")
+]
+CacheDirOpt = Annotated[Path | None, typer.Option(help="Cache dir [env MMSRAREC_CACHE_DIR].")]
+DataDirOpt = Annotated[Path | None, typer.Option(help="Prepared datasets [env MMSRAREC_DATA_DIR].")]
+RunDirOpt = Annotated[Path | None, typer.Option(help="Run outputs [env MMSRAREC_RUN_DIR].")]
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", help="Prepared dataset name [env MMSRAREC_DATASET].")
+]
+ModelOpt = Annotated[
+    str | None,
+    typer.Option("--model", help="LLM preset, HF id or local path [env MMSRAREC_MODEL]."),
+]
+SeedsOpt = Annotated[
+    int | None, typer.Option("--seeds", min=1, help="Use the first N seeds (0, 1, 2, ...).")
+]
+
+
+def settings_from(config: Path | None = None, seeds: int | None = None, **flags: Any) -> Settings:
+    """Settings with CLI flags on top, offline env applied and torch threads set."""
+    if seeds is not None:
+        flags["seeds"] = list(range(seeds))
+    settings = load_settings(config, **flags)
+    apply_offline_env(settings)
+    import torch  # after the offline env, which hub libraries read at import
+
+    torch.set_num_threads(settings.threads)
+    return settings
+
+
+def run_guarded(app: typer.Typer, args: list[str] | None = None) -> int:
+    """Run the Typer app; an `MmsrarecError` becomes `error: <message>` and exit code 2."""
+    try:
+        app(args=args, standalone_mode=False)
+    except MmsrarecError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if isinstance(exc, click.exceptions.Abort):
+            return 1
+        raise
+    return 0

