@@ -1,0 +1,1 @@
+"""Evaluation: metrics, the sampled and full-ranking protocols, the multi-seed harness."""
