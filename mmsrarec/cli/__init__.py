@@ -9,6 +9,7 @@ import typer
 from mmsrarec.cli import data as data_cli
 from mmsrarec.cli.common import run_guarded
 from mmsrarec.cli.demo import demo
+from mmsrarec.cli.evaluate import evaluate
 
 app = typer.Typer(
     name="mmsrarec",
@@ -19,6 +20,7 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.command()(demo)
+app.command()(evaluate)
 
 
 def main() -> None:

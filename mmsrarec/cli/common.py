@@ -56,13 +56,22 @@ def run_guarded(app: typer.Typer, args: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:
         return int(exc.code or 0)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            return 1
-        raise
+    except Exception as exc:
+        usage = _usage_error(exc)
+        if usage is None:
+            raise
+        return usage
     return 0
+
+
+def _usage_error(exc: Exception) -> int | None:
+    """Exit code for a click usage error (typer vendors its own click), else None."""
+    import click
+    from typer._click import exceptions as typer_click
+
+    if isinstance(exc, (click.exceptions.ClickException, typer_click.ClickException)):
+        exc.show()
+        return exc.exit_code
+    if isinstance(exc, (click.exceptions.Abort, typer_click.Abort)):
+        return 1
+    return None

@@ -130,9 +130,7 @@ def load_dataset(folder: Path) -> Dataset:
                 "run `mmsrarec data prepare --force` to rebuild it"
             )
     items = [
-        Item(
-            item_id=row["item_id"], title=row["title"], text=row["text"], image=row.get("image")
-        )
+        Item(item_id=row["item_id"], title=row["title"], text=row["text"], image=row.get("image"))
         for row in _read_jsonl(folder / "items.jsonl")
     ]
     index = {item.item_id: i for i, item in enumerate(items, start=1)}

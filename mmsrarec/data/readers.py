@@ -72,7 +72,7 @@ def read_ml100k() -> RawData:
 
 
 def _movielens_item(item: Item) -> Item:
-    """Item text = title, year, genres (the `.item` columns `movie_title`, `release_year`, `class`)."""
+    """Item text = title, year, genres (`.item` columns movie_title, release_year, class)."""
     fields = item.fields
     title = fields.get("movie_title", "").strip()
     year = fields.get("release_year", "").strip()
@@ -88,7 +88,9 @@ def _read_text(path: Path) -> str:
     except FileNotFoundError:
         raise DataError(f"file `{path}` does not exist") from None
     except UnicodeDecodeError as exc:
-        raise DataError(f"file `{path}` is not UTF-8 (byte {exc.start}); re-save it as UTF-8") from None
+        raise DataError(
+            f"file `{path}` is not UTF-8 (byte {exc.start}); re-save it as UTF-8"
+        ) from None
     if not text.strip():
         raise DataError(f"file `{path}` is empty")
     return text

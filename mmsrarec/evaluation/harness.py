@@ -1,0 +1,202 @@
+"""Run methods over seeds, summarise mean ± std, and export metrics and rankings.
+
+Every report holds the `random` and `most-popular` reference rows beside the requested
+methods. Spread is the sample standard deviation over seeds (0 for a single seed).
+
+Rankings export: one JSON line per evaluated user, for the first seed of a method,
+`{"user_id": raw id, "target": raw item id, "candidates": [raw item ids],
+"scores": [floats, same order]}`, with the target first among the candidates. Sampled
+protocol: all 1 + n candidates. Full protocol: the target plus the 100 best-scored items
+the user had not interacted with before the target (the excluded history items are never
+listed), which is enough to recompute HR@k and NDCG@k for any k <= 100. Metrics are
+recomputed from a line as rank = #(other candidates with score >= the target's score).
+A score of -inf (an item the method rules out) is written as null.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.table import Table
+
+from mmsrarec.config import Settings
+from mmsrarec.data import Dataset, Stage
+from mmsrarec.evaluation.methods import REFERENCES, build_method
+from mmsrarec.evaluation.protocols import EvalResult, Protocol, evaluate_full, evaluate_sampled
+from mmsrarec.recommenders.base import Recommender
+from mmsrarec.storage import atomic_write_json, atomic_write_jsonl
+
+
+@dataclass
+class SeedRun:
+    """One seed of one method: its metrics and wall-clock seconds to fit and evaluate."""
+
+    seed: int
+    metrics: dict[str, float]
+    fit_s: float
+    eval_s: float
+
+
+@dataclass
+class MethodResult:
+    """A method over all seeds. `first` is the first seed's evaluation (for the export)."""
+
+    method: str
+    runs: list[SeedRun]
+    first: EvalResult
+
+    def mean(self) -> dict[str, float]:
+        return {key: float(np.mean(self._values(key))) for key in self._keys}
+
+    def std(self) -> dict[str, float]:
+        """Sample standard deviation over seeds; exactly 0 when every seed agrees."""
+        spread = {}
+        for key in self._keys:
+            values = self._values(key)
+            agree = len(set(values)) == 1
+            spread[key] = 0.0 if agree else float(np.std(values, ddof=1))
+        return spread
+
+    def _values(self, key: str) -> list[float]:
+        return [run.metrics[key] for run in self.runs]
+
+    @property
+    def _keys(self) -> list[str]:
+        return list(self.runs[0].metrics)
+
+
+def evaluate_method(
+    name: str,
+    build: Callable[[], Recommender],
+    dataset: Dataset,
+    seeds: Sequence[int],
+    protocol: Protocol,
+    stage: Stage = "test",
+    users: Sequence[str] | None = None,
+) -> MethodResult:
+    """For each seed: build a fresh recommender, `fit(dataset, seed)`, evaluate it."""
+    evaluate = evaluate_sampled if protocol == Protocol.sampled else evaluate_full
+    runs, first = [], None
+    for seed in seeds:
+        recommender = build()
+        start = time.perf_counter()
+        recommender.fit(dataset, seed)
+        fitted = time.perf_counter()
+        result = evaluate(recommender, dataset, stage, users)
+        runs.append(SeedRun(seed, result.metrics, fitted - start, time.perf_counter() - fitted))
+        if first is None:
+            first = result
+    if first is None:
+        raise ValueError("evaluate_method needs at least one seed")
+    return MethodResult(name, runs, first)
+
+
+def run_harness(
+    methods: Sequence[str],
+    dataset: Dataset,
+    settings: Settings,
+    protocol: Protocol,
+    stage: Stage = "test",
+    users: Sequence[str] | None = None,
+) -> list[MethodResult]:
+    """Evaluate the reference rows, then each requested method, over `settings.seeds`."""
+    names = [*REFERENCES, *(m for m in dict.fromkeys(methods) if m not in REFERENCES)]
+    return [
+        evaluate_method(
+            name,
+            lambda name=name: build_method(name, settings),
+            dataset,
+            settings.seeds,
+            protocol,
+            stage,
+            users,
+        )
+        for name in names
+    ]
+
+
+def results_table(results: Sequence[MethodResult], title: str) -> Table:
+    """A rich table: one row per method, `mean ± std` per metric, mean seconds per seed."""
+    table = Table(title=title)
+    table.add_column("method")
+    metrics = list(results[0].runs[0].metrics) if results else []
+    for metric in metrics:
+        table.add_column(metric, justify="right")
+    table.add_column("s/seed", justify="right")
+    for result in results:
+        mean, std = result.mean(), result.std()
+        seconds = np.mean([run.fit_s + run.eval_s for run in result.runs])
+        cells = [f"{mean[m]:.4f} ± {std[m]:.4f}" for m in metrics]
+        table.add_row(result.method, *cells, f"{seconds:.1f}")
+    return table
+
+
+def build_report(
+    results: Sequence[MethodResult],
+    dataset: Dataset,
+    protocol: Protocol,
+    stage: Stage,
+    seeds: Sequence[int],
+    rankings: dict[str, Path] | None = None,
+) -> dict[str, Any]:
+    """The `--json` export: settings of the evaluation, mean/std/per-seed metrics, timings."""
+    first = results[0].first
+    report: dict[str, Any] = {
+        "dataset": dataset.name,
+        "protocol": protocol.value,
+        "stage": stage,
+        "seeds": list(seeds),
+        "n_users": len(first.users),
+        "ties": "pessimistic: the target ranks below every item with an equal score",
+        "methods": {},
+    }
+    if protocol == Protocol.sampled:
+        report["n_negatives"] = len(first.candidates[0]) - 1
+    else:
+        report["excluded"] = "the user's history (every interaction before the target)"
+    for result in results:
+        ranking = (rankings or {}).get(result.method)
+        report["methods"][result.method] = {
+            "mean": result.mean(),
+            "std": result.std(),
+            "per_seed": [vars(run) for run in result.runs],
+            "total_s": sum(run.fit_s + run.eval_s for run in result.runs),
+            "rankings": str(ranking) if ranking else None,
+        }
+    return report
+
+
+def ranking_rows(result: EvalResult, dataset: Dataset) -> Iterator[dict[str, Any]]:
+    """Rankings export rows with raw ids (see the module docstring for the format)."""
+    for user, candidates, scores in zip(
+        result.users, result.candidates, result.scores, strict=True
+    ):
+        yield {
+            "user_id": user,
+            "target": dataset.item(int(candidates[0])).item_id,
+            "candidates": [dataset.item(int(index)).item_id for index in candidates],
+            "scores": [None if s == -math.inf else s for s in scores.tolist()],
+        }
+
+
+def rankings_paths(path: Path, methods: Sequence[str]) -> dict[str, Path]:
+    """One file for one method; `<stem>.<method><suffix>` beside `path` for several."""
+    if len(methods) == 1:
+        return {methods[0]: path}
+    return {m: path.with_name(f"{path.stem}.{m}{path.suffix}") for m in methods}
+
+
+def write_rankings(path: Path, result: EvalResult, dataset: Dataset) -> None:
+    """Write the rankings export atomically."""
+    atomic_write_jsonl(path, ranking_rows(result, dataset))
+
+
+def write_report(path: Path, report: dict[str, Any]) -> None:
+    """Write the metrics export atomically."""
+    atomic_write_json(path, report)

@@ -1,0 +1,176 @@
+"""The two evaluation protocols: 1 + n frozen negatives (sampled) and full-catalog ranking.
+
+Both score users in batches through the `Recommender` interface and rank the target
+pessimistically (`metrics.ranks_from_scores`: a target tied with k items ranks below all k).
+
+- Sampled: candidates = `dataset.candidates(user, stage)` = [target, *frozen negatives];
+  HR@1/5/10, NDCG@5/10, MRR, AUC.
+- Full: every catalog item is ranked except the items of the user's history (all
+  interactions before the target: training, plus the validation item at the test stage),
+  whose scores are set to -inf; the target keeps its score. HR@10, NDCG@10.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+from mmsrarec.data import Dataset, Stage
+from mmsrarec.evaluation.metrics import full_metrics, ranks_from_scores, sampled_metrics
+from mmsrarec.recommenders.base import Query, Recommender
+
+BATCH_SIZE = 256
+EXPORT_TOP = 100  # full protocol: items kept per user for the rankings export
+
+
+class Protocol(StrEnum):
+    """How candidates are chosen."""
+
+    sampled = "sampled"
+    full = "full"
+
+
+@dataclass
+class EvalResult:
+    """One evaluation of one fitted recommender.
+
+    Attributes:
+        protocol: `sampled` or `full`.
+        stage: `valid` or `test`.
+        users: raw user ids, in evaluation order.
+        targets: the target item index per user, [n_users].
+        ranks: 0-based pessimistic rank of the target per user, [n_users].
+        candidates: per user, item indices with the target first. Sampled: all 1 + n
+            candidates. Full: the target, then the `EXPORT_TOP` best-scored other items
+            that were not excluded (fewer if the catalog is smaller).
+        scores: per user, the scores of `candidates`, same order.
+        metrics: metric name -> mean over users.
+    """
+
+    protocol: Protocol
+    stage: Stage
+    users: list[str]
+    targets: np.ndarray
+    ranks: np.ndarray
+    candidates: list[np.ndarray]
+    scores: list[np.ndarray]
+    metrics: dict[str, float]
+
+
+def _batches(users: list[str], size: int) -> list[list[str]]:
+    return [users[start : start + size] for start in range(0, len(users), size)]
+
+
+def _check_finite(scores: np.ndarray, recommender: Recommender) -> None:
+    if np.isnan(scores).any():
+        raise ValueError(f"recommender `{recommender.name}` returned NaN scores")
+
+
+def evaluate_sampled(
+    recommender: Recommender,
+    dataset: Dataset,
+    stage: Stage = "test",
+    users: Sequence[str] | None = None,
+    batch_size: int = BATCH_SIZE,
+) -> EvalResult:
+    """Score each user's target and frozen negatives; rank the target (column 0).
+
+    Args:
+        recommender: a fitted recommender.
+        dataset: the prepared dataset (its frozen negatives define the candidates).
+        stage: `test` or `valid`.
+        users: raw user ids to evaluate; default every evaluable user.
+        batch_size: users per `score_candidates` call.
+
+    Returns:
+        The per-user ranks, candidates and scores, and the sampled metrics.
+    """
+    users = list(dataset.eval_users if users is None else users)
+    candidates, scores = [], []
+    for batch in _batches(users, batch_size):
+        queries = [Query.from_dataset(dataset, user, stage, sampled=True) for user in batch]
+        candidates.extend(np.asarray(query.candidates) for query in queries)
+        scores.extend(
+            np.asarray(row, dtype=np.float64) for row in recommender.score_candidates(queries)
+        )
+    matrix = np.stack(scores)  # [n_users, 1 + n_negatives]; all users have as many negatives
+    _check_finite(matrix, recommender)
+    ranks = ranks_from_scores(matrix, 0)
+    return EvalResult(
+        protocol=Protocol.sampled,
+        stage=stage,
+        users=users,
+        targets=np.array([c[0] for c in candidates]),
+        ranks=ranks,
+        candidates=candidates,
+        scores=scores,
+        metrics=sampled_metrics(ranks, n_negatives=matrix.shape[1] - 1),
+    )
+
+
+def evaluate_full(
+    recommender: Recommender,
+    dataset: Dataset,
+    stage: Stage = "test",
+    users: Sequence[str] | None = None,
+    batch_size: int = BATCH_SIZE,
+    export_top: int = EXPORT_TOP,
+) -> EvalResult:
+    """Rank the whole catalog minus the user's history; keep the top items for export.
+
+    Args:
+        recommender: a fitted recommender.
+        dataset: the prepared dataset.
+        stage: `test` or `valid`.
+        users: raw user ids to evaluate; default every evaluable user.
+        batch_size: users per `score_catalog` call.
+        export_top: other items kept per user in `candidates` (enough to recompute HR@k and
+            NDCG@k for every k <= export_top from the export alone).
+
+    Returns:
+        The per-user ranks, the target + top items with their scores, and HR@10, NDCG@10.
+    """
+    users = list(dataset.eval_users if users is None else users)
+    targets = np.array([dataset.target(user, stage) for user in users])
+    ranks, candidates, scores = [], [], []
+    for start in range(0, len(users), batch_size):
+        batch = users[start : start + batch_size]
+        queries = [Query.from_dataset(dataset, user, stage, sampled=False) for user in batch]
+        matrix = np.array(recommender.score_catalog(queries), dtype=np.float64)  # [b, n_items+1]
+        _check_finite(matrix, recommender)
+        batch_targets = targets[start : start + len(batch)]
+        rows = np.arange(len(batch))
+        kept = matrix[rows, batch_targets]
+        matrix[:, 0] = -np.inf  # padding column
+        for row, query in enumerate(queries):
+            matrix[row, list(query.history)] = -np.inf
+        matrix[rows, batch_targets] = kept  # the target is ranked even if seen before
+        ranks.append(ranks_from_scores(matrix, batch_targets))
+        for row, target in enumerate(batch_targets):
+            top = _top_others(matrix[row], target, export_top)
+            candidates.append(np.concatenate([[target], top]))
+            scores.append(matrix[row, candidates[-1]])
+    all_ranks = np.concatenate(ranks) if ranks else np.array([], dtype=int)
+    return EvalResult(
+        protocol=Protocol.full,
+        stage=stage,
+        users=users,
+        targets=targets,
+        ranks=all_ranks,
+        candidates=candidates,
+        scores=scores,
+        metrics=full_metrics(all_ranks),
+    )
+
+
+def _top_others(row: np.ndarray, target: int, k: int) -> np.ndarray:
+    """Indices of the k best-scored items other than `target` and not excluded, best first."""
+    others = row.copy()
+    others[target] = -np.inf
+    kept = np.flatnonzero(others > -np.inf)
+    if len(kept) > k:
+        kept = kept[np.argpartition(-others[kept], k - 1)[:k]]
+    return kept[np.argsort(-others[kept], kind="stable")]

@@ -1,0 +1,81 @@
+"""The typed state of the recommendation graph.
+
+Input: who to recommend for and which candidates. Internal: per-item keyword summaries
+and the critic loop's bookkeeping, the collaborative keywords. Output: the ranked items
+with evidence, and the trace. Every value is plain JSON-able data so the checkpointer can
+store it; item references are raw item ids (strings).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, TypedDict
+
+from mmsrarec.graph.trace import TraceRecord, chain_trace
+
+
+def merge_dict(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
+    """Reducer: later keys replace earlier ones, other keys stay."""
+    return {**left, **right}
+
+
+class ItemSummary(TypedDict):
+    """Keywords for one item and how they were judged."""
+
+    item_id: str
+    keywords: list[str]
+    reward: float | None  # the critic's weighted total; None when not judged (cache hit)
+    components: dict[str, float]  # r_info, r_recon, r_len (raw values)
+    rounds: int  # summarizer rounds it took
+    source: str  # "cache", "llm" or the name of a custom summarizer
+
+
+class SimilarUser(TypedDict):
+    """One neighbour from the collaborative retrieval."""
+
+    user_id: str
+    similarity: float
+    next_item_id: str
+    next_title: str
+    keywords: list[str]
+
+
+class Recommendation(TypedDict):
+    """One ranked candidate."""
+
+    item_id: str
+    title: str
+    score: float  # p(yes) / (p(yes) + p(no))
+    evidence: str  # which history / collaborative keywords support it
+
+
+class RecommendationInput(TypedDict):
+    """What a caller passes to `graph.invoke`."""
+
+    user_id: str  # raw user id of the prepared dataset
+    candidates: list[str]  # raw item ids to rank; [] = the user's frozen sampled candidates
+    top_k: int  # how many recommendations to return
+
+
+class RecommendationState(RecommendationInput):
+    """Everything the nodes read and write. Reducers: `summaries` merge by item id, `trace`
+    appends hash-chained records; every other key is replaced by the last writer."""
+
+    history: list[str]  # the user's visible history (raw item ids, chronological)
+    to_summarize: list[str]  # item ids the summarizer must (re)do in its next round
+    drafts: dict[str, list[str]]  # the latest round's keywords per item, for the critic
+    feedback: dict[str, str]  # critic feedback per item for the next round
+    summaries: Annotated[dict[str, ItemSummary], merge_dict]  # best summary per item so far
+    critic_round: int  # completed summarizer rounds
+    similar_users: list[SimilarUser]  # collaborative retrieval result
+    preference: str  # summary of the older history (before the last n items)
+    recommendations: list[Recommendation]  # ranked, best first
+    trace: Annotated[list[TraceRecord], chain_trace]  # one record per node run
+
+
+class RecommendationOutput(TypedDict):
+    """What `graph.invoke` returns."""
+
+    user_id: str
+    recommendations: list[Recommendation]
+    similar_users: list[SimilarUser]
+    trace: list[TraceRecord]

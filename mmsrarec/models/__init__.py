@@ -1,0 +1,22 @@
+"""Model loading: LLMs (text and vision-language) and sentence encoders.
+
+- `presets.py`: where weights come from (packaged GGUF presets converted once into
+  `<cache_dir>/models/<preset>`, Hugging Face ids, local folders).
+- `llm.py`: `load_llm` -> `LLM` (model, tokenizer, processor, chat/vision flags), `ModelCache`.
+- `embeddings.py`: `load_encoder` -> `SentenceEncoder`, and `ChromaEmbedding` for Chroma.
+"""
+
+from mmsrarec.models.embeddings import ChromaEmbedding, SentenceEncoder, load_encoder
+from mmsrarec.models.llm import LLM, ModelCache, load_llm
+from mmsrarec.models.presets import ENCODER_PRESETS, LLM_PRESETS
+
+__all__ = [
+    "ENCODER_PRESETS",
+    "LLM",
+    "LLM_PRESETS",
+    "ChromaEmbedding",
+    "ModelCache",
+    "SentenceEncoder",
+    "load_encoder",
+    "load_llm",
+]
