@@ -54,6 +54,11 @@ class Settings(BaseSettings):
         default="all-minilm-l6-v2",
         description="Sentence-embedding preset, Hugging Face id or local path.",
     )
+    chroma_url: str | None = Field(
+        default=None,
+        description="Chroma server (`http://host:port`) for the similar-users index; "
+        "default: an embedded store under the dataset dir.",
+    )
     seeds: list[int] = Field(default=[0, 1, 2], description="Seeds for training and evaluation.")
     threads: int = Field(default=2, ge=1, description="torch CPU threads.")
     offline: bool = Field(default=True, description="Never contact a model hub.")
@@ -77,6 +82,11 @@ class Settings(BaseSettings):
     @property
     def dataset_dir(self) -> Path:
         return self.datasets_dir / self.dataset
+
+    @property
+    def graph_db(self) -> Path:
+        """SQLite checkpoint store of the graph's threads (and so of their traces)."""
+        return self.run_dir / "graph.sqlite"
 
     @classmethod
     def settings_customise_sources(

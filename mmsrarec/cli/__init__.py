@@ -7,9 +7,12 @@ import sys
 import typer
 
 from mmsrarec.cli import data as data_cli
+from mmsrarec.cli import trace as trace_cli
 from mmsrarec.cli.common import run_guarded
 from mmsrarec.cli.demo import demo
 from mmsrarec.cli.evaluate import evaluate
+from mmsrarec.cli.graph import graph
+from mmsrarec.cli.recommend import recommend, summarize
 
 app = typer.Typer(
     name="mmsrarec",
@@ -21,6 +24,10 @@ app = typer.Typer(
 app.add_typer(data_cli.app, name="data")
 app.command()(demo)
 app.command()(evaluate)
+app.command()(summarize)
+app.command()(recommend)
+app.command()(graph)
+app.add_typer(trace_cli.app, name="trace")
 
 
 def main() -> None:

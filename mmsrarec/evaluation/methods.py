@@ -6,7 +6,7 @@ from mmsrarec.config import Settings
 from mmsrarec.errors import ConfigError
 from mmsrarec.recommenders.base import Recommender
 
-METHODS = ("random", "most-popular", "item-knn", "sasrec")
+METHODS = ("random", "most-popular", "item-knn", "sasrec", "mmsrarec-zeroshot")
 REFERENCES = ("random", "most-popular")  # always evaluated beside the requested methods
 
 
@@ -41,6 +41,10 @@ def build_method(name: str, settings: Settings) -> Recommender:
         from mmsrarec.recommenders.itemknn import ItemKNNRecommender
 
         return ItemKNNRecommender()
+    if name == "mmsrarec-zeroshot":
+        from mmsrarec.recommenders.graph import GraphRecommender
+
+        return GraphRecommender(settings)
     from mmsrarec.recommenders.sasrec import SASRecRecommender  # torch: import only when asked
 
     return SASRecRecommender(save_dir=settings.run_dir / "sasrec" / settings.dataset)

@@ -51,16 +51,16 @@ class Recommendation(TypedDict):
 class RecommendationInput(TypedDict):
     """What a caller passes to `graph.invoke`."""
 
-    user_id: str  # raw user id of the prepared dataset
+    user_id: str  # raw user id; may be new to the dataset when `history` is given
+    history: list[str]  # raw item ids, chronological; [] = the user's history in the dataset
     candidates: list[str]  # raw item ids to rank; [] = the user's frozen sampled candidates
-    top_k: int  # how many recommendations to return
+    top_k: int  # how many recommendations to return; 0 = the run settings' `top_k`
 
 
 class RecommendationState(RecommendationInput):
     """Everything the nodes read and write. Reducers: `summaries` merge by item id, `trace`
     appends hash-chained records; every other key is replaced by the last writer."""
 
-    history: list[str]  # the user's visible history (raw item ids, chronological)
     to_summarize: list[str]  # item ids the summarizer must (re)do in its next round
     drafts: dict[str, list[str]]  # the latest round's keywords per item, for the critic
     feedback: dict[str, str]  # critic feedback per item for the next round

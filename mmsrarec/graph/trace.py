@@ -11,7 +11,10 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypedDict
+
+from mmsrarec.errors import DataError
 
 GENESIS = "0" * 64
 
@@ -71,3 +74,21 @@ def traced(node: str, model: str | None = None, **inputs: Any):
         prev_hash="",
         hash="",
     )
+
+
+def read_trace_file(path: Path) -> list[dict[str, Any]]:
+    """The records of a file written by `mmsrarec trace export`.
+
+    Raises:
+        DataError: the file is missing, not JSON, or not a trace export.
+    """
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"trace file `{path}` does not exist") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"trace file `{path}` is not valid JSON ({exc})") from None
+    records = payload.get("records") if isinstance(payload, dict) else None
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise DataError(f"trace file `{path}` has no `records` list: export it again")
+    return records

@@ -51,7 +51,18 @@ FORMAT_VERSION = 1
 
 @dataclass(frozen=True)
 class SASRecConfig:
-    """Model and training settings. The defaults were tuned on ML-100K's validation split."""
+    """Model and training settings. The defaults were tuned on ML-100K's validation split.
+
+    Search (seed 0, one change at a time from these defaults, full-ranking NDCG@10 on the
+    validation stage; over seeds 0-2 the defaults give 0.112 ± 0.003): max_len 20 / 100 /
+    200 gave 0.113 / 0.112 / 0.110 (200 with dropout 0.5: 0.108, with hidden 128: 0.110);
+    hidden 128 0.111; dropout 0.5 0.108; lr 2e-3 0.114; 1 layer 0.112; batch 128 with
+    lr 2e-3 0.113; the defaults 0.115. None beat them. ML-100K users have long histories
+    (mean about 106), but a longer context does not help: every validation curve levels off
+    at about 0.11 after 10-20 epochs. Item-kNN gets 0.132 on the same stage. ML-100K's order
+    is weak (ratings come in bursts; 44% of users have their last two interactions in the
+    same second), and that favours an order-free co-occurrence model.
+    """
 
     max_len: int = field(
         default=50, metadata={"help": "Most recent items the model reads (positions)."}

@@ -1,0 +1,30 @@
+"""The summarizer's critic: three verifiable rewards (also GRPO's) and the graph's `Critic`.
+
+- `rewards.py`: `make_info_reward`, `make_recon_reward`, `length_reward` (TRL reward
+  functions), `normalise`, `RewardWeights`, `weighted_total`, `make_total_reward`.
+- `critic.py`: `RewardCritic`, which judges drafts with exactly those functions.
+"""
+
+from mmsrarec.critic.critic import RewardCritic
+from mmsrarec.critic.rewards import (
+    RewardWeights,
+    completion_text,
+    length_reward,
+    make_info_reward,
+    make_recon_reward,
+    make_total_reward,
+    normalise,
+    weighted_total,
+)
+
+__all__ = [
+    "RewardCritic",
+    "RewardWeights",
+    "completion_text",
+    "length_reward",
+    "make_info_reward",
+    "make_recon_reward",
+    "make_total_reward",
+    "normalise",
+    "weighted_total",
+]

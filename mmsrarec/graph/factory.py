@@ -1,0 +1,101 @@
+"""Builds the default `GraphContext` from the run settings: the one place that loads models,
+opens caches and the retrieval index for a graph run.
+
+Files it uses (all derived, all safe to delete):
+
+- `<cache_dir>/keywords.sqlite`: item keywords, keyed by item, content, model, prompt version;
+- `<cache_dir>/preferences.sqlite`: one-sentence summaries of users' older history;
+- `<run_dir>/sasrec/<dataset>/seed<k>/`: the SASRec whose states index the similar users
+  (trained here when missing, exactly as `mmsrarec evaluate --method sasrec` trains it);
+- `<dataset_dir>/chroma/` (or `settings.chroma_url`): the similar-users knowledge base.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from mmsrarec.config import Settings
+from mmsrarec.critic import RewardCritic
+from mmsrarec.data import Dataset
+from mmsrarec.graph.context import GraphContext, GraphSettings
+from mmsrarec.models import LLM, ModelCache
+from mmsrarec.scoring import LLMPreferenceSummarizer, SharedPrefixScorer
+from mmsrarec.summarization import PROMPT_VERSION, KeywordCache, LLMSummarizer
+from mmsrarec.tools import CollaborativeIndex, CollaborativeRetriever
+
+logger = logging.getLogger(__name__)
+
+
+def keyword_cache_path(settings: Settings) -> Path:
+    return settings.cache_dir / "keywords.sqlite"
+
+
+def open_keyword_cache(settings: Settings, summarizer: LLMSummarizer) -> KeywordCache:
+    """The keyword store shared by the graph, `mmsrarec summarize` and the retrieval node."""
+    return KeywordCache(keyword_cache_path(settings), summarizer.name, PROMPT_VERSION)
+
+
+def sasrec_dir(settings: Settings) -> Path:
+    """Where SASRec checkpoints of `settings.dataset` live (shared with the evaluator)."""
+    return settings.run_dir / "sasrec" / settings.dataset
+
+
+def build_retriever(settings: Settings, dataset: Dataset, seed: int) -> CollaborativeRetriever:
+    """The similar-users retriever over SASRec states of training users.
+
+    Trains SASRec for `seed` when no checkpoint with the same fingerprint exists, and builds
+    the Chroma knowledge base when it is missing or stale; both are reused afterwards.
+    """
+    from mmsrarec.recommenders.sasrec import SASRecRecommender
+
+    sasrec = SASRecRecommender(save_dir=sasrec_dir(settings))
+    sasrec.fit(dataset, seed)  # reloads a matching checkpoint instead of training
+    index = CollaborativeIndex.for_dataset_dir(settings.dataset_dir, settings.chroma_url)
+    report = index.build(dataset, sasrec)
+    logger.info("similar-users knowledge base %s: %d users", report.collection, report.entries)
+    return CollaborativeRetriever(index, dataset, sasrec)
+
+
+def build_context(
+    settings: Settings,
+    dataset: Dataset,
+    models: ModelCache,
+    run: GraphSettings | None = None,
+    *,
+    seed: int = 0,
+    llm: LLM | None = None,
+    critic: bool = True,
+    preference: bool = True,
+) -> GraphContext:
+    """The default parts: one LLM (`settings.model`) summarizes, reconstructs for the critic,
+    summarizes older history and scores candidates; the sentence encoder scores `r_info`.
+
+    Args:
+        settings: Run settings (model, paths, Chroma server).
+        dataset: The prepared dataset the graph serves.
+        models: Loads each model once; pass the same cache to several contexts.
+        run: Graph settings (history length, k, critic threshold and rounds).
+        seed: Which SASRec seed indexes the similar users.
+        llm: Use this LLM instead of `models.llm()` (e.g. one with LoRA adapters).
+        critic: False: keep the summarizer's first draft (no critic loop).
+        preference: False: no summary of the older history in the prompt.
+    """
+    run = run or GraphSettings()
+    llm = llm or models.llm()
+    summarizer = LLMSummarizer(llm)
+    retriever = build_retriever(settings, dataset, seed) if run.k_similar > 0 else None
+    return GraphContext(
+        dataset=dataset,
+        summarizer=summarizer,
+        critic=RewardCritic(models.encoder(), llm, threshold=run.threshold) if critic else None,
+        keywords=open_keyword_cache(settings, summarizer),
+        retriever=retriever,
+        scorer=SharedPrefixScorer(llm),
+        preference=(
+            LLMPreferenceSummarizer(llm, settings.cache_dir / "preferences.sqlite")
+            if preference
+            else None
+        ),
+        settings=run,
+    )

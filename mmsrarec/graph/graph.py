@@ -1,0 +1,148 @@
+"""The recommendation graph: load_user -> summarize <-> critique -> retrieve -> recommend.
+
+`build_graph()` compiles the default pipeline. `GraphBuilder` lets a developer replace a
+node, insert one (a filter, a re-ranker) or drop one, without editing the library:
+
+    graph = (
+        GraphBuilder()
+        .insert_after("recommend", "drop_seen_genres", my_filter)
+        .replace("summarize", my_summarize)
+        .compile(checkpointer=open_checkpointer("runs/graph.sqlite"))
+    )
+
+Every node is `fn(state, runtime) -> dict` over `RecommendationState`, reading its parts
+from `runtime.context` (a `GraphContext`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from mmsrarec.errors import ConfigError, DataError
+from mmsrarec.graph.context import GraphContext
+from mmsrarec.graph.state import RecommendationInput, RecommendationOutput, RecommendationState
+from mmsrarec.nodes.critic import after_critique, critique
+from mmsrarec.nodes.history import load_user
+from mmsrarec.nodes.recommender import recommend
+from mmsrarec.nodes.retrieval import retrieve
+from mmsrarec.nodes.summarizer import summarize
+
+Node = Callable[..., dict[str, Any]]
+
+DEFAULT_STEPS: tuple[tuple[str, Node], ...] = (
+    ("load_user", load_user),
+    ("summarize", summarize),
+    ("critique", critique),
+    ("retrieve", retrieve),
+    ("recommend", recommend),
+)
+LOOP_FROM, LOOP_TO = "critique", "summarize"  # the critic sends weak summaries back
+
+
+class GraphBuilder:
+    """An ordered chain of named nodes; the critic's loop back to the summarizer is kept
+    while both nodes are in the chain."""
+
+    def __init__(self, steps: tuple[tuple[str, Node], ...] = DEFAULT_STEPS) -> None:
+        self.steps: list[tuple[str, Node]] = list(steps)
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _ in self.steps]
+
+    def _position(self, name: str) -> int:
+        if name not in self.names:
+            raise ConfigError(f"no node `{name}` in the graph; nodes: {', '.join(self.names)}")
+        return self.names.index(name)
+
+    def replace(self, name: str, node: Node) -> GraphBuilder:
+        """Run `node` in place of the node called `name`."""
+        self.steps[self._position(name)] = (name, node)
+        return self
+
+    def insert_after(self, after: str, name: str, node: Node) -> GraphBuilder:
+        """Add `node` (called `name`) right after the node called `after`."""
+        if name in self.names:
+            raise ConfigError(f"a node called `{name}` already exists; use `replace`")
+        self.steps.insert(self._position(after) + 1, (name, node))
+        return self
+
+    def remove(self, name: str) -> GraphBuilder:
+        """Drop the node called `name` (e.g. `retrieve` for the no-retrieval ablation)."""
+        del self.steps[self._position(name)]
+        return self
+
+    def build(self) -> StateGraph:
+        """The uncompiled `StateGraph`."""
+        graph = StateGraph(
+            RecommendationState,
+            context_schema=GraphContext,
+            input_schema=RecommendationInput,
+            output_schema=RecommendationOutput,
+        )
+        for name, node in self.steps:
+            graph.add_node(name, node)
+        names = self.names
+        graph.add_edge(START, names[0])
+        for current, following in zip(names, [*names[1:], END], strict=True):
+            if current == LOOP_FROM and LOOP_TO in names:
+                graph.add_conditional_edges(
+                    current, after_critique, {"summarize": LOOP_TO, "retrieve": following}
+                )
+            else:
+                graph.add_edge(current, following)
+        return graph
+
+    def compile(self, checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+        """Compiled graph; pass a checkpointer to keep threads (see `open_checkpointer`)."""
+        return self.build().compile(checkpointer=checkpointer)
+
+
+def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
+    """The default pipeline, compiled."""
+    return GraphBuilder().compile(checkpointer)
+
+
+def open_checkpointer(path: Path | None) -> BaseCheckpointSaver:
+    """SQLite checkpointer at `path` (created with its folder), or in memory for `None`."""
+    if path is None:
+        return InMemorySaver()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(str(path), check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    return SqliteSaver(connection)
+
+
+def thread_config(thread_id: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id}}
+
+
+def thread_trace(checkpointer: BaseCheckpointSaver, thread_id: str) -> list[dict[str, Any]]:
+    """The trace records stored for `thread_id`.
+
+    Raises:
+        DataError: no such thread.
+    """
+    saved = checkpointer.get_tuple(thread_config(thread_id))
+    if saved is None:
+        raise DataError(
+            f"no thread `{thread_id}` in the checkpoint store: see `mmsrarec trace list`"
+        )
+    return list(saved.checkpoint["channel_values"].get("trace", []))
+
+
+def list_threads(checkpointer: BaseCheckpointSaver) -> list[str]:
+    """Thread ids in the store, most recent first."""
+    seen: dict[str, None] = {}
+    for saved in checkpointer.list(None):
+        seen.setdefault(saved.config["configurable"]["thread_id"], None)
+    return list(seen)

@@ -1,0 +1,102 @@
+"""Last node: score every candidate with one shared prompt prefix, rank, explain.
+
+The prompt holds the keywords of the user's last n items, a sentence on the older history
+(when a preference summarizer is configured) and the collaborative keywords; each candidate
+adds only its own text. All candidates go to the scorer in one call, so a scorer that reuses
+the prefix (`SharedPrefixScorer`) encodes it once per user.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from mmsrarec.data import Dataset, Item
+from mmsrarec.graph.context import GraphContext
+from mmsrarec.graph.state import Recommendation, RecommendationState
+from mmsrarec.graph.trace import traced
+from mmsrarec.scoring.evidence import evidence_for
+from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
+
+
+def _item(dataset: Dataset, item_id: str) -> Item:
+    return dataset.item(dataset.index_of(item_id))
+
+
+def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
+    """Rank `state["candidates"]` by `p(yes) / (p(yes) + p(no))`, best first.
+
+    The prompt is rendered with the scorer's `llm` (chat template, special tokens) when it has
+    one, else as plain text. Sorting is stable: equal scores keep the candidates' order.
+
+    Returns:
+        `preference` (the older-history sentence, "" without a summarizer), the top
+        `state["top_k"]` `recommendations` with evidence, and one `trace` record holding
+        every candidate's score.
+
+    Raises:
+        ValueError: the scorer returned the wrong number of scores, or a non-finite one.
+    """
+    context = runtime.context
+    dataset, scorer = context.dataset, context.scorer
+    n_history = context.settings.n_history
+    history = state.get("history") or []
+    recent, older = history[-n_history:], history[:-n_history]
+    summaries = state.get("summaries") or {}
+    collaborative = state.get("similar_users") or []
+    candidates = state.get("candidates") or []
+    top_k = state.get("top_k") or context.settings.top_k
+    llm = getattr(scorer, "llm", None)
+    with traced(
+        "recommend",
+        model=scorer.name,
+        user_id=state["user_id"],
+        history=recent,
+        n_older=len(older),
+        similar_users=[user["user_id"] for user in collaborative],
+        n_candidates=len(candidates),
+        top_k=top_k,
+    ) as trace:
+        preference = ""
+        if context.preference is not None and older:
+            older_items = [_item(dataset, item_id) for item_id in older]
+            preference = context.preference.preference(state["user_id"], older_items)
+        history_keywords = [
+            (_item(dataset, item_id).title, summaries.get(item_id, {}).get("keywords", []))
+            for item_id in recent
+        ]
+        items = [_item(dataset, item_id) for item_id in candidates]
+        prefix = build_prefix(llm, history_keywords, preference, collaborative)
+        scores = scorer.score(prefix, [candidate_suffix(llm, item) for item in items])
+        if len(scores) != len(items) or not all(math.isfinite(s) for s in scores):
+            raise ValueError(
+                f"scorer `{scorer.name}` returned {len(scores)} scores for {len(items)} "
+                "candidates, or a non-finite score; it must return one finite float each"
+            )
+        order = sorted(range(len(items)), key=lambda i: -scores[i])  # stable
+        recommendations = [
+            Recommendation(
+                item_id=items[i].item_id,
+                title=items[i].title,
+                score=float(scores[i]),
+                evidence=evidence_for(
+                    items[i],
+                    summaries.get(items[i].item_id, {}).get("keywords"),
+                    history_keywords,
+                    collaborative,
+                ),
+            )
+            for i in order[:top_k]
+        ]
+        trace["outputs"] = {
+            "preference": preference,
+            "scores": {item.item_id: float(s) for item, s in zip(items, scores, strict=True)},
+            "ranked": [items[i].item_id for i in order[:top_k]],
+        }
+    return {
+        "preference": preference,
+        "recommendations": recommendations,
+        "trace": [trace["record"]],
+    }

@@ -1,0 +1,23 @@
+"""Scoring candidates with an LLM: prompts, yes/no scorers, evidence and older-taste summaries.
+
+- `prompts.py`: the recommendation prompt as a shared prefix + one suffix per candidate.
+- `yes_no.py`: `p(yes) / (p(yes) + p(no))` from the first token; `SharedPrefixScorer` runs
+  the prefix once (KV cache), `NaiveScorer` one full pass per candidate (the reference).
+- `evidence.py`: which history / collaborative keywords a candidate shares.
+- `preference.py`: `LLMPreferenceSummarizer`, one cached sentence on the older history.
+"""
+
+from mmsrarec.scoring.evidence import evidence_for
+from mmsrarec.scoring.preference import LLMPreferenceSummarizer
+from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
+from mmsrarec.scoring.yes_no import NaiveScorer, SharedPrefixScorer, yes_no_token_ids
+
+__all__ = [
+    "LLMPreferenceSummarizer",
+    "NaiveScorer",
+    "SharedPrefixScorer",
+    "build_prefix",
+    "candidate_suffix",
+    "evidence_for",
+    "yes_no_token_ids",
+]
