@@ -1,0 +1,172 @@
+"""Training settings of the summarizer (GRPO) and the recommender (SFT): TRL's config
+dataclasses plus our fields, each with its `help`, checked together in `__post_init__`.
+
+Defaults are the small CPU settings documented in `benchmarks/ACCURACY.md`; on a GPU raise
+`n_items` / `n_users` and the step counts. Precision: bf16 only where a CUDA device has it
+(TRL's default of bf16 everywhere fails on CPU), fp32 otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from trl import GRPOConfig, SFTConfig
+
+from mmsrarec.critic.rewards import RewardWeights
+from mmsrarec.errors import ConfigError
+
+
+def _precision(config: GRPOConfig | SFTConfig) -> None:
+    """bf16 where CUDA supports it, else fp32; never TRL's bf16 default on CPU."""
+    cuda = torch.cuda.is_available() and not config.use_cpu
+    if config.bf16 is None:
+        config.bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    if config.bf16 and not cuda:
+        raise ConfigError("`bf16` needs a CUDA device; set `bf16=False` (fp32) on CPU")
+
+
+@dataclass
+class LoraFields:
+    """LoRA settings shared by both trainers (peft `LoraConfig`)."""
+
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA input."})
+    lora_targets: str = field(
+        default="q_proj,k_proj,v_proj,o_proj",
+        metadata={"help": "Comma-separated module names that get adapters, or `all-linear`."},
+    )
+
+    def check_lora(self) -> None:
+        if self.lora_r < 1 or self.lora_alpha < 1:
+            raise ConfigError("`lora_r` and `lora_alpha` must be at least 1")
+        if not 0.0 <= self.lora_dropout < 1.0:
+            raise ConfigError(f"`lora_dropout` must be in [0, 1), got {self.lora_dropout}")
+
+    def lora_config(self):
+        """The peft `LoraConfig` for a causal LM."""
+        from peft import LoraConfig
+
+        targets = self.lora_targets
+        return LoraConfig(
+            r=self.lora_r,
+            lora_alpha=self.lora_alpha,
+            lora_dropout=self.lora_dropout,
+            target_modules=targets if targets == "all-linear" else targets.split(","),
+            task_type="CAUSAL_LM",
+        )
+
+
+@dataclass
+class SummarizerTrainConfig(LoraFields, GRPOConfig):
+    """GRPO of the keyword summarizer on training items' descriptions."""
+
+    n_items: int = field(
+        default=64, metadata={"help": "Training items (prompts) for GRPO, drawn with `seed`."}
+    )
+    n_heldout: int = field(
+        default=32,
+        metadata={"help": "Items kept out of GRPO to report keywords/R_info/R_recon before/after."},
+    )
+    alpha: float = field(default=0.5, metadata={"help": "Weight of the normalised R_info."})
+    beta_recon: float = field(default=0.3, metadata={"help": "Weight of the normalised R_recon."})
+    gamma: float = field(default=0.2, metadata={"help": "Weight of the normalised R_len."})
+    # TRL field defaults we change: few, short completions; every component logged.
+    num_generations: int | None = field(
+        default=4, metadata={"help": "Completions per prompt (the GRPO group)."}
+    )
+    max_completion_length: int | None = field(
+        default=32, metadata={"help": "Tokens per completion (8 keywords fit in about 30)."}
+    )
+    per_device_train_batch_size: int = field(
+        default=4, metadata={"help": "Completions per device per step (a multiple of the group)."}
+    )
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature."})
+    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate (LoRA)."})
+    beta: float = field(default=0.0, metadata={"help": "KL coefficient (0: no reference model)."})
+    logging_steps: float = field(default=1, metadata={"help": "Log every N steps."})
+    save_steps: float = field(default=10, metadata={"help": "Checkpoint every N steps."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
+    report_to: str | list[str] | None = field(default="none", metadata={"help": "No trackers."})
+
+    def __post_init__(self) -> None:
+        _precision(self)
+        self.check_lora()
+        if self.n_items < 1 or self.n_heldout < 0:
+            raise ConfigError("`n_items` must be at least 1 and `n_heldout` at least 0")
+        if self.num_generations is None or self.num_generations < 2:
+            raise ConfigError("`num_generations` must be at least 2: GRPO compares a group")
+        self.reward_weights_model()  # fail early on bad weights
+        super().__post_init__()
+
+    def reward_weights_model(self) -> RewardWeights:
+        """The critic's `RewardWeights` for these alpha, beta_recon, gamma."""
+        try:
+            return RewardWeights(alpha=self.alpha, beta=self.beta_recon, gamma=self.gamma)
+        except ValueError as exc:
+            raise ConfigError(f"reward weights `alpha`/`beta_recon`/`gamma`: {exc}") from None
+
+
+@dataclass
+class RecommenderTrainConfig(LoraFields, SFTConfig):
+    """Multi-task LoRA SFT of the recommender on training positions only."""
+
+    n_users: int = field(
+        default=200, metadata={"help": "Training users that contribute examples (0 = all)."}
+    )
+    positions_per_user: int = field(
+        default=2, metadata={"help": "Training positions (next items) sampled per user."}
+    )
+    negatives: int = field(
+        default=1, metadata={"help": "Random never-seen items per yes/no positive."}
+    )
+    n_history: int = field(default=5, metadata={"help": "History items in each prompt."})
+    k_similar: int = field(
+        default=0,
+        metadata={"help": "Similar users in yes/no prompts (needs SASRec + the index; 0 = none)."},
+    )
+    n_valid_users: int = field(
+        default=64, metadata={"help": "Validation users (validation target) for eval loss."}
+    )
+    tasks: str = field(
+        default="yes_no,pick_next,keywords_title,next_keywords",
+        metadata={"help": "Comma-separated instruction types (see `instructions.TASKS`)."},
+    )
+    early_stopping_patience: int = field(
+        default=2, metadata={"help": "Evaluations without a lower eval loss before stopping."}
+    )
+    max_length: int | None = field(default=512, metadata={"help": "Tokens per example."})
+    learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate (LoRA)."})
+    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the examples."})
+    per_device_train_batch_size: int = field(default=4, metadata={"help": "Examples per step."})
+    per_device_eval_batch_size: int = field(default=8, metadata={"help": "Eval batch size."})
+    eval_strategy: str = field(default="steps", metadata={"help": "Evaluate every `eval_steps`."})
+    eval_steps: float | None = field(default=25, metadata={"help": "Steps between evaluations."})
+    save_strategy: str = field(default="steps", metadata={"help": "Checkpoint with evaluations."})
+    save_steps: float = field(default=25, metadata={"help": "Steps between checkpoints."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
+    load_best_model_at_end: bool = field(
+        default=True, metadata={"help": "Keep the adapter with the lowest eval loss."}
+    )
+    metric_for_best_model: str | None = field(default="eval_loss", metadata={"help": "Best by."})
+    logging_steps: float = field(default=5, metadata={"help": "Log every N steps."})
+    report_to: str | list[str] | None = field(default="none", metadata={"help": "No trackers."})
+
+    def __post_init__(self) -> None:
+        _precision(self)
+        self.check_lora()
+        from mmsrarec.training.instructions import TASKS
+
+        unknown = [t for t in self.task_list if t not in TASKS]
+        if unknown or not self.task_list:
+            raise ConfigError(f"`tasks` has unknown {unknown}; known: {', '.join(TASKS)}")
+        if self.n_users < 0 or self.positions_per_user < 1 or self.negatives < 0:
+            raise ConfigError("`n_users` >= 0, `positions_per_user` >= 1, `negatives` >= 0")
+        if self.load_best_model_at_end and self.eval_strategy != self.save_strategy:
+            raise ConfigError("`load_best_model_at_end` needs `save_strategy` == `eval_strategy`")
+        super().__post_init__()
+
+    @property
+    def task_list(self) -> list[str]:
+        return [t.strip() for t in self.tasks.split(",") if t.strip()]

@@ -1,0 +1,157 @@
+"""Training smoke tests: a few GRPO and SFT steps on tiny local models (no real weights)."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from mmsrarec.config import Settings
+from mmsrarec.errors import ConfigError
+from mmsrarec.models import load_llm
+from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
+from mmsrarec.scoring.yes_no import SharedPrefixScorer
+from mmsrarec.training.adapters import OnAdapter, active_adapter, attach_adapters
+from mmsrarec.training.config import RecommenderTrainConfig, SummarizerTrainConfig
+from mmsrarec.training.instructions import TASKS, training_examples, validation_examples
+
+torch.set_num_threads(1)
+
+
+def fresh_llm(path: Path, tmp_path: Path):
+    """A private copy of a tiny model (the session fixtures must not be trained)."""
+    return load_llm(str(path), Settings(cache_dir=tmp_path / "cache", offline=True))
+
+
+def test_instructions_use_training_positions_only(tiny_dataset, tiny_llm):
+    rows = training_examples(tiny_llm, tiny_dataset, n_users=0, positions_per_user=3, negatives=2)
+    assert {row["task"] for row in rows} == set(TASKS)
+    train_items = {i for s in tiny_dataset.train_sequences().values() for i in s}
+    train_titles = {tiny_dataset.item(i).title for i in train_items}
+    train_texts = {tiny_dataset.item(i).text for i in train_items}
+    for row in rows:
+        if row["task"] in ("pick_next", "keywords_title"):  # the answer is a training item
+            assert row["completion"] in train_titles
+        if row["task"] in ("yes_no", "next_keywords"):  # history items are training items
+            assert set(re.findall(r"\d+\. <item>(.*?)</item>", row["prompt"])) <= train_titles
+        if row["task"] == "yes_no" and row["completion"] == "yes":  # positives too
+            assert re.search(r"<candidate>(.*?)</candidate>", row["prompt"])[1] in train_texts
+    # yes/no rows are the scorer's exact prompt: prefix + candidate suffix
+    yes = [row for row in rows if row["task"] == "yes_no"]
+    assert {row["completion"] for row in yes} == {"yes", "no"}
+    empty_prefix = build_prefix(tiny_llm, [], "", [])
+    assert empty_prefix.split("Recent items")[0] in yes[0]["prompt"]
+    assert yes[0]["prompt"].endswith(candidate_suffix(tiny_llm, tiny_dataset.item(1))[-30:])
+    valid = validation_examples(tiny_llm, tiny_dataset, n_users=3)
+    assert valid and all(row["prompt"] for row in valid)
+
+
+def test_config_checks(tmp_path):
+    with pytest.raises(ConfigError, match="num_generations"):
+        SummarizerTrainConfig(output_dir=str(tmp_path), num_generations=1, use_cpu=True)
+    with pytest.raises(ConfigError, match="tasks"):
+        RecommenderTrainConfig(output_dir=str(tmp_path), tasks="nope", use_cpu=True)
+    config = RecommenderTrainConfig(output_dir=str(tmp_path), use_cpu=True)
+    assert config.bf16 is False and config.task_list == list(TASKS)
+
+
+def test_grpo_few_steps_rewards_and_adapter(tiny_dataset, tiny_lm_dir, tiny_encoder, tmp_path):
+    from mmsrarec.training.summarizer import train_summarizer
+
+    policy = fresh_llm(tiny_lm_dir, tmp_path)
+    reward_llm = fresh_llm(tiny_lm_dir, tmp_path)
+    calls = []
+    original = tiny_encoder.encode
+
+    class SpyEncoder:
+        def encode(self, texts):
+            calls.append(list(texts))
+            return original(texts)
+
+    config = SummarizerTrainConfig(
+        output_dir=str(tmp_path / "grpo"), use_cpu=True, max_steps=2, n_items=4, n_heldout=2,
+        num_generations=2, per_device_train_batch_size=2, max_completion_length=8,
+        save_steps=1, learning_rate=1e-2, seed=0,
+    )  # fmt: skip
+    report = train_summarizer(config, tiny_dataset, policy, SpyEncoder(), reward_llm)
+    out = tmp_path / "grpo"
+    assert report["steps"] == 2
+    assert (out / "adapter" / "adapter_config.json").exists()
+    assert (out / "rewards.png").stat().st_size > 0
+    logged = [row for row in report_history(out) if "rewards/r_info/mean" in row]
+    assert logged and all(math.isfinite(row["rewards/r_recon/mean"]) for row in logged)
+    assert all("rewards/r_len/mean" in row and "rewards/r_total/mean" in row for row in logged)
+    # r_info saw descriptions of training items (the `description` column reached it)
+    descriptions = {tiny_dataset.item(i).text for i in range(1, tiny_dataset.n_items + 1)}
+    assert any(text in descriptions for batch in calls for text in batch)
+    assert set(report["before"]) == {"n_items", "mean_keywords", "r_info", "r_recon"}
+    from safetensors.torch import load_file
+
+    weights = load_file(out / "adapter" / "adapter_model.safetensors")
+    lora_b = [w for name, w in weights.items() if "lora_B" in name]  # peft starts B at zero
+    assert lora_b and any(w.abs().sum() > 0 for w in lora_b)  # the policy's adapter moved
+
+    # Resume after a "kill": a longer run picks up the last checkpoint instead of restarting.
+    config.max_steps = 3
+    policy = fresh_llm(tiny_lm_dir, tmp_path)  # a new process would load the base again
+    again = train_summarizer(config, tiny_dataset, policy, SpyEncoder(), reward_llm)
+    assert again["resumed_from"].endswith("checkpoint-2") and again["steps"] == 3
+
+
+def report_history(out: Path) -> list[dict]:
+    import json
+
+    return [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
+
+
+def test_sft_few_steps_then_reload_gives_identical_scores(tiny_dataset, tiny_lm_dir, tmp_path):
+    from mmsrarec.training.recommender import train_recommender
+
+    llm = fresh_llm(tiny_lm_dir, tmp_path)
+    config = RecommenderTrainConfig(
+        output_dir=str(tmp_path / "sft"), use_cpu=True, max_steps=3, n_users=6,
+        n_valid_users=2, per_device_train_batch_size=2, eval_steps=2, save_steps=2,
+        logging_steps=1, learning_rate=1e-2, max_length=256, seed=0,
+    )  # fmt: skip
+    report = train_recommender(config, tiny_dataset, llm)
+    out = tmp_path / "sft"
+    losses = [row["loss"] for row in report_history(out) if "loss" in row]
+    assert losses and all(math.isfinite(x) for x in losses)
+    assert (out / "loss.png").exists() and report["eval_loss_best"] is not None
+    assert set(report["tasks"]) == set(TASKS)
+
+    # Adapter saved -> loaded on a fresh base model gives the trained model's scores.
+    trained = type(llm)(**{**llm.__dict__, "model": _trained_model(out)})
+    prefix = build_prefix(trained, [("Movie 1", ["space opera"])], "", [])
+    suffixes = [candidate_suffix(trained, tiny_dataset.item(i)) for i in (2, 3, 4)]
+    reloaded = attach_adapters(fresh_llm(tiny_lm_dir, tmp_path), {"recommender": out / "adapter"})
+    base = fresh_llm(tiny_lm_dir, tmp_path)
+    with active_adapter(reloaded.model, "recommender"):
+        again = SharedPrefixScorer(reloaded).score(prefix, suffixes)
+    first = SharedPrefixScorer(trained).score(prefix, suffixes)
+    assert again == pytest.approx(first, abs=1e-6)
+    untrained = SharedPrefixScorer(base).score(prefix, suffixes)
+    assert untrained != pytest.approx(again, abs=1e-4)  # the adapter changed the scores
+    with active_adapter(reloaded.model, None):  # adapters off = the base model
+        assert SharedPrefixScorer(reloaded).score(prefix, suffixes) == pytest.approx(untrained)
+    scorer = OnAdapter(SharedPrefixScorer(reloaded), reloaded.model, "recommender", name="x")
+    assert scorer.score(prefix, suffixes) == pytest.approx(first, abs=1e-6) and scorer.name == "x"
+
+
+def _trained_model(out: Path):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(_base_path(out))
+    return PeftModel.from_pretrained(base, str(out / "adapter")).eval()
+
+
+def _base_path(out: Path) -> str:
+    import json
+
+    return json.loads((out / "adapter" / "adapter_config.json").read_text())[
+        "base_model_name_or_path"
+    ]
