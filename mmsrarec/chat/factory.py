@@ -1,0 +1,98 @@
+"""Builds the chat's default parts from the run settings.
+
+Files it uses (all derived, all safe to delete), next to those of `graph.factory`:
+
+- `<dataset_dir>/chroma/`: the catalog collection `catalog-<dataset>` (titles + keywords);
+- `<run_dir>/chat.sqlite`: the conversations (checkpointer threads) and their traces.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import chromadb
+from chromadb.config import Settings as ChromaSettings
+
+from mmsrarec.chat.candidates import KNNCandidates
+from mmsrarec.chat.catalog import CatalogIndex
+from mmsrarec.chat.context import ChatContext, ChatSettings
+from mmsrarec.chat.graph import ChatService
+from mmsrarec.chat.parse import TitleIndex
+from mmsrarec.config import Settings
+from mmsrarec.data import Dataset, load_dataset, prepare_dataset
+from mmsrarec.graph.context import GraphContext, GraphSettings
+from mmsrarec.graph.graph import build_graph, open_checkpointer
+from mmsrarec.models import ChromaEmbedding, ModelCache
+
+logger = logging.getLogger(__name__)
+
+
+def chat_db(settings: Settings) -> Path:
+    return settings.run_dir / "chat.sqlite"
+
+
+def open_dataset(settings: Settings) -> Dataset:
+    """The configured dataset; ML-100K (the embedded default) is prepared when missing."""
+    if settings.dataset == "ml-100k" and not (settings.dataset_dir / "manifest.json").exists():
+        prepare_dataset("ml-100k", settings.datasets_dir)
+    return load_dataset(settings.dataset_dir)
+
+
+def build_chat_context(
+    settings: Settings,
+    graph: GraphContext,
+    models: ModelCache,
+    chat: ChatSettings | None = None,
+) -> ChatContext:
+    """The chat parts around a recommendation-graph context: the catalog index (embedded
+    with `settings.embedding_model`, keywords from the graph's keyword store) and item-kNN."""
+    dataset = graph.dataset
+    keywords = graph.keywords.get_many(dataset.items)
+    client = (
+        chromadb.PersistentClient(
+            path=str(settings.dataset_dir / "chroma"),
+            settings=ChromaSettings(anonymized_telemetry=False),
+        )
+        if settings.chroma_url is None
+        else _http_client(settings.chroma_url)
+    )
+    catalog = CatalogIndex.build(client, dataset, keywords, ChromaEmbedding(models.encoder()))
+    logger.info("catalog index: %d items (%d with keywords)", dataset.n_items, len(keywords))
+    return ChatContext(
+        dataset=dataset,
+        catalog=catalog,
+        candidates=KNNCandidates.fit(dataset),
+        recommender=build_graph(),
+        graph=graph,
+        titles=TitleIndex.from_items(dataset.items),
+        settings=chat or ChatSettings(),
+    )
+
+
+def _http_client(url: str) -> chromadb.api.ClientAPI:
+    from mmsrarec.tools.index import parse_server_url
+
+    host, port, ssl = parse_server_url(url)
+    return chromadb.HttpClient(
+        host=host, port=port, ssl=ssl, settings=ChromaSettings(anonymized_telemetry=False)
+    )
+
+
+def build_chat_service(
+    settings: Settings,
+    run: GraphSettings | None = None,
+    chat: ChatSettings | None = None,
+    *,
+    critic: bool = True,
+    in_memory: bool = False,
+) -> ChatService:
+    """The default chat on `settings`: packaged models, SQLite conversations in the run dir
+    (in memory with `in_memory`)."""
+    from mmsrarec.graph.factory import build_context
+
+    dataset = open_dataset(settings)
+    models = ModelCache(settings)
+    graph = build_context(settings, dataset, models, run, critic=critic)
+    context = build_chat_context(settings, graph, models, chat)
+    return ChatService(context, open_checkpointer(None if in_memory else chat_db(settings)))

@@ -1,0 +1,121 @@
+"""The chat graph and the service that runs it for many conversations.
+
+    understand -> clarify -> END            (the request is ambiguous: ask)
+    understand -> rank -> reply -> END      (rank runs the recommendation graph)
+
+A conversation is a checkpointer thread: `ChatService.chat(thread_id, message)` resumes it,
+so liked items and what was already shown carry over between turns.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
+
+from mmsrarec.chat.context import ChatContext
+from mmsrarec.chat.nodes import after_understand, clarify, rank, reply, understand
+from mmsrarec.chat.state import ChatInput, ChatOutput, ChatState
+from mmsrarec.errors import DataError
+from mmsrarec.graph.graph import thread_config, thread_trace
+
+Node = Callable[..., dict[str, Any]]
+
+
+def build_chat_graph(
+    checkpointer: BaseCheckpointSaver | None = None,
+    default_context: Callable[[], ChatContext] | None = None,
+) -> CompiledStateGraph:
+    """The chat graph, compiled.
+
+    Args:
+        checkpointer: Remembers conversations (one thread each); None for none.
+        default_context: For hosts that cannot pass a `ChatContext` (LangGraph's server,
+            see `mmsrarec.chat.serving`): nodes run without one call this to get it.
+    """
+    schema = None if default_context else ChatContext
+    graph = StateGraph(
+        ChatState, context_schema=schema, input_schema=ChatInput, output_schema=ChatOutput
+    )
+    for name, node in (
+        ("understand", understand),
+        ("clarify", clarify),
+        ("rank", rank),
+        ("reply", reply),
+    ):
+        graph.add_node(name, _with_default(node, default_context) if default_context else node)
+    graph.add_edge(START, "understand")
+    graph.add_conditional_edges("understand", after_understand, ["clarify", "rank"])
+    graph.add_edge("clarify", END)
+    graph.add_edge("rank", "reply")
+    graph.add_edge("reply", END)
+    return graph.compile(checkpointer=checkpointer)
+
+
+def _with_default(node: Node, default_context: Callable[[], ChatContext]) -> Node:
+    """`node`, given `default_context()` whenever its runtime holds no `ChatContext`."""
+
+    def run(state: ChatState, runtime: Runtime) -> dict[str, Any]:
+        if not isinstance(runtime.context, ChatContext):
+            runtime = runtime.override(context=default_context())
+        return node(state, runtime)
+
+    run.__name__ = node.__name__
+    return run
+
+
+def split_runs(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """A thread's trace cut into turns (each turn starts with an `understand` record)."""
+    runs: list[list[dict[str, Any]]] = []
+    for record in records:
+        if record["node"] == "understand" or not runs:
+            runs.append([])
+        runs[-1].append(record)
+    return runs
+
+
+class ChatService:
+    """Runs the chat graph for many threads on one checkpointer.
+
+    Graph runs are serialised by one lock: the models and the SQLite checkpointer are shared,
+    and on a CPU one run at a time is as fast as several.
+    """
+
+    def __init__(self, context: ChatContext, checkpointer: BaseCheckpointSaver) -> None:
+        self.context = context
+        self.checkpointer = checkpointer
+        self.graph = build_chat_graph(checkpointer)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def new_thread() -> str:
+        """A fresh, unguessable thread id."""
+        return secrets.token_urlsafe(12)
+
+    def chat(self, thread_id: str, message: str) -> dict[str, Any]:
+        """One turn: the graph's output plus `thread_id` and `turn`."""
+        with self._lock:
+            output = self.graph.invoke(
+                {"message": message}, thread_config(thread_id), context=self.context
+            )
+            turn = self.graph.get_state(thread_config(thread_id)).values.get("turn", 0)
+        return {**output, "thread_id": thread_id, "turn": turn}
+
+    def trace(self, thread_id: str) -> list[dict[str, Any]]:
+        """The thread's trace records. Raises `DataError` for an unknown thread."""
+        with self._lock:
+            return thread_trace(self.checkpointer, thread_id)
+
+    def messages(self, thread_id: str) -> list[dict[str, str]]:
+        """The thread's conversation. Raises `DataError` for an unknown thread."""
+        with self._lock:
+            state = self.graph.get_state(thread_config(thread_id))
+        if not state.values:
+            raise DataError(f"no conversation `{thread_id}`")
+        return list(state.values.get("messages", []))

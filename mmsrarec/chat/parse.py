@@ -1,0 +1,140 @@
+"""Pure text helpers of the chat: which titles a message names, what it asks to avoid, which
+words describe what the user wants, and which offered option an answer picks.
+
+Titles are matched as whole words, case-insensitively, longest first, without the year and
+with a trailing article moved to the front ("Godfather, The (1972)" is "the godfather" and
+"godfather"). A one-word title must be written capitalised ("Alien", not "alien"), so that
+everyday words ("heat", "speed") are not taken for films.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from mmsrarec.data import Item
+from mmsrarec.scoring.evidence import STOPWORDS
+
+YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
+ARTICLE = re.compile(r"^(.*), (the|a|an)$", re.IGNORECASE)
+NEGATION = re.compile(
+    r"\b(?:not|no|without|nothing|avoid|except|never)\s+(?:too\s+|very\s+|so\s+|any\s+)?"
+    r"([a-z][a-z-]{2,})",
+    re.IGNORECASE,
+)
+WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
+# Words that say how the user asks, not what they want.
+_REQUEST_TEXT = (
+    "i me my we us loved love liked like likes enjoyed enjoy want wants wanted need looking "
+    "look something anything recommend recommendation recommendations suggest suggestions "
+    "please give show find watch watched seen see good great nice best really also maybe "
+    "kind sort similar else another one ones thing things tonight today hi hello thanks "
+    "thank would could should do does did what which how why"
+)
+REQUEST_WORDS = frozenset(_REQUEST_TEXT.split())
+ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
+
+
+def title_aliases(title: str) -> list[str]:
+    """Lower-case names a user may write for `title`: without the year, article in front
+    and left out ("Godfather, The (1972)" -> ["the godfather", "godfather"])."""
+    bare = YEAR.sub("", title).strip()
+    moved = ARTICLE.match(bare)
+    names = [f"{moved.group(2)} {moved.group(1)}", moved.group(1)] if moved else [bare]
+    return [name.lower() for name in names if len(name) >= 3]
+
+
+def year_of(title: str) -> str | None:
+    found = YEAR.search(title)
+    return found.group(1) if found else None
+
+
+@dataclass(frozen=True)
+class Mention:
+    """A title named in the text: the words as written and every item they may mean."""
+
+    phrase: str
+    item_ids: tuple[str, ...]
+
+
+@dataclass
+class TitleIndex:
+    """Lower-case title alias -> item ids (several when remakes share a title)."""
+
+    by_alias: dict[str, list[str]] = field(default_factory=dict)
+    pattern: re.Pattern[str] | None = None
+
+    @classmethod
+    def from_items(cls, items: Sequence[Item]) -> TitleIndex:
+        by_alias: dict[str, list[str]] = {}
+        for item in items:
+            for alias in title_aliases(item.title):
+                ids = by_alias.setdefault(alias, [])
+                if item.item_id not in ids:
+                    ids.append(item.item_id)
+        aliases = sorted(by_alias, key=len, reverse=True)  # longest first: "star wars" > "star"
+        pattern = (
+            re.compile(r"(?<![\w])(" + "|".join(map(re.escape, aliases)) + r")(?![\w])", re.I)
+            if aliases
+            else None
+        )
+        return cls(by_alias, pattern)
+
+    def mentions(self, text: str) -> list[Mention]:
+        """Titles named in `text`, in order of appearance (each phrase once)."""
+        if self.pattern is None:
+            return []
+        found: dict[str, Mention] = {}
+        for hit in self.pattern.finditer(text):
+            phrase = hit.group(1)
+            if " " not in phrase.strip() and not phrase[:1].isupper():
+                continue  # a lower-case single word: an ordinary word, not a title
+            alias = phrase.lower()
+            found.setdefault(alias, Mention(phrase, tuple(self.by_alias[alias])))
+        return list(found.values())
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one message asks for."""
+
+    mentions: list[Mention]  # titles named
+    avoid: list[str]  # words after "not", "no", "without", ...
+    description: str  # the rest, for the catalog search ("" when nothing is left)
+
+
+def parse_request(text: str, titles: TitleIndex) -> Request:
+    """Split `text` into named titles, things to avoid and a free description."""
+    mentions = titles.mentions(text)
+    avoid = list(dict.fromkeys(word.lower() for word in NEGATION.findall(text)))
+    rest = NEGATION.sub(" ", text)
+    for mention in mentions:
+        rest = re.sub(rf"(?<![\w]){re.escape(mention.phrase)}(?![\w])", " ", rest, flags=re.I)
+    words = [w for w in WORD.findall(rest.lower()) if w not in STOPWORDS | REQUEST_WORDS]
+    return Request(mentions, avoid, " ".join(words))
+
+
+def avoided(text: str, avoid: Sequence[str]) -> bool:
+    """True when `text` contains a word that starts like one of `avoid` ("gory" ~ "gore")."""
+    words = WORD.findall(text.lower())
+    stems = [term.rstrip("ys")[:6] for term in avoid if len(term.rstrip("ys")) >= 3]
+    return any(word.startswith(stem) for stem in stems for word in words)
+
+
+def resolve_choice(answer: str, options: Sequence[Item]) -> Item | None:
+    """The option an answer picks: by number ("2", "the second"), by year or by full title."""
+    text = answer.strip().lower()
+    number = re.fullmatch(r"#?\s*(\d{1,2})\.?", text)
+    index = int(number.group(1)) if number else None
+    for word, value in ORDINALS.items():
+        if re.search(rf"\b{word}\b", text):
+            index = value
+    if index is not None and 1 <= index <= len(options):
+        return options[index - 1]
+    years = set(re.findall(r"\b(\d{4})\b", text))
+    by_year = [item for item in options if year_of(item.title) in years]
+    if len(by_year) == 1:
+        return by_year[0]
+    by_title = [item for item in options if item.title.lower() in text]
+    return by_title[0] if len(by_title) == 1 else None
