@@ -1,0 +1,193 @@
+"""The FastAPI app: pages, the JSON API, session checks and one-line errors.
+
+    app = create_app(service)          # service: mmsrarec.chat.ChatService
+    uvicorn.run(app, host="127.0.0.1", port=8000)
+
+API (JSON; errors are `{"error": "<one line>"}` with a 4xx status):
+
+- `POST /api/session` -> `{"session": token}`, also set as the `mmsrarec_session` cookie;
+- `POST /api/chat` `{"message": str, "thread_id": str | null}` -> the reply, recommendations,
+  matches, similar users, `thread_id` and `turn`. Without a session token one is issued
+  (cookie, `X-Session-Token` header and `session` field); without `thread_id` a new
+  conversation starts;
+- `GET /api/threads` -> this session's thread ids;
+- `GET /api/threads/{id}/messages` -> a conversation;
+- `GET /api/traces/{id}` -> the inspector's view of a thread (see `web.inspect`);
+- `GET /api/graph` -> the Mermaid source of the chat and recommendation graphs.
+
+A thread is served only to the session that created it: any other session gets 404, the same
+answer as for a thread that does not exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, StrictStr
+from starlette.exceptions import HTTPException
+
+from mmsrarec.chat.graph import ChatService, build_chat_graph
+from mmsrarec.errors import MmsrarecError
+from mmsrarec.graph.graph import build_graph
+from mmsrarec.web.inspect import inspect_thread
+from mmsrarec.web.sessions import COOKIE, HEADER, SessionStore
+
+logger = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+MAX_BODY_BYTES = 64 * 1024
+
+
+class ChatRequest(BaseModel):
+    """Body of `POST /api/chat`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message: StrictStr
+    thread_id: StrictStr | None = None
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
+    first = exc.errors()[0] if exc.errors() else {}
+    if first.get("type") == "json_invalid":
+        return 400, f"malformed JSON body: {first.get('ctx', {}).get('error', 'cannot parse')}"
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    return 422, f"`{where}`: {first.get('msg', 'invalid')}"
+
+
+def create_app(service: ChatService, sessions: SessionStore | None = None) -> FastAPI:
+    """The web app around `service` (one process; sessions kept in memory)."""
+    sessions = sessions or SessionStore()
+    limit = service.context.settings.max_message_chars
+    app = FastAPI(
+        title="mmsrarec", docs_url="/api/docs", redoc_url=None, openapi_url="/api/openapi.json"
+    )
+    app.state.service, app.state.sessions = service, sessions
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        size = request.headers.get("content-length")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY_BYTES):
+            return _error(413, f"request body over {MAX_BODY_BYTES} bytes")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(*_validation_message(exc))
+
+    @app.exception_handler(HTTPException)
+    async def on_http(request: Request, exc: HTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(MmsrarecError)
+    async def on_user_error(request: Request, exc: MmsrarecError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("request %s failed", request.url.path)
+        return _error(500, f"internal error ({type(exc).__name__}); see the server log")
+
+    def presented(request: Request) -> str | None:
+        return request.headers.get(HEADER) or request.cookies.get(COOKIE)
+
+    def session_of(request: Request) -> str:
+        """The caller's known session token (401 when absent or unknown)."""
+        token = presented(request)
+        if token is None:
+            raise HTTPException(401, "no session: call POST /api/session or open the chat page")
+        if not sessions.known(token):
+            raise HTTPException(401, "unknown session token: get a new one from POST /api/session")
+        return token
+
+    def owned(request: Request, thread_id: str) -> str:
+        token = session_of(request)
+        if not sessions.owns(token, thread_id):
+            raise HTTPException(404, f"no thread `{thread_id}` in this session")
+        return token
+
+    def set_cookie(response: Response, token: str) -> None:
+        response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+        response.headers[HEADER] = token
+
+    @app.get("/", include_in_schema=False)
+    def chat_page(request: Request) -> FileResponse:
+        response = FileResponse(STATIC / "chat.html")
+        token = presented(request)
+        if token is None or not sessions.known(token):
+            set_cookie(response, sessions.issue())
+        return response
+
+    @app.get("/inspect/{thread_id}", include_in_schema=False)
+    def inspect_page(thread_id: str) -> FileResponse:
+        return FileResponse(STATIC / "inspect.html")
+
+    @app.get("/healthz")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.post("/api/session")
+    def new_session(response: Response) -> dict[str, str]:
+        token = sessions.issue()
+        set_cookie(response, token)
+        return {"session": token}
+
+    @app.post("/api/chat")
+    def chat(body: ChatRequest, request: Request, response: Response) -> dict[str, Any]:
+        message = body.message.strip()
+        if not message:
+            raise HTTPException(422, "`message` is empty: write what you liked or want")
+        if len(message) > limit:
+            raise HTTPException(
+                413, f"`message` has {len(message)} characters; at most {limit} are accepted"
+            )
+        issued = None
+        if presented(request) is None:
+            issued = sessions.issue()
+            set_cookie(response, issued)
+        token = issued or session_of(request)
+        if body.thread_id is None:
+            thread_id = service.new_thread()
+            sessions.add_thread(token, thread_id)
+        else:
+            thread_id = body.thread_id
+            if issued is not None:  # a new session owns no thread yet
+                raise HTTPException(404, f"no thread `{thread_id}` in this session")
+            owned(request, thread_id)
+        result = service.chat(thread_id, message)
+        return {**result, "session": issued} if issued else result
+
+    @app.get("/api/threads")
+    def threads(request: Request) -> dict[str, list[str]]:
+        return {"threads": sessions.threads(session_of(request))}
+
+    @app.get("/api/threads/{thread_id}/messages")
+    def messages(thread_id: str, request: Request) -> dict[str, Any]:
+        owned(request, thread_id)
+        return {"thread_id": thread_id, "messages": service.messages(thread_id)}
+
+    @app.get("/api/traces/{thread_id}")
+    def trace(thread_id: str, request: Request) -> dict[str, Any]:
+        owned(request, thread_id)
+        return inspect_thread(thread_id, service.trace(thread_id))
+
+    diagrams = {
+        "chat": build_chat_graph().get_graph().draw_mermaid(),
+        "recommendation": build_graph().get_graph().draw_mermaid(),
+    }
+
+    @app.get("/api/graph")
+    def graph() -> dict[str, str]:
+        return diagrams
+
+    return app

@@ -1,0 +1,92 @@
+// The chat page: posts messages to /api/chat (the session cookie travels by itself) and keeps
+// the conversation's thread id for this tab.
+"use strict";
+const log = document.getElementById("log");
+const form = document.getElementById("chat-form");
+const input = document.getElementById("message");
+const send = document.getElementById("send");
+const inspect = document.getElementById("inspect");
+let thread = sessionStorage.getItem("thread");
+
+function el(tag, cls, text) {
+  const node = document.createElement(tag);
+  if (cls) node.className = cls;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function showInspectLink() {
+  inspect.hidden = !thread;
+  if (thread) inspect.href = "/inspect/" + encodeURIComponent(thread);
+}
+
+function answer(data) {
+  const box = el("div", "msg assistant");
+  box.appendChild(el("div", "reply", data.reply));
+  if (data.recommendations && data.recommendations.length) {
+    const list = el("ul", "recs");
+    for (const rec of data.recommendations) {
+      const item = el("li", "rec");
+      item.dataset.itemId = rec.item_id;
+      item.appendChild(el("div", "title", rec.title + "  (" + rec.score.toFixed(2) + ")"));
+      item.appendChild(el("div", "evidence", rec.evidence));
+      list.appendChild(item);
+    }
+    box.appendChild(list);
+  }
+  const link = el("a", "trace-link", "Why these? Open the run inspector");
+  link.href = "/inspect/" + encodeURIComponent(data.thread_id) + "#turn-" + data.turn;
+  box.appendChild(link);
+  log.appendChild(box);
+}
+
+form.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const message = input.value.trim();
+  if (!message) return;
+  log.appendChild(el("div", "msg user", message));
+  input.value = "";
+  send.disabled = true;
+  try {
+    const response = await fetch("/api/chat", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ message, thread_id: thread }),
+    });
+    const data = await response.json();
+    if (!response.ok) {
+      log.appendChild(el("div", "msg error", "Error " + response.status + ": " + data.error));
+      if (response.status === 404) { thread = null; sessionStorage.removeItem("thread"); }
+    } else {
+      thread = data.thread_id;
+      sessionStorage.setItem("thread", thread);
+      answer(data);
+      showInspectLink();
+    }
+  } catch (error) {
+    log.appendChild(el("div", "msg error", "The server did not answer: " + error));
+  } finally {
+    send.disabled = false;
+    log.lastElementChild.scrollIntoView();
+  }
+});
+
+input.addEventListener("keydown", (event) => {
+  if (event.key === "Enter" && !event.shiftKey) { event.preventDefault(); form.requestSubmit(); }
+});
+
+document.getElementById("new").addEventListener("click", () => {
+  thread = null;
+  sessionStorage.removeItem("thread");
+  while (log.children.length > 1) log.removeChild(log.lastChild);
+  showInspectLink();
+});
+
+async function restore() {
+  if (!thread) return;
+  const response = await fetch("/api/threads/" + encodeURIComponent(thread) + "/messages");
+  if (!response.ok) { thread = null; sessionStorage.removeItem("thread"); return; }
+  for (const m of (await response.json()).messages) log.appendChild(el("div", "msg " + m.role, m.text));
+  showInspectLink();
+}
+restore();

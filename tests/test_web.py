@@ -1,0 +1,136 @@
+"""The web app's API: sessions, isolation (404 to other sessions), bad input as clear 4xx."""
+
+from __future__ import annotations
+
+import pytest
+from chat_fakes import make_chat_service
+from fastapi.testclient import TestClient
+
+from mmsrarec.web.app import create_app
+from mmsrarec.web.sessions import COOKIE, HEADER
+
+
+@pytest.fixture
+def app(tiny_dataset, tiny_encoder):
+    return create_app(make_chat_service(tiny_dataset, tiny_encoder))
+
+
+@pytest.fixture
+def client(app):
+    with TestClient(app) as client:
+        yield client
+
+
+def session(client: TestClient) -> dict[str, str]:
+    token = client.post("/api/session").json()["session"]
+    return {HEADER: token}
+
+
+def test_chat_page_issues_a_session_cookie(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "chat-form" in page.text
+    assert len(page.cookies[COOKIE]) >= 40
+    assert client.get("/static/chat.js").status_code == 200
+
+
+def test_chat_returns_reply_items_and_thread(client):
+    headers = session(client)
+    out = client.post("/api/chat", json={"message": "loved Movie 3"}, headers=headers)
+    assert out.status_code == 200, out.text
+    body = out.json()
+    assert body["reply"] and body["recommendations"] and body["thread_id"]
+    more = client.post(
+        "/api/chat",
+        json={"message": "also Movie 20", "thread_id": body["thread_id"]},
+        headers=headers,
+    ).json()
+    assert more["turn"] == 2 and more["liked"] == ["m3", "m20"]
+    assert client.get("/api/threads", headers=headers).json()["threads"] == [body["thread_id"]]
+
+
+def test_trace_endpoint_gives_the_inspector_view(client):
+    headers = session(client)
+    thread = client.post("/api/chat", json={"message": "loved Movie 3"}, headers=headers).json()[
+        "thread_id"
+    ]
+    view = client.get(f"/api/traces/{thread}", headers=headers).json()
+    assert view["verified"] is True
+    (turn,) = view["turns"]
+    assert turn["path"][0] == "understand" and "recommend" in turn["path"]
+    assert turn["critic_rounds"][0]["scores"]  # per-item totals and components
+    assert turn["similar_users"][0]["keywords"]
+    assert all(t["seconds"] >= 0 for t in turn["timings"])
+    assert "understand" in client.get("/api/graph").json()["chat"]
+
+
+def test_threads_are_isolated_between_sessions(client):
+    alice, bob = session(client), session(client)
+    thread = client.post("/api/chat", json={"message": "loved Movie 3"}, headers=alice).json()[
+        "thread_id"
+    ]
+    assert client.get(f"/api/traces/{thread}", headers=alice).status_code == 200
+    for url in (f"/api/traces/{thread}", f"/api/threads/{thread}/messages"):
+        denied = client.get(url, headers=bob)
+        assert denied.status_code == 404 and "no thread" in denied.json()["error"]
+    hijack = client.post("/api/chat", json={"message": "hi", "thread_id": thread}, headers=bob)
+    assert hijack.status_code == 404
+    assert client.get("/api/threads", headers=bob).json()["threads"] == []
+    assert client.get("/api/traces/not-a-thread", headers=alice).status_code == 404
+
+
+def test_chat_without_a_session_issues_one(client, app):
+    fresh = TestClient(app)  # no cookie jar shared with `client`
+    out = fresh.post("/api/chat", json={"message": "loved Movie 3"})
+    assert out.status_code == 200 and out.json()["session"] == out.headers[HEADER]
+    other = TestClient(app)
+    assert other.get(f"/api/traces/{out.json()['thread_id']}").status_code == 401
+    reply = other.post("/api/chat", json={"message": "hi", "thread_id": out.json()["thread_id"]})
+    assert reply.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "says"),
+    [
+        ({"json": {"message": ""}}, 422, "empty"),
+        ({"json": {"message": "   "}}, 422, "empty"),
+        ({"json": {"message": "x" * 2001}}, 413, "at most 2000"),
+        ({"json": {"message": 42}}, 422, "`message`"),
+        ({"json": {"message": ["a"]}}, 422, "`message`"),
+        ({"json": {"text": "hi"}}, 422, "`message`"),
+        ({"json": {"message": "hi", "thread_id": 3}}, 422, "`thread_id`"),
+        ({"json": {"message": "hi", "extra": 1}}, 422, "`extra`"),
+        ({"json": ["message"]}, 422, "body"),
+        ({"content": b"{not json", "headers": {"Content-Type": "application/json"}}, 400, "JSON"),
+        ({"content": b"x" * 70_000, "headers": {"Content-Type": "application/json"}}, 413, "bytes"),
+    ],
+)
+def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(client, kwargs, status, says):
+    headers = {**session(client), **kwargs.pop("headers", {})}
+    bad = client.post("/api/chat", headers=headers, **kwargs)
+    assert bad.status_code == status, bad.text
+    assert says in bad.json()["error"]
+    good = client.post("/api/chat", json={"message": "loved Movie 3"}, headers=headers)
+    assert good.status_code == 200
+
+
+def test_unknown_session_tokens_are_refused(client):
+    unknown = {HEADER: "forged-token"}
+    assert client.get("/api/threads", headers=unknown).status_code == 401
+    out = client.post("/api/chat", json={"message": "hi"}, headers=unknown)
+    assert out.status_code == 401 and "unknown session" in out.json()["error"]
+    assert client.get("/api/threads").status_code == 401  # none at all
+
+
+def test_a_failing_run_is_a_500_and_the_server_keeps_serving(app, client, monkeypatch):
+    headers = session(client)
+    service = app.state.service
+
+    def broken(thread_id, message):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(service, "chat", broken)
+    with TestClient(app, raise_server_exceptions=False) as tolerant:
+        out = tolerant.post("/api/chat", json={"message": "hi"}, headers=headers)
+        assert out.status_code == 500 and "RuntimeError" in out.json()["error"]
+    monkeypatch.undo()
+    assert client.post("/api/chat", json={"message": "hi"}, headers=headers).status_code == 200
