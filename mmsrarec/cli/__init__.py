@@ -8,6 +8,7 @@ import typer
 
 from mmsrarec.cli import data as data_cli
 from mmsrarec.cli import trace as trace_cli
+from mmsrarec.cli import train as train_cli
 from mmsrarec.cli.common import run_guarded
 from mmsrarec.cli.demo import demo
 from mmsrarec.cli.evaluate import evaluate
@@ -22,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(train_cli.app, name="train")
 app.command()(demo)
 app.command()(evaluate)
 app.command()(summarize)

@@ -6,7 +6,17 @@ from mmsrarec.config import Settings
 from mmsrarec.errors import ConfigError
 from mmsrarec.recommenders.base import Recommender
 
-METHODS = ("random", "most-popular", "item-knn", "sasrec", "mmsrarec-zeroshot")
+METHODS = (
+    "random",
+    "most-popular",
+    "item-knn",
+    "sasrec",
+    "mmsrarec-zeroshot",
+    "mmsrarec",
+    "mmsrarec-no-retrieval",
+    "mmsrarec-no-rl",
+    "mmsrarec-no-sft",
+)
 REFERENCES = ("random", "most-popular")  # always evaluated beside the requested methods
 
 
@@ -45,6 +55,10 @@ def build_method(name: str, settings: Settings) -> Recommender:
         from mmsrarec.recommenders.graph import GraphRecommender
 
         return GraphRecommender(settings)
+    if name.startswith("mmsrarec"):  # trained adapters (`mmsrarec train ...`) and ablations
+        from mmsrarec.recommenders.trained import TrainedGraphRecommender
+
+        return TrainedGraphRecommender(settings, name)
     from mmsrarec.recommenders.sasrec import SASRecRecommender  # torch: import only when asked
 
     return SASRecRecommender(save_dir=settings.run_dir / "sasrec" / settings.dataset)

@@ -113,10 +113,9 @@ def train_summarizer(
         reward_llm: A frozen copy of the base model for `r_recon` (not `policy`).
         resume: Continue from the last checkpoint in `output_dir` when there is one.
     """
+    from datasets import Dataset as HFDataset
     from transformers.trainer_utils import get_last_checkpoint
     from trl import GRPOTrainer
-
-    from datasets import Dataset as HFDataset
 
     out = Path(config.output_dir)
     train_items, heldout = split_items(dataset, config.n_items, config.n_heldout, config.seed)

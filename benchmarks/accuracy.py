@@ -1,0 +1,161 @@
+"""The accuracy table on ML-100K: baselines, SASRec, the LLM graph (zero-shot, trained, and
+ablations), sampled 1+20 and full ranking (two-stage: SASRec top-50, the LLM re-ranks).
+
+    python benchmarks/accuracy.py                      # everything, all users, 3 seeds
+    python benchmarks/accuracy.py --llm-users 50 --llm-seeds 1   # what fits on 2 CPU cores
+
+Prerequisites: `mmsrarec data prepare --dataset ml-100k`, `mmsrarec train summarizer`,
+`mmsrarec train recommender` (the adapters under `<run_dir>/train/`). Baselines and SASRec
+always run on every test user over `--seeds`; the LLM rows on `--llm-users` test users (a
+seeded sample; 0 = all) over the first `--llm-seeds` seeds, and SASRec is evaluated again on
+exactly those users so that the target comparison (NDCG@5, sampled) is on the same queries.
+
+Writes `<out>/results.json` (metrics, per-seed values, wall times, the command, the machine)
+and `<out>/rankings/<table>.<method>.jsonl.gz` (first seed of each method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BASELINES = ["item-knn", "sasrec"]
+LLM_METHODS = ["mmsrarec-zeroshot", "mmsrarec", "mmsrarec-no-retrieval", "mmsrarec-no-rl",
+               "mmsrarec-no-sft"]  # fmt: skip
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="Seeds of the baseline rows.")
+    parser.add_argument("--llm-users", type=int, default=0, help="Test users of LLM rows (0=all).")
+    parser.add_argument("--llm-seeds", type=int, default=3, help="Seeds of the LLM rows.")
+    parser.add_argument("--llm-methods", default=",".join(LLM_METHODS), help="LLM rows.")
+    parser.add_argument(
+        "--full-llm-users",
+        type=int,
+        default=None,
+        help="Users of the two-stage full-ranking LLM rows (default --llm-users).",
+    )
+    parser.add_argument("--full-llm-methods", default="mmsrarec", help="Two-stage re-rankers.")
+    parser.add_argument("--skip", default="", help="Comma list of tables to skip: "
+                        "sampled,sampled-llm,full,full-llm")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=HERE / "accuracy")
+    parser.add_argument("--threads", type=int, default=2)
+    return parser.parse_args()
+
+
+def machine() -> dict:
+    import torch
+
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "cpu_count": os.cpu_count(), "torch": torch.__version__, "cuda": cuda}  # fmt: skip
+
+
+def export(out: Path, table: str, results, dataset) -> dict[str, str]:
+    """gzip JSONL rankings of each method's first seed."""
+    from mmsrarec.evaluation.harness import write_rankings
+
+    paths = {}
+    for result in results:
+        plain = out / "rankings" / f"{table}.{result.method}.jsonl"
+        write_rankings(plain, result.first, dataset)
+        with plain.open("rb") as src, gzip.open(f"{plain}.gz", "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        plain.unlink()
+        paths[result.method] = str(Path(f"{plain}.gz").relative_to(out))
+    return paths
+
+
+def run_table(name, methods, builders, dataset, seeds, protocol, users, out, report) -> None:
+    """Evaluate `methods` (name -> builder) and add the table to `report` (saved each time)."""
+    from rich.console import Console
+
+    from mmsrarec.evaluation.harness import build_report, evaluate_method, results_table
+
+    start = time.perf_counter()
+    results = [evaluate_method(m, builders[m], dataset, seeds, protocol, "test", users)
+               for m in methods]  # fmt: skip
+    rankings = export(out, name, results, dataset)
+    table = build_report(results, dataset, protocol, "test", seeds, rankings)
+    table["wall_s"] = time.perf_counter() - start
+    report["tables"][name] = table
+    Console().print(results_table(results, f"{name} · {len(results[0].first.users)} users"))
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    args = parse_args()
+    from mmsrarec.config import Settings, apply_offline_env
+
+    settings = Settings(threads=args.threads)
+    apply_offline_env(settings)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from mmsrarec.data import load_dataset
+    from mmsrarec.evaluation.methods import build_method
+    from mmsrarec.evaluation.protocols import Protocol
+    from mmsrarec.recommenders.sasrec import SASRecRecommender
+    from mmsrarec.recommenders.trained import TwoStageRecommender
+
+    dataset = load_dataset(settings.dataset_dir)
+    skip = set(filter(None, args.skip.split(",")))
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    previous = out / "results.json"
+    report = json.loads(previous.read_text()) if previous.exists() else {"tables": {}}
+    report.update(
+        command=" ".join([Path(sys.executable).name, *sys.argv]),
+        machine=machine(),
+        settings={"model": settings.model, "embedding_model": settings.embedding_model},
+    )
+
+    def builder(name):
+        return lambda: build_method(name, settings)
+
+    def two_stage(name):
+        sasrec_dir = settings.run_dir / "sasrec" / settings.dataset
+        return lambda: TwoStageRecommender(SASRecRecommender(save_dir=sasrec_dir),
+                                           build_method(name, settings), k=50)  # fmt: skip
+
+    seeds = list(range(args.seeds))
+    llm_seeds = list(range(args.llm_seeds))
+    rows = ["random", "most-popular", *BASELINES]
+    llm_rows = [m for m in args.llm_methods.split(",") if m]
+    users = sorted(dataset.eval_users)
+    if args.llm_users:
+        users = sorted(random.Random(0).sample(users, args.llm_users))
+    full_users = users
+    if args.full_llm_users is not None:
+        full_users = sorted(random.Random(0).sample(sorted(dataset.eval_users),
+                                                    args.full_llm_users))  # fmt: skip
+    if "sampled" not in skip:
+        run_table("sampled", rows, {m: builder(m) for m in rows}, dataset, seeds,
+                  Protocol.sampled, None, out, report)  # fmt: skip
+    if "full" not in skip:
+        run_table("full", rows, {m: builder(m) for m in rows}, dataset, seeds,
+                  Protocol.full, None, out, report)  # fmt: skip
+    if "sampled-llm" not in skip and llm_rows:
+        names = ["random", "most-popular", *BASELINES, *llm_rows]
+        run_table("sampled-llm", names, {m: builder(m) for m in names}, dataset, llm_seeds,
+                  Protocol.sampled, users, out, report)  # fmt: skip
+    full_llm = [m for m in args.full_llm_methods.split(",") if m]
+    if "full-llm" not in skip and full_llm:
+        builders = {m: builder(m) for m in ["random", "most-popular", *BASELINES]}
+        builders |= {f"{m}@sasrec-top50": two_stage(m) for m in full_llm}
+        run_table("full-llm", list(builders), builders, dataset, llm_seeds, Protocol.full,
+                  full_users, out, report)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""`mmsrarec train summarizer|recommender`: LoRA adapters for the two LLM roles.
+
+Both write to `<run_dir>/train/<role>/<dataset>/` (checkpoints, `log_history.jsonl`, a PNG of
+the curves, `report.json`, and `adapter/`, which `mmsrarec evaluate --method mmsrarec` loads)
+and resume from the last checkpoint there. They run unchanged on CPU, one GPU, or several
+under `accelerate launch -m mmsrarec.cli.train ...`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from mmsrarec.cli.common import (
+    CacheDirOpt,
+    ConfigOpt,
+    DataDirOpt,
+    DatasetOpt,
+    ModelOpt,
+    RunDirOpt,
+    console,
+    run_guarded,
+    settings_from,
+)
+from mmsrarec.training.adapters import RECOMMENDER, SUMMARIZER, train_dir
+
+app = typer.Typer(help="Train the summarizer (GRPO) and the recommender (SFT) adapters.",
+                  no_args_is_help=True)  # fmt: skip
+
+StepsOpt = Annotated[int, typer.Option(help="Optimizer steps (-1: run `epochs`).")]
+ResumeOpt = Annotated[bool, typer.Option(help="Resume from the last checkpoint in the run dir.")]
+CpuOpt = Annotated[bool, typer.Option("--cpu", help="Train on CPU even when a GPU is present.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of data sampling, LoRA init and sampling.")]
+
+
+@app.command()
+def summarizer(
+    steps: StepsOpt = 40,
+    items: Annotated[int, typer.Option(help="Training items (GRPO prompts).")] = 64,
+    heldout: Annotated[int, typer.Option(help="Held-out items for before/after.")] = 32,
+    generations: Annotated[int, typer.Option(help="Completions per prompt.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Completions per step per device.")] = 4,
+    learning_rate: Annotated[float, typer.Option(help="LoRA learning rate.")] = 5e-5,
+    resume: ResumeOpt = True,
+    cpu: CpuOpt = False,
+    seed: SeedOpt = 0,
+    config: ConfigOpt = None,
+    cache_dir: CacheDirOpt = None,
+    data_dir: DataDirOpt = None,
+    run_dir: RunDirOpt = None,
+    dataset: DatasetOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """GRPO of the keyword summarizer on training items with the critic's rewards."""
+    settings = settings_from(config, cache_dir=cache_dir, data_dir=data_dir, run_dir=run_dir,
+                             dataset=dataset, model=model)  # fmt: skip
+    from mmsrarec.data import load_dataset
+    from mmsrarec.models import ModelCache
+    from mmsrarec.training.config import SummarizerTrainConfig
+    from mmsrarec.training.summarizer import load_reward_llm, train_summarizer
+
+    train_config = SummarizerTrainConfig(
+        output_dir=str(train_dir(settings, SUMMARIZER)), max_steps=steps, n_items=items,
+        n_heldout=heldout, num_generations=generations, per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate, use_cpu=cpu, seed=seed,
+    )  # fmt: skip
+    data = load_dataset(settings.dataset_dir)
+    models = ModelCache(settings)
+    report = train_summarizer(train_config, data, models.llm(), models.encoder(),
+                              load_reward_llm(settings.model, settings), resume=resume)  # fmt: skip
+    console.print_json(json.dumps(report))
+
+
+@app.command()
+def recommender(
+    steps: StepsOpt = -1,
+    epochs: Annotated[float, typer.Option(help="Epochs over the examples.")] = 1.0,
+    users: Annotated[int, typer.Option(help="Training users giving examples (0 = all).")] = 200,
+    positions: Annotated[int, typer.Option(help="Training positions per user.")] = 2,
+    negatives: Annotated[int, typer.Option(help="Random negatives per yes/no positive.")] = 1,
+    valid_users: Annotated[int, typer.Option(help="Users whose validation item is eval.")] = 64,
+    k_similar: Annotated[
+        int, typer.Option(help="Similar users in yes/no prompts (trains SASRec if missing).")
+    ] = 0,
+    eval_steps: Annotated[int, typer.Option(help="Steps between evaluations/checkpoints.")] = 25,
+    batch_size: Annotated[int, typer.Option(help="Examples per step per device.")] = 4,
+    learning_rate: Annotated[float, typer.Option(help="LoRA learning rate.")] = 2e-4,
+    max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 512,
+    resume: ResumeOpt = True,
+    cpu: CpuOpt = False,
+    seed: SeedOpt = 0,
+    config: ConfigOpt = None,
+    cache_dir: CacheDirOpt = None,
+    data_dir: DataDirOpt = None,
+    run_dir: RunDirOpt = None,
+    dataset: DatasetOpt = None,
+    model: ModelOpt = None,
+) -> None:
+    """Multi-task LoRA SFT of the recommender (4 instruction types) with early stopping."""
+    settings = settings_from(config, cache_dir=cache_dir, data_dir=data_dir, run_dir=run_dir,
+                             dataset=dataset, model=model)  # fmt: skip
+    from mmsrarec.data import load_dataset
+    from mmsrarec.graph.factory import build_retriever, open_keyword_cache
+    from mmsrarec.models import ModelCache
+    from mmsrarec.summarization import LLMSummarizer
+    from mmsrarec.training.config import RecommenderTrainConfig
+    from mmsrarec.training.recommender import cached_keywords, train_recommender
+
+    train_config = RecommenderTrainConfig(
+        output_dir=str(train_dir(settings, RECOMMENDER)), max_steps=steps,
+        num_train_epochs=epochs, n_users=users, positions_per_user=positions,
+        negatives=negatives, n_valid_users=valid_users, k_similar=k_similar,
+        eval_steps=eval_steps, save_steps=eval_steps, per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate, max_length=max_length, use_cpu=cpu, seed=seed,
+    )  # fmt: skip
+    data = load_dataset(settings.dataset_dir)
+    llm = ModelCache(settings).llm()
+    keywords_for = cached_keywords(open_keyword_cache(settings, LLMSummarizer(llm)), data)
+    similar_for = None
+    if k_similar > 0:
+        retriever = build_retriever(settings, data, seed)
+        similar = lambda user, history: retriever.similar_users(user, history, k_similar)  # noqa: E731
+        similar_for = _with_keywords(similar, data, keywords_for)
+    report = train_recommender(train_config, data, llm, keywords_for, similar_for, resume=resume)
+    console.print_json(json.dumps(report))
+
+
+def _with_keywords(similar, data, keywords_for):
+    """Fill each similar user's `keywords` (the retrieval node does this from the store)."""
+
+    def similar_for(user, history):
+        users = similar(user, history)
+        for entry in users:
+            if not entry.get("keywords"):
+                entry["keywords"] = keywords_for(data.item(data.index_of(entry["next_item_id"])))
+        return users
+
+    return similar_for
+
+
+def main() -> None:
+    """Entry point for `accelerate launch -m mmsrarec.cli.train summarizer ...`."""
+    raise SystemExit(run_guarded(app))
+
+
+if __name__ == "__main__":
+    main()
