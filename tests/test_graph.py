@@ -279,3 +279,53 @@ def test_recommend_cli_rejects_an_unknown_user_before_loading_models(world, caps
     assert code == 2
     error = capsys.readouterr().err.strip()
     assert "unknown user id `nobody`" in error and len(error.splitlines()) == 1
+
+
+# --- the real packaged models (integration) ---------------------------------------------------
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_graph_on_ml100k_with_the_packaged_models(ml100k, tmp_path: Path) -> None:
+    """SmolLM2-135M summarizes, reconstructs and scores; MiniLM encodes; a one-epoch SASRec
+    indexes the similar users in Chroma on disk."""
+    from mmsrarec.config import Settings
+    from mmsrarec.models import ModelCache
+    from mmsrarec.scoring import LLMPreferenceSummarizer
+
+    models = ModelCache(Settings())  # default cache dir: conversions are reused
+    llm = models.llm("smollm2-135m")
+    sasrec = SASRecRecommender(SASRecConfig(max_epochs=1, eval_every=1), progress=False)
+    sasrec.fit(ml100k, seed=0)
+    index = CollaborativeIndex(tmp_path / "chroma")
+    index.build(ml100k, sasrec)
+    summarizer = LLMSummarizer(llm)
+    context = GraphContext(
+        dataset=ml100k,
+        summarizer=summarizer,
+        critic=RewardCritic(models.encoder("all-minilm-l6-v2"), llm),
+        keywords=KeywordCache(tmp_path / "kw.sqlite", summarizer.name, "test"),
+        retriever=CollaborativeRetriever(index, ml100k, sasrec),
+        scorer=SharedPrefixScorer(llm),
+        preference=LLMPreferenceSummarizer(llm, tmp_path / "pref.sqlite"),
+        settings=GraphSettings(max_rounds=2),
+    )
+    session = GraphSession(
+        SimpleNamespace(seeds=[0]),  # type: ignore[arg-type]
+        context.settings,
+        context=context,
+        checkpointer=open_checkpointer(tmp_path / "graph.sqlite"),
+    )
+    result = session.recommend("1", top=21)
+    recommendations = result["recommendations"]
+    candidates = {ml100k.item(i).item_id for i in ml100k.candidates("1", "test")}
+    assert {r["item_id"] for r in recommendations} == candidates
+    assert all(0.0 < r["score"] < 1.0 for r in recommendations)
+    assert len({round(r["score"], 6) for r in recommendations}) > 10  # the model discriminates
+    assert len(result["similar_users"]) == 3
+    assert all(user["keywords"] for user in result["similar_users"])
+    records = thread_trace(session.checkpointer, result["thread_id"])
+    assert verify_trace(records) is None
+    kept = [r for r in records if r["node"] == "critique"][-1]["outputs"]["kept"]
+    assert kept and all(1 <= len(keywords) <= 8 for keywords in kept.values())
+    assert records[-1]["outputs"]["preference"].startswith("The user likes")
