@@ -42,7 +42,7 @@ class ChatSettings(BaseModel):
     )
     n_matches: int = Field(5, ge=1, le=50, description="Catalog matches kept for a description.")
     min_similarity: float = Field(
-        0.2, description="A description whose best catalog match is below this is unclear."
+        0.3, description="Catalog matches below this similarity are ignored."
     )
     max_message_chars: int = Field(2000, ge=1, description="Longest message accepted.")
 

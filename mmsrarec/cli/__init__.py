@@ -9,11 +9,13 @@ import typer
 from mmsrarec.cli import data as data_cli
 from mmsrarec.cli import trace as trace_cli
 from mmsrarec.cli import train as train_cli
+from mmsrarec.cli.chat import chat
 from mmsrarec.cli.common import run_guarded
 from mmsrarec.cli.demo import demo
 from mmsrarec.cli.evaluate import evaluate
 from mmsrarec.cli.graph import graph
 from mmsrarec.cli.recommend import recommend, summarize
+from mmsrarec.cli.serve import serve
 
 app = typer.Typer(
     name="mmsrarec",
@@ -30,6 +32,8 @@ app.command()(summarize)
 app.command()(recommend)
 app.command()(graph)
 app.add_typer(trace_cli.app, name="trace")
+app.command()(chat)
+app.command()(serve)
 
 
 def main() -> None:
