@@ -155,3 +155,85 @@ def _base_path(out: Path) -> str:
     return json.loads((out / "adapter" / "adapter_config.json").read_text())[
         "base_model_name_or_path"
     ]
+
+
+def test_two_stage_reranks_only_the_shortlist(tiny_dataset):
+    import numpy as np
+
+    from mmsrarec.recommenders.base import Query, Recommender
+    from mmsrarec.recommenders.trained import TwoStageRecommender
+
+    class First(Recommender):  # prefers low item indices
+        def score_catalog(self, queries):
+            return np.tile(-np.arange(tiny_dataset.n_items + 1, dtype=float), (len(queries), 1))
+
+    class Second(Recommender):  # prefers high item indices among what it is shown
+        name = "second"
+        shown: list = []
+
+        def score_catalog(self, queries):
+            raise AssertionError("the re-ranker only scores candidates")
+
+        def score_candidates(self, queries):
+            self.shown += [q.candidates for q in queries]
+            return [np.array(q.candidates, dtype=float) / 100 for q in queries]
+
+    second = Second()
+    two = TwoStageRecommender(First(), second, k=3)
+    query = Query("u0", (1, 2), ())
+    scores = two.score_catalog([query])[0]
+    assert second.shown == [(3, 4, 5)]  # SASRec's top 3 unseen items
+    order = [int(i) for i in np.argsort(-scores[1:], kind="stable") + 1]
+    assert order[:3] == [5, 4, 3]  # re-ranked by the second stage
+    assert order[3:6] == [6, 7, 8]  # the rest keep the first stage's order
+
+
+def test_trained_graph_switches_adapters_on_one_model(
+    tiny_dataset, tiny_lm_dir, tiny_encoder_dir, tmp_path
+):
+    """`mmsrarec-no-retrieval` end to end on tiny models: both adapters on one PeftModel,
+    the scorer runs with the SFT adapter, the summarizer with the GRPO one."""
+    from peft import LoraConfig, get_peft_model
+
+    from mmsrarec.recommenders.base import Query
+    from mmsrarec.recommenders.trained import TrainedGraphRecommender
+    from mmsrarec.training.adapters import adapter_dir
+
+    settings = Settings(
+        cache_dir=tmp_path / "cache", run_dir=tmp_path / "runs", data_dir=tmp_path / "data",
+        dataset=tiny_dataset.name, model=str(tiny_lm_dir), embedding_model=str(tiny_encoder_dir),
+        offline=True,
+    )  # fmt: skip
+    for seed, role in enumerate(("summarizer", "recommender")):
+        torch.manual_seed(seed)
+        lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        model = get_peft_model(fresh_llm(tiny_lm_dir, tmp_path).model, lora)
+        model.save_pretrained(adapter_dir(settings, role))
+    recommender = TrainedGraphRecommender(settings, "mmsrarec-no-retrieval")
+    recommender.fit(tiny_dataset, 0)
+    context = recommender.context
+    assert context.retriever is None and recommender.name == "mmsrarec-no-retrieval"
+    peft_model = context.scorer.llm.model
+    assert set(peft_model.peft_config) == {"summarizer", "recommender"}
+    assert context.summarizer.llm.model is peft_model  # one base model in memory
+    assert "+grpo-" in context.summarizer.name and "+sft-" in context.scorer.name
+    user = tiny_dataset.eval_users[0]
+    query = Query(user, tuple(tiny_dataset.history(user, "test")),
+                  tuple(tiny_dataset.candidates(user, "test")))  # fmt: skip
+    scores = recommender.score_candidates([query])[0]
+    assert len(scores) == len(query.candidates) and np_isfinite(scores)
+    # the scorer's numbers are the SFT adapter's, not the base model's
+    prefix = build_prefix(context.scorer.llm, [], "", [])
+    suffixes = [candidate_suffix(context.scorer.llm, tiny_dataset.item(i)) for i in (1, 2)]
+    with active_adapter(peft_model, "recommender"):
+        sft = SharedPrefixScorer(context.scorer.llm).score(prefix, suffixes)
+    with active_adapter(peft_model, None):
+        base = SharedPrefixScorer(context.scorer.llm).score(prefix, suffixes)
+    assert context.scorer.score(prefix, suffixes) == pytest.approx(sft)
+    assert sft != pytest.approx(base)
+
+
+def np_isfinite(values) -> bool:
+    import numpy as np
+
+    return bool(np.isfinite(values).all())

@@ -18,10 +18,13 @@ from mmsrarec.errors import ConfigError
 
 
 def _precision(config: GRPOConfig | SFTConfig) -> None:
-    """bf16 where CUDA supports it, else fp32; never TRL's bf16 default on CPU."""
+    """bf16 where CUDA supports it, else fp32 (TRL's bf16 default fails on CPU); gradient
+    checkpointing on CUDA only."""
     cuda = torch.cuda.is_available() and not config.use_cpu
     if config.bf16 is None:
         config.bf16 = bool(cuda and torch.cuda.is_bf16_supported())
+    if not cuda:  # recomputing activations only saves memory; on CPU it just costs time
+        config.gradient_checkpointing = False
     if config.bf16 and not cuda:
         raise ConfigError("`bf16` needs a CUDA device; set `bf16=False` (fp32) on CPU")
 
