@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,8 +12,10 @@ from rich.console import Console
 from mmsrarec.config import Settings, apply_offline_env, load_settings
 from mmsrarec.errors import MmsrarecError
 
-console = Console()
-err_console = Console(stderr=True)
+# Rich assumes 80 columns when output is not a terminal (a log, a pipe, CI), which truncates
+# the metric tables; 160 keeps all seven sampled metrics readable there.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML config file (keys = setting names).")
