@@ -83,12 +83,19 @@ def run_table(name, methods, builders, dataset, seeds, protocol, users, out, rep
     from mmsrarec.evaluation.harness import build_report, evaluate_method, results_table
 
     start = time.perf_counter()
-    results = [evaluate_method(m, builders[m], dataset, seeds, protocol, "test", users)
-               for m in methods]  # fmt: skip
-    rankings = export(out, name, results, dataset)
-    table = build_report(results, dataset, protocol, "test", seeds, rankings)
-    table["wall_s"] = time.perf_counter() - start
-    report["tables"][name] = table
+    results = []
+    for method in methods:  # the table is saved after every method: partial runs keep rows
+        results.append(evaluate_method(method, builders[method], dataset, seeds, protocol,
+                                       "test", users))  # fmt: skip
+        rankings = export(out, name, results[-1:], dataset) | report.get("_rankings", {})
+        report["_rankings"] = rankings
+        table = build_report(results, dataset, protocol, "test", seeds, rankings)
+        table["wall_s"] = time.perf_counter() - start
+        table["complete"] = len(results) == len(methods)
+        report["tables"][name] = table
+        (out / "results.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    report.pop("_rankings")
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     Console().print(results_table(results, f"{name} · {len(results[0].first.users)} users"))
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
