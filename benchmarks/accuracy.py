@@ -48,6 +48,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--full-llm-methods", default="mmsrarec", help="Two-stage re-rankers.")
     parser.add_argument("--skip", default="", help="Comma list of tables to skip: "
                         "sampled,sampled-llm,full,full-llm")  # fmt: skip
+    parser.add_argument("--tag", default="", help="Suffix of the LLM tables' names (e.g. -100).")
     parser.add_argument("--out", type=Path, default=HERE / "accuracy")
     parser.add_argument("--threads", type=int, default=2)
     return parser.parse_args()
@@ -154,14 +155,14 @@ def main() -> None:
                   Protocol.full, None, out, report)  # fmt: skip
     if "sampled-llm" not in skip and llm_rows:
         names = ["random", "most-popular", *BASELINES, *llm_rows]
-        run_table("sampled-llm", names, {m: builder(m) for m in names}, dataset, llm_seeds,
-                  Protocol.sampled, users, out, report)  # fmt: skip
+        run_table(f"sampled-llm{args.tag}", names, {m: builder(m) for m in names}, dataset,
+                  llm_seeds, Protocol.sampled, users, out, report)  # fmt: skip
     full_llm = [m for m in args.full_llm_methods.split(",") if m]
     if "full-llm" not in skip and full_llm:
         builders = {m: builder(m) for m in ["random", "most-popular", *BASELINES]}
         builders |= {f"{m}@sasrec-top50": two_stage(m) for m in full_llm}
-        run_table("full-llm", list(builders), builders, dataset, llm_seeds, Protocol.full,
-                  full_users, out, report)  # fmt: skip
+        run_table(f"full-llm{args.tag}", list(builders), builders, dataset, llm_seeds,
+                  Protocol.full, full_users, out, report)  # fmt: skip
 
 
 if __name__ == "__main__":
