@@ -9,7 +9,8 @@ under `accelerate launch -m mmsrarec.cli.train ...`.
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -127,10 +128,14 @@ def recommender(
     console.print_json(json.dumps(report))
 
 
-def _with_keywords(similar, data, keywords_for):
+def _with_keywords(
+    similar: Callable[[str, list[str]], list[Any]],
+    data: Any,
+    keywords_for: Callable[[Any], list[str]],
+) -> Callable[[str, list[str]], list[Any]]:
     """Fill each similar user's `keywords` (the retrieval node does this from the store)."""
 
-    def similar_for(user, history):
+    def similar_for(user: str, history: list[str]) -> list[Any]:
         users = similar(user, history)
         for entry in users:
             if not entry.get("keywords"):

@@ -17,12 +17,15 @@ cached under their own name (base name + adapter digest), apart from the base mo
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
 
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset
 from mmsrarec.graph.context import GraphSettings
 from mmsrarec.graph.factory import build_context, keyword_cache_path
-from mmsrarec.recommenders.base import Recommender
+from mmsrarec.recommenders.base import Query, Recommender
 from mmsrarec.recommenders.graph import GraphRecommender
 from mmsrarec.summarization import PROMPT_VERSION, KeywordCache
 from mmsrarec.training.adapters import (
@@ -108,7 +111,7 @@ class TwoStageRecommender(Recommender):
         k: Candidates per user handed to the re-ranker (50 by default).
     """
 
-    def __init__(self, first, second: GraphRecommender, k: int = 50) -> None:
+    def __init__(self, first: Recommender, second: GraphRecommender, k: int = 50) -> None:
         self.first, self.second, self.k = first, second, k
         self.name = f"{second.name}@sasrec-top{k}"
 
@@ -116,14 +119,10 @@ class TwoStageRecommender(Recommender):
         self.first.fit(dataset, seed)
         self.second.fit(dataset, seed)
 
-    def score_candidates(self, queries):
+    def score_candidates(self, queries: Sequence[Query]) -> list[np.ndarray]:
         return self.second.score_candidates(queries)
 
-    def score_catalog(self, queries):
-        import numpy as np
-
-        from mmsrarec.recommenders.base import Query
-
+    def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         catalog = np.asarray(self.first.score_catalog(queries), dtype=np.float64)
         out = np.empty_like(catalog)
         for row, query in enumerate(queries):

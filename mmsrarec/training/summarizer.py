@@ -18,6 +18,7 @@ are held out (never prompted) and summarised greedily before and after training.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import random
@@ -135,7 +136,7 @@ def train_summarizer(
     last = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(out / "adapter"))
-    trained = LLM(**{**policy.__dict__, "model": trainer.model})
+    trained = dataclasses.replace(policy, model=trainer.model)
     trainer.model.eval()
     after = keyword_quality(trained, heldout, r_info, r_recon)
     history = trainer.state.log_history
