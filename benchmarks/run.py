@@ -105,7 +105,8 @@ def sasrec_train(args: argparse.Namespace) -> dict:
     from mmsrarec.recommenders.sasrec import SASRecConfig, SASRecRecommender
 
     data = dataset(args)
-    save_dir = Path(tempfile.mkdtemp(dir=args.work))
+    # Where `evaluate_baselines` and `graph_user` look for it: they reload, not retrain.
+    save_dir = Path(args.work) / "runs" / "sasrec" / "ml-100k"
     model = SASRecRecommender(SASRecConfig(), save_dir=save_dir, progress=False)
     start = time.perf_counter()
     model.fit(data, seed=0)
@@ -162,12 +163,17 @@ def summarize_catalog(args: argparse.Namespace) -> dict:
     summarizer = LLMSummarizer(load_llm("smollm2-135m", settings(args)))
     cache = KeywordCache(Path(args.work) / "kw.sqlite", summarizer.name, PROMPT_VERSION)
     with PeakRss() as rss:
+        start = time.perf_counter()
         cold = run(items, summarizer, cache, progress=False)
+        cold_s = time.perf_counter() - start
+        start = time.perf_counter()
         warm = run(items, summarizer, cache, progress=False)
+        warm_s = time.perf_counter() - start
     return {
         "items": len(items),
-        "cold_items_per_s": len(items) / cold["seconds"],
-        "cached_items_per_s": len(items) / max(warm["seconds"], 1e-9),
+        "cold_s": cold_s,
+        "cold_items_per_s": len(items) / cold_s,
+        "cached_s": warm_s,
         "cached_summarized": warm["summarized"],
         "mean_keywords": cold["mean_keywords"],
         "peak_rss_mb": rss.peak / 2**20,
@@ -239,6 +245,7 @@ def write_markdown(path: Path, report: dict) -> None:
         "",
         "Machine: " + ", ".join(f"{k} {v}" for k, v in report["machine"].items()),
         "",
+        *([f"Note: {report['note']}", ""] if report.get("note") else []),
         "| benchmark | measure | value |",
         "|---|---|---|",
     ]
@@ -254,6 +261,7 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", choices=sorted(BENCHES), help="Run only these.")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    parser.add_argument("--note", help="Conditions of this run, written into RESULTS.md.")
     parser.add_argument("--one", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("--cache-dir", default=str(Path("~/.cache/mmsrarec").expanduser()))
@@ -280,6 +288,7 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "machine": machine(args.threads),
         "results": results,
+        "note": args.note or previous.get("note"),
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     write_markdown(args.out.with_name("RESULTS.md"), report)
