@@ -11,9 +11,6 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-import chromadb
-from chromadb.config import Settings as ChromaSettings
-
 from mmsrarec.chat.candidates import KNNCandidates
 from mmsrarec.chat.catalog import CatalogIndex
 from mmsrarec.chat.context import ChatContext, ChatSettings
@@ -24,6 +21,7 @@ from mmsrarec.data import Dataset, load_dataset, prepare_dataset
 from mmsrarec.graph.context import GraphContext, GraphSettings
 from mmsrarec.graph.graph import build_graph, open_checkpointer
 from mmsrarec.models import ChromaEmbedding, ModelCache
+from mmsrarec.tools.index import chroma_client
 
 logger = logging.getLogger(__name__)
 
@@ -49,14 +47,7 @@ def build_chat_context(
     with `settings.embedding_model`, keywords from the graph's keyword store) and item-kNN."""
     dataset = graph.dataset
     keywords = graph.keywords.get_many(dataset.items)
-    client = (
-        chromadb.PersistentClient(
-            path=str(settings.dataset_dir / "chroma"),
-            settings=ChromaSettings(anonymized_telemetry=False),
-        )
-        if settings.chroma_url is None
-        else _http_client(settings.chroma_url)
-    )
+    client = chroma_client(settings.dataset_dir / "chroma", settings.chroma_url)
     catalog = CatalogIndex.build(client, dataset, keywords, ChromaEmbedding(models.encoder()))
     logger.info("catalog index: %d items (%d with keywords)", dataset.n_items, len(keywords))
     return ChatContext(
@@ -67,15 +58,6 @@ def build_chat_context(
         graph=graph,
         titles=TitleIndex.from_items(dataset.items),
         settings=chat or ChatSettings(),
-    )
-
-
-def _http_client(url: str) -> chromadb.api.ClientAPI:
-    from mmsrarec.tools.index import parse_server_url
-
-    host, port, ssl = parse_server_url(url)
-    return chromadb.HttpClient(
-        host=host, port=port, ssl=ssl, settings=ChromaSettings(anonymized_telemetry=False)
     )
 
 

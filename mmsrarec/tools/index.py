@@ -126,6 +126,18 @@ def collection_name(dataset: Dataset, sasrec: SASRecRecommender) -> str:
     return f"users-{slug[:40]}-seed{seed}"
 
 
+def chroma_client(path: Path | None, server_url: str | None = None) -> ClientAPI:
+    """A Chroma client with telemetry off: the server at `server_url` when given, else an
+    embedded `PersistentClient` in the folder `path`."""
+    settings = ChromaSettings(anonymized_telemetry=False)
+    if server_url is not None:
+        host, port, ssl = parse_server_url(server_url)
+        return chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=settings)
+    if path is None:
+        raise ConfigError("give the index a `path`, a chroma `server_url` or a `client`")
+    return chromadb.PersistentClient(path=str(path), settings=settings)
+
+
 class CollaborativeIndex:
     """A Chroma store of knowledge-base collections (one per dataset and SASRec seed).
 
@@ -147,16 +159,7 @@ class CollaborativeIndex:
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"`batch_size` must be at least 1, got {batch_size}")
-        settings = ChromaSettings(anonymized_telemetry=False)
-        if client is not None:
-            self.client = client
-        elif server_url is not None:
-            host, port, ssl = parse_server_url(server_url)
-            self.client = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=settings)
-        elif path is not None:
-            self.client = chromadb.PersistentClient(path=str(path), settings=settings)
-        else:
-            raise ConfigError("give the index a `path`, a chroma `server_url` or a `client`")
+        self.client = client if client is not None else chroma_client(path, server_url)
         self.batch_size = batch_size
 
     @classmethod
