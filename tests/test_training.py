@@ -49,6 +49,30 @@ def test_instructions_use_training_positions_only(tiny_dataset, tiny_llm):
     assert valid and all(row["prompt"] for row in valid)
 
 
+def test_yes_no_examples_retrieve_from_the_whole_history(tiny_dataset, tiny_llm):
+    """As at inference: similar users are found from the whole prefix of the sequence, the
+    prompt lists the last `n_history` items and the neighbours' next items."""
+    seen_histories = []
+
+    def similar_for(user, history):
+        seen_histories.append((user, list(history)))
+        return [{"user_id": "other", "similarity": 0.9, "next_item_id": "i-next",
+                 "next_title": "Neighbour Pick", "keywords": ["kw-a", "kw-b"]}]  # fmt: skip
+
+    rows = training_examples(
+        tiny_llm, tiny_dataset, tasks=["yes_no"], positions_per_user=50, n_history=2,
+        similar_for=similar_for,
+    )  # fmt: skip
+    train = tiny_dataset.train_sequences()
+    ids = {u: [tiny_dataset.item(i).item_id for i in seq] for u, seq in train.items()}
+    assert any(len(history) > 2 for _, history in seen_histories)
+    for user, history in seen_histories:  # each one a strict prefix of the user's sequence
+        assert history == ids[user][: len(history)] and len(history) < len(ids[user])
+    for row in rows:
+        assert "<item>Neighbour Pick</item> keywords: kw-a, kw-b" in row["prompt"]
+        assert len(re.findall(r"\n\d+\. <item>", row["prompt"])) <= 2
+
+
 def test_config_checks(tmp_path):
     with pytest.raises(ConfigError, match="num_generations"):
         SummarizerTrainConfig(output_dir=str(tmp_path), num_generations=1, use_cpu=True)
@@ -196,7 +220,7 @@ def test_trained_graph_switches_adapters_on_one_model(
     from peft import LoraConfig, get_peft_model
 
     from mmsrarec.recommenders.base import Query
-    from mmsrarec.recommenders.trained import TrainedGraphRecommender
+    from mmsrarec.recommenders.trained import TrainedGraphRecommender, inference_prompt_parts
     from mmsrarec.training.adapters import adapter_dir
 
     settings = Settings(
@@ -217,6 +241,11 @@ def test_trained_graph_switches_adapters_on_one_model(
     assert set(peft_model.peft_config) == {"summarizer", "recommender"}
     assert context.summarizer.llm.model is peft_model  # one base model in memory
     assert "+grpo-" in context.summarizer.name and "+sft-" in context.scorer.name
+    # METHOD.md's prompt (no older-history sentence), catalog summarized offline in `fit`
+    assert context.preference is None
+    assert set(context.keywords.get_many(tiny_dataset.items)) == {
+        item.item_id for item in tiny_dataset.items
+    }
     user = tiny_dataset.eval_users[0]
     query = Query(user, tuple(tiny_dataset.history(user, "test")),
                   tuple(tiny_dataset.candidates(user, "test")))  # fmt: skip
@@ -231,6 +260,11 @@ def test_trained_graph_switches_adapters_on_one_model(
         base = SharedPrefixScorer(context.scorer.llm).score(prefix, suffixes)
     assert context.scorer.score(prefix, suffixes) == pytest.approx(sft)
     assert sft != pytest.approx(base)
+    # SFT prompts get the keywords this graph uses: the GRPO summarizer's, from its cache
+    keywords_for, similar_for = inference_prompt_parts(settings, tiny_dataset, k_similar=0)
+    stored = context.keywords.get_many(tiny_dataset.items)
+    assert similar_for is None
+    assert {i.item_id: keywords_for(i) for i in tiny_dataset.items} == stored
 
 
 def np_isfinite(values) -> bool:

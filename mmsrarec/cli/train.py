@@ -9,8 +9,7 @@ under `accelerate launch -m mmsrarec.cli.train ...`.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -84,7 +83,7 @@ def recommender(
     valid_users: Annotated[int, typer.Option(help="Users whose validation item is eval.")] = 64,
     k_similar: Annotated[
         int, typer.Option(help="Similar users in yes/no prompts (trains SASRec if missing).")
-    ] = 0,
+    ] = 3,
     eval_steps: Annotated[int, typer.Option(help="Steps between evaluations/checkpoints.")] = 25,
     batch_size: Annotated[int, typer.Option(help="Examples per step per device.")] = 4,
     learning_rate: Annotated[float, typer.Option(help="LoRA learning rate.")] = 2e-4,
@@ -103,11 +102,10 @@ def recommender(
     settings = settings_from(config, cache_dir=cache_dir, data_dir=data_dir, run_dir=run_dir,
                              dataset=dataset, model=model)  # fmt: skip
     from mmsrarec.data import load_dataset
-    from mmsrarec.graph.factory import build_retriever, open_keyword_cache
     from mmsrarec.models import ModelCache
-    from mmsrarec.summarization import LLMSummarizer
+    from mmsrarec.recommenders.trained import inference_prompt_parts
     from mmsrarec.training.config import RecommenderTrainConfig
-    from mmsrarec.training.recommender import cached_keywords, train_recommender
+    from mmsrarec.training.recommender import train_recommender
 
     train_config = RecommenderTrainConfig(
         output_dir=str(train_dir(settings, RECOMMENDER)), max_steps=steps,
@@ -117,32 +115,10 @@ def recommender(
         learning_rate=learning_rate, max_length=max_length, use_cpu=cpu, seed=seed,
     )  # fmt: skip
     data = load_dataset(settings.dataset_dir)
-    llm = ModelCache(settings).llm()
-    keywords_for = cached_keywords(open_keyword_cache(settings, LLMSummarizer(llm)), data)
-    similar_for = None
-    if k_similar > 0:
-        retriever = build_retriever(settings, data, seed)
-        similar = lambda user, history: retriever.similar_users(user, history, k_similar)  # noqa: E731
-        similar_for = _with_keywords(similar, data, keywords_for)
+    keywords_for, similar_for = inference_prompt_parts(settings, data, k_similar, seed)
+    llm = ModelCache(settings).llm()  # a copy of its own: LoRA is added to this one
     report = train_recommender(train_config, data, llm, keywords_for, similar_for, resume=resume)
     console.print_json(json.dumps(report))
-
-
-def _with_keywords(
-    similar: Callable[[str, list[str]], list[Any]],
-    data: Any,
-    keywords_for: Callable[[Any], list[str]],
-) -> Callable[[str, list[str]], list[Any]]:
-    """Fill each similar user's `keywords` (the retrieval node does this from the store)."""
-
-    def similar_for(user: str, history: list[str]) -> list[Any]:
-        users = similar(user, history)
-        for entry in users:
-            if not entry.get("keywords"):
-                entry["keywords"] = keywords_for(data.item(data.index_of(entry["next_item_id"])))
-        return users
-
-    return similar_for
 
 
 def main() -> None:

@@ -2,8 +2,14 @@
 
 `mmsrarec-zeroshot`: the untrained graph (packaged LLM, no adapters). Each query runs the
 graph once with the query's history and candidates; the recommender node's scores are the
-candidate scores. Only the sampled protocol: scoring the whole catalog per user with an LLM
-is the next issue's two-stage ranking.
+candidate scores. Only the sampled protocol here; full ranking goes through
+`trained.TwoStageRecommender`.
+
+Evaluated graphs follow METHOD.md's two choices that the interactive graph relaxes:
+- the prompt holds the last n items' keywords, the collaborative keywords and the candidate,
+  and no sentence on the older history (the SFT prompts have none either);
+- summarization is an offline stage: `fit` summarizes the whole catalog once into the keyword
+  cache (one critic-scored round per item, resumable), so a query only retrieves and scores.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from mmsrarec.graph.factory import build_context
 from mmsrarec.graph.graph import build_graph
 from mmsrarec.models import ModelCache
 from mmsrarec.recommenders.base import Query, Recommender
+from mmsrarec.summarization import summarize_catalog
 
 
 class GraphRecommender(Recommender):
@@ -36,8 +43,11 @@ class GraphRecommender(Recommender):
         self.graph = build_graph()
 
     def fit(self, dataset: Dataset, seed: int) -> None:
-        """Nothing is trained; loads the models and builds the retrieval index for `seed`."""
-        self.context = build_context(self.settings, dataset, self.models, self.run, seed=seed)
+        """Nothing is trained; loads the models, builds the retrieval index for `seed` and
+        summarizes the catalog items the keyword cache lacks."""
+        self.context = build_context(self.settings, dataset, self.models, self.run, seed=seed,
+                                     preference=False)  # fmt: skip
+        summarize_offline(self.context)
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         raise ConfigError("`mmsrarec-zeroshot` scores candidates only: use `--protocol sampled`")
@@ -61,3 +71,9 @@ class GraphRecommender(Recommender):
             score_of = {rec["item_id"]: rec["score"] for rec in output["recommendations"]}
             rows.append(np.array([score_of[item_id] for item_id in candidates]))
         return rows
+
+
+def summarize_offline(context: GraphContext, batch_size: int = 16) -> None:
+    """METHOD.md's offline summarization stage: every catalog item not yet in the cache."""
+    summarize_catalog(context.dataset.items, context.summarizer, context.keywords,
+                      context.critic, batch_size=batch_size)  # fmt: skip

@@ -11,7 +11,9 @@ bare base model (`training.adapters.OnAdapter`). Variants (same frozen candidate
 
 Adapters come from `mmsrarec train summarizer|recommender` (trained once, seed 0); the
 evaluation seeds vary SASRec, hence the similar users. Keywords of the tuned summarizer are
-cached under their own name (base name + adapter digest), apart from the base model's.
+cached under their own name (base name + adapter digest), apart from the base model's. Like
+the zero-shot graph, the prompt has no older-history sentence and `fit` summarizes the catalog
+offline (see `recommenders.graph`).
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from mmsrarec.config import Settings
 from mmsrarec.data import Dataset
 from mmsrarec.graph.context import GraphSettings
 from mmsrarec.graph.factory import build_context, keyword_cache_path
+from mmsrarec.graph.state import SimilarUser
 from mmsrarec.recommenders.base import Query, Recommender
-from mmsrarec.recommenders.graph import GraphRecommender
+from mmsrarec.recommenders.graph import GraphRecommender, summarize_offline
 from mmsrarec.summarization import PROMPT_VERSION, KeywordCache
 from mmsrarec.training.adapters import (
     RECOMMENDER,
@@ -36,6 +39,8 @@ from mmsrarec.training.adapters import (
     adapter_dir,
     attach_adapters,
 )
+from mmsrarec.training.instructions import KeywordsFor, SimilarFor
+from mmsrarec.training.recommender import cached_keywords
 
 VARIANTS = {
     # name: (summarizer adapter, recommender adapter, retrieval)
@@ -74,7 +79,8 @@ class TrainedGraphRecommender(GraphRecommender):
             adapters[RECOMMENDER] = adapter_dir(self.settings, RECOMMENDER)
         base = self.models.llm()
         llm = attach_adapters(base, adapters)
-        context = build_context(self.settings, dataset, self.models, self.run, seed=seed, llm=llm)
+        context = build_context(self.settings, dataset, self.models, self.run, seed=seed, llm=llm,
+                                preference=False)  # fmt: skip
         summarizer_name = context.summarizer.name
         if self.use_rl:
             summarizer_name += f"+grpo-{adapter_digest(adapters[SUMMARIZER])}"
@@ -97,6 +103,37 @@ class TrainedGraphRecommender(GraphRecommender):
             ),  # fmt: skip
             **base_parts,
         )
+        summarize_offline(self.context)
+
+
+def inference_prompt_parts(
+    settings: Settings, dataset: Dataset, k_similar: int, seed: int = 0
+) -> tuple[KeywordsFor, SimilarFor | None]:
+    """What the evaluated graph puts in its prompts, for the SFT examples: keywords of the
+    summarizer `mmsrarec` runs with (the GRPO adapter when trained, else the base model),
+    the whole catalog summarized first, and the `k_similar` similar users of SASRec `seed`
+    with their next items' keywords (None when `k_similar` is 0)."""
+    run = GraphSettings(k_similar=k_similar)
+    if adapter_dir(settings, SUMMARIZER).is_dir():
+        graph: GraphRecommender = TrainedGraphRecommender(settings, "mmsrarec-no-sft", run)
+    else:
+        graph = GraphRecommender(settings, run)
+    graph.fit(dataset, seed)
+    context = graph.context
+    assert context is not None
+    keywords_for = cached_keywords(context.keywords, dataset)
+    retriever = context.retriever
+    if retriever is None:
+        return keywords_for, None
+
+    def similar_for(user: str, history: list[str]) -> list[SimilarUser]:
+        found = retriever.similar_users(user, history, k_similar)
+        return [
+            {**n, "keywords": keywords_for(dataset.item(dataset.index_of(n["next_item_id"])))}
+            for n in found
+        ]
+
+    return keywords_for, similar_for
 
 
 class TwoStageRecommender(Recommender):

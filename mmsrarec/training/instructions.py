@@ -141,19 +141,24 @@ def examples_for_position(
     *,
     tasks: Sequence[str],
     negatives: int,
+    n_history: int,
     keywords_for: KeywordsFor,
     rng: random.Random,
     similar_for: SimilarFor | None = None,
 ) -> list[Example]:
-    """Every requested task's examples for one (history, next item) pair."""
-    items = [dataset.item(i) for i in history]
+    """Every requested task's examples for one (history, next item) pair. Prompts show the
+    last `n_history` items; similar users are found from the whole `history`, as the
+    retrieval node does at inference."""
+    items = [dataset.item(i) for i in history[-n_history:]]
     positive = dataset.item(target)
     need = max(negatives, PICK_SIZE - 1 if "pick_next" in tasks else 0)
     negative_items = [dataset.item(i) for i in sample_negatives(dataset, seen, need, rng)]
     rows: list[Example] = []
     if "yes_no" in tasks:
         collaborative = (
-            similar_for(user, [it.item_id for it in items]) if similar_for is not None else []
+            similar_for(user, [dataset.item(i).item_id for i in history])
+            if similar_for is not None
+            else []
         )
         rows += yes_no_examples(
             llm, items, positive, negative_items[:negatives], keywords_for, collaborative
@@ -193,9 +198,8 @@ def training_examples(
         positions = rng.sample(range(1, len(seq)), min(positions_per_user, len(seq) - 1))
         for t in positions:
             rows += examples_for_position(
-                llm, dataset, user, seq[max(0, t - n_history) : t], seq[t], seen,
-                tasks=tasks, negatives=negatives, keywords_for=keywords_for, rng=rng,
-                similar_for=similar_for,
+                llm, dataset, user, seq[:t], seq[t], seen, tasks=tasks, negatives=negatives,
+                n_history=n_history, keywords_for=keywords_for, rng=rng, similar_for=similar_for,
             )  # fmt: skip
     rng.shuffle(rows)
     return rows
@@ -222,8 +226,8 @@ def validation_examples(
         history = dataset.history(user, "valid")
         seen = set(dataset.train_sequence(user)) | {dataset.target(user, "valid")}
         rows += examples_for_position(
-            llm, dataset, user, history[-n_history:], dataset.target(user, "valid"), seen,
-            tasks=tasks, negatives=negatives, keywords_for=keywords_for, rng=rng,
+            llm, dataset, user, history, dataset.target(user, "valid"), seen, tasks=tasks,
+            negatives=negatives, n_history=n_history, keywords_for=keywords_for, rng=rng,
             similar_for=similar_for,
         )  # fmt: skip
     return rows

@@ -31,11 +31,12 @@ logger = logging.getLogger(__name__)
 
 
 def cached_keywords(store: Any, dataset: Dataset) -> KeywordsFor:
-    """Keywords from a `KeywordStore` (one bulk read), falling back to the item's text."""
+    """Keywords from a `KeywordStore` (one bulk read), as the graph's prompts show them (an
+    empty stored list too); the item's own text only for items the store lacks."""
     stored = store.get_many(dataset.items) if store is not None else {}
 
     def keywords_for(item: Item) -> list[str]:
-        return stored.get(item.item_id) or text_keywords(item)
+        return stored[item.item_id] if item.item_id in stored else text_keywords(item)
 
     return keywords_for
 
