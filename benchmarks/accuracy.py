@@ -77,6 +77,45 @@ def export(out: Path, table: str, results, dataset) -> dict[str, str]:
     return paths
 
 
+def per_user_ndcg5(path: Path) -> dict[str, float]:
+    """NDCG@5 per user from a rankings export (pessimistic ties), without the project's code."""
+    import math
+
+    values = {}
+    with gzip.open(path, "rt", encoding="utf-8") as rows:
+        for line in rows:
+            row = json.loads(line)
+            scores = [-math.inf if s is None else s for s in row["scores"]]
+            target = scores[row["candidates"].index(row["target"])]
+            rank = sum(score >= target for score in scores) - 1
+            values[row["user_id"]] = 1 / math.log2(rank + 2) if rank < 5 else 0.0
+    return values
+
+
+def paired_against(out: Path, table: dict, reference: str = "sasrec", draws: int = 2000) -> dict:
+    """Per method: mean NDCG@5 difference to `reference` on the same users (first seed) with
+    a 95% bootstrap interval over users, and the standard error of the method's own NDCG@5."""
+    import numpy as np
+
+    paths = {m: row["rankings"] for m, row in table["methods"].items() if row["rankings"]}
+    ref = per_user_ndcg5(out / paths[reference])
+    users = sorted(ref)
+    rng = np.random.default_rng(0)
+    picks = rng.integers(0, len(users), size=(draws, len(users)))
+    paired = {}
+    for method, path in paths.items():
+        own = per_user_ndcg5(out / path)
+        diff = np.array([own[u] - ref[u] for u in users])
+        means = diff[picks].mean(axis=1)
+        paired[method] = {
+            "ndcg5": float(np.mean([own[u] for u in users])),
+            "ndcg5_se": float(np.std([own[u] for u in users], ddof=1) / np.sqrt(len(users))),
+            "diff": float(diff.mean()),
+            "diff_ci95": [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))],
+        }
+    return {"reference": reference, "users": len(users), "metric": "NDCG@5", "methods": paired}
+
+
 def run_table(name, methods, builders, dataset, seeds, protocol, users, out, report) -> None:
     """Evaluate `methods` (name -> builder) and add the table to `report` (saved each time)."""
     from rich.console import Console
@@ -93,6 +132,8 @@ def run_table(name, methods, builders, dataset, seeds, protocol, users, out, rep
         table = build_report(results, dataset, protocol, "test", seeds, rankings)
         table["wall_s"] = time.perf_counter() - start
         table["complete"] = len(results) == len(methods)
+        if protocol.value == "sampled" and table["methods"].get("sasrec", {}).get("rankings"):
+            table["paired"] = paired_against(out, table)
         report["tables"][name] = table
         (out / "results.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     report.pop("_rankings")
