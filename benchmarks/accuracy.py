@@ -131,6 +131,7 @@ def run_table(name, methods, builders, dataset, seeds, protocol, users, out, rep
         report["_rankings"] = rankings
         table = build_report(results, dataset, protocol, "test", seeds, rankings)
         table["wall_s"] = time.perf_counter() - start
+        table["command"] = report["command"]  # tables may come from different invocations
         table["complete"] = len(results) == len(methods)
         if protocol.value == "sampled" and table["methods"].get("sasrec", {}).get("rankings"):
             table["paired"] = paired_against(out, table)
