@@ -50,6 +50,8 @@ def parse_args() -> argparse.Namespace:
                         "sampled,sampled-llm,full,full-llm")  # fmt: skip
     parser.add_argument("--tag", default="", help="Suffix of the LLM tables' names (e.g. -100).")
     parser.add_argument("--out", type=Path, default=HERE / "accuracy")
+    parser.add_argument("--resume", action="store_true", help="Keep the seeds that a killed "
+                        "run of the same command finished (in <out>/partial/).")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2)
     return parser.parse_args()
 
@@ -116,17 +118,23 @@ def paired_against(out: Path, table: dict, reference: str = "sasrec", draws: int
     return {"reference": reference, "users": len(users), "metric": "NDCG@5", "methods": paired}
 
 
-def run_table(name, methods, builders, dataset, seeds, protocol, users, out, report) -> None:
-    """Evaluate `methods` (name -> builder) and add the table to `report` (saved each time)."""
+def run_table(name, methods, builders, dataset, seeds, protocol, users, out, report,
+              resume) -> None:  # fmt: skip
+    """Evaluate `methods` (name -> builder) and add the table to `report` (saved each time).
+    Finished seeds go to `<out>/partial/<name>/`; `resume` reuses them, else they are cleared."""
     from rich.console import Console
 
     from mmsrarec.evaluation.harness import build_report, evaluate_method, results_table
 
+    done_dir = out / "partial" / name
+    if not resume:
+        shutil.rmtree(done_dir, ignore_errors=True)
+    done_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     results = []
     for method in methods:  # the table is saved after every method: partial runs keep rows
         results.append(evaluate_method(method, builders[method], dataset, seeds, protocol,
-                                       "test", users))  # fmt: skip
+                                       "test", users, done_dir))  # fmt: skip
         rankings = export(out, name, results[-1:], dataset) | report.get("_rankings", {})
         report["_rankings"] = rankings
         table = build_report(results, dataset, protocol, "test", seeds, rankings)
@@ -191,20 +199,20 @@ def main() -> None:
                                                     args.full_llm_users))  # fmt: skip
     if "sampled" not in skip:
         run_table("sampled", rows, {m: builder(m) for m in rows}, dataset, seeds,
-                  Protocol.sampled, None, out, report)  # fmt: skip
+                  Protocol.sampled, None, out, report, args.resume)  # fmt: skip
     if "full" not in skip:
         run_table("full", rows, {m: builder(m) for m in rows}, dataset, seeds,
-                  Protocol.full, None, out, report)  # fmt: skip
+                  Protocol.full, None, out, report, args.resume)  # fmt: skip
     if "sampled-llm" not in skip and llm_rows:
         names = ["random", "most-popular", *BASELINES, *llm_rows]
         run_table(f"sampled-llm{args.tag}", names, {m: builder(m) for m in names}, dataset,
-                  llm_seeds, Protocol.sampled, users, out, report)  # fmt: skip
+                  llm_seeds, Protocol.sampled, users, out, report, args.resume)  # fmt: skip
     full_llm = [m for m in args.full_llm_methods.split(",") if m]
     if "full-llm" not in skip and full_llm:
         builders = {m: builder(m) for m in ["random", "most-popular", *BASELINES]}
         builders |= {f"{m}@sasrec-top50": two_stage(m) for m in full_llm}
         run_table(f"full-llm{args.tag}", list(builders), builders, dataset, llm_seeds,
-                  Protocol.full, full_users, out, report)  # fmt: skip
+                  Protocol.full, full_users, out, report, args.resume)  # fmt: skip
 
 
 if __name__ == "__main__":

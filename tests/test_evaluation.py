@@ -272,3 +272,28 @@ def test_cli_prints_table_and_writes_json(tiny_dataset, tmp_path, capsys) -> Non
     printed = capsys.readouterr().out
     assert "most-popular" in printed and "random" in printed and "item-knn" in printed
     assert json.loads(out.read_text(encoding="utf-8"))["seeds"] == [0, 1]
+
+
+def test_finished_seeds_are_kept_and_reused_after_a_kill(tiny_dataset, tmp_path):
+    """`done_dir`: seeds saved as they finish; a rerun loads them (no fit) with equal
+    results, the seed that was not saved runs, and other users never reuse them."""
+    fits = []
+
+    class Counting(RandomRecommender):
+        def fit(self, dataset, seed):
+            fits.append(seed)
+            super().fit(dataset, seed)
+
+    def run(seeds, users=None):
+        return evaluate_method("counting", Counting, tiny_dataset, seeds, Protocol.sampled,
+                               users=users, done_dir=tmp_path)  # fmt: skip
+
+    first = run([0])  # as if killed before seed 1
+    assert fits == [0] and (tmp_path / "counting.sampled.test.seed0.json").exists()
+    again = run([0, 1])
+    assert fits == [0, 1]  # seed 0 loaded, seed 1 run
+    assert again.runs[0].metrics == first.runs[0].metrics
+    assert [s.tolist() for s in again.first.scores] == [s.tolist() for s in first.first.scores]
+    assert again.first.ranks.tolist() == first.first.ranks.tolist()
+    run([0, 1], users=tiny_dataset.eval_users[:2])  # another user set: both seeds run again
+    assert fits == [0, 1, 0, 1]

@@ -15,6 +15,7 @@ A score of -inf (an item the method rules out) is written as null.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +31,7 @@ from mmsrarec.data import Dataset, Stage
 from mmsrarec.evaluation.methods import REFERENCES, build_method
 from mmsrarec.evaluation.protocols import EvalResult, Protocol, evaluate_full, evaluate_sampled
 from mmsrarec.recommenders.base import Recommender
-from mmsrarec.storage import atomic_write_json, atomic_write_jsonl
+from mmsrarec.storage import atomic_write_json, atomic_write_jsonl, atomic_write_text
 
 
 @dataclass
@@ -79,22 +80,68 @@ def evaluate_method(
     protocol: Protocol,
     stage: Stage = "test",
     users: Sequence[str] | None = None,
+    done_dir: Path | None = None,
 ) -> MethodResult:
-    """For each seed: build a fresh recommender, `fit(dataset, seed)`, evaluate it."""
+    """For each seed: build a fresh recommender, `fit(dataset, seed)`, evaluate it.
+
+    With `done_dir`, each finished seed is saved there (atomically) and a seed already saved
+    for the same method, protocol, stage and users is loaded instead of run again, so a
+    killed run resumes where it stopped. The caller keeps the folder to one configuration.
+    """
     evaluate = evaluate_sampled if protocol == Protocol.sampled else evaluate_full
     runs, first = [], None
     for seed in seeds:
-        recommender = build()
-        start = time.perf_counter()
-        recommender.fit(dataset, seed)
-        fitted = time.perf_counter()
-        result = evaluate(recommender, dataset, stage, users)
-        runs.append(SeedRun(seed, result.metrics, fitted - start, time.perf_counter() - fitted))
+        path = done_dir / f"{name}.{protocol.value}.{stage}.seed{seed}.json" if done_dir else None
+        done = _load_seed(path, dataset, users) if path is not None else None
+        if done is None:
+            recommender = build()
+            start = time.perf_counter()
+            recommender.fit(dataset, seed)
+            fitted = time.perf_counter()
+            result = evaluate(recommender, dataset, stage, users)
+            run = SeedRun(seed, result.metrics, fitted - start, time.perf_counter() - fitted)
+            if path is not None:
+                _save_seed(path, run, result)
+        else:
+            run, result = done
+        runs.append(run)
         if first is None:
             first = result
     if first is None:
         raise ValueError("evaluate_method needs at least one seed")
     return MethodResult(name, runs, first)
+
+
+def _save_seed(path: Path, run: SeedRun, result: EvalResult) -> None:
+    # Key order is kept (no sort_keys): it is the metrics' column order in tables.
+    obj = {
+        "run": vars(run), "protocol": result.protocol.value, "stage": result.stage,
+        "users": result.users, "targets": result.targets.tolist(), "ranks": result.ranks.tolist(),
+        "candidates": [c.tolist() for c in result.candidates],
+        "scores": [s.tolist() for s in result.scores], "metrics": result.metrics,
+    }  # fmt: skip
+    atomic_write_text(path, json.dumps(obj) + "\n")
+
+
+def _load_seed(
+    path: Path, dataset: Dataset, users: Sequence[str] | None
+) -> tuple[SeedRun, EvalResult] | None:
+    """A saved seed, or None when there is none or it was made for other users/targets."""
+    if not path.exists():
+        return None
+    saved = json.loads(path.read_text(encoding="utf-8"))
+    stage = saved["stage"]
+    expected = list(users) if users is not None else sorted(dataset.eval_users)
+    if sorted(saved["users"]) != sorted(expected) or saved["targets"] != [
+        dataset.target(user, stage) for user in saved["users"]
+    ]:
+        return None
+    result = EvalResult(
+        Protocol(saved["protocol"]), stage, saved["users"], np.array(saved["targets"]),
+        np.array(saved["ranks"]), [np.array(c) for c in saved["candidates"]],
+        [np.array(s, dtype=np.float64) for s in saved["scores"]], saved["metrics"],
+    )  # fmt: skip
+    return SeedRun(**saved["run"]), result
 
 
 def run_harness(
