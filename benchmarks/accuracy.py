@@ -94,9 +94,25 @@ def per_user_ndcg5(path: Path) -> dict[str, float]:
     return values
 
 
+def score_separation(path: Path) -> dict[str, float]:
+    """Mean score of targets and of negatives, and the mean max-min range within a user."""
+    targets, negatives, ranges = [], [], []
+    with gzip.open(path, "rt", encoding="utf-8") as rows:
+        for line in rows:
+            row = json.loads(line)
+            scores = row["scores"]
+            at = row["candidates"].index(row["target"])
+            targets.append(scores[at])
+            negatives += scores[:at] + scores[at + 1 :]
+            ranges.append(max(scores) - min(scores))
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    return {"target": mean(targets), "negative": mean(negatives), "range": mean(ranges)}
+
+
 def paired_against(out: Path, table: dict, reference: str = "sasrec", draws: int = 2000) -> dict:
     """Per method: mean NDCG@5 difference to `reference` on the same users (first seed) with
-    a 95% bootstrap interval over users, and the standard error of the method's own NDCG@5."""
+    a 95% bootstrap interval over users, the standard error of the method's own NDCG@5, and
+    its mean score on targets and on negatives (does it separate them at all?)."""
     import numpy as np
 
     paths = {m: row["rankings"] for m, row in table["methods"].items() if row["rankings"]}
@@ -114,6 +130,7 @@ def paired_against(out: Path, table: dict, reference: str = "sasrec", draws: int
             "ndcg5_se": float(np.std([own[u] for u in users], ddof=1) / np.sqrt(len(users))),
             "diff": float(diff.mean()),
             "diff_ci95": [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))],
+            "mean_score": score_separation(out / path),
         }
     return {"reference": reference, "users": len(users), "metric": "NDCG@5", "methods": paired}
 
