@@ -297,3 +297,6 @@ def test_finished_seeds_are_kept_and_reused_after_a_kill(tiny_dataset, tmp_path)
     assert again.first.ranks.tolist() == first.first.ranks.tolist()
     run([0, 1], users=tiny_dataset.eval_users[:2])  # another user set: both seeds run again
     assert fits == [0, 1, 0, 1]
+    (tmp_path / "counting.sampled.test.seed0.json").write_text("{not json")  # damaged file
+    run([0, 1], users=tiny_dataset.eval_users[:2])
+    assert fits == [0, 1, 0, 1, 0]  # seed 0 runs again, seed 1 is reused

@@ -28,6 +28,7 @@ from rich.table import Table
 
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, Stage
+from mmsrarec.errors import DataError
 from mmsrarec.evaluation.methods import REFERENCES, build_method
 from mmsrarec.evaluation.protocols import EvalResult, Protocol, evaluate_full, evaluate_sampled
 from mmsrarec.recommenders.base import Recommender
@@ -129,19 +130,22 @@ def _load_seed(
     """A saved seed, or None when there is none or it was made for other users/targets."""
     if not path.exists():
         return None
-    saved = json.loads(path.read_text(encoding="utf-8"))
-    stage = saved["stage"]
     expected = list(users) if users is not None else sorted(dataset.eval_users)
-    if sorted(saved["users"]) != sorted(expected) or saved["targets"] != [
-        dataset.target(user, stage) for user in saved["users"]
-    ]:
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        stage = saved["stage"]
+        if sorted(saved["users"]) != sorted(expected) or saved["targets"] != [
+            dataset.target(user, stage) for user in saved["users"]
+        ]:
+            return None
+        result = EvalResult(
+            Protocol(saved["protocol"]), stage, saved["users"], np.array(saved["targets"]),
+            np.array(saved["ranks"]), [np.array(c) for c in saved["candidates"]],
+            [np.array(s, dtype=np.float64) for s in saved["scores"]], saved["metrics"],
+        )  # fmt: skip
+        return SeedRun(**saved["run"]), result
+    except (ValueError, KeyError, TypeError, DataError):  # unreadable: run the seed again
         return None
-    result = EvalResult(
-        Protocol(saved["protocol"]), stage, saved["users"], np.array(saved["targets"]),
-        np.array(saved["ranks"]), [np.array(c) for c in saved["candidates"]],
-        [np.array(s, dtype=np.float64) for s in saved["scores"]], saved["metrics"],
-    )  # fmt: skip
-    return SeedRun(**saved["run"]), result
 
 
 def run_harness(
