@@ -79,34 +79,16 @@ def export(out: Path, table: str, results, dataset) -> dict[str, str]:
     return paths
 
 
-def per_user_ndcg5(path: Path) -> dict[str, float]:
-    """NDCG@5 per user from a rankings export (pessimistic ties), without the project's code."""
-    import math
-
-    values = {}
+def read_export(path: Path) -> dict[str, tuple[float, list[float]]]:
+    """Per user of a sampled rankings export: (target's score, the other candidates' scores)."""
+    users = {}
     with gzip.open(path, "rt", encoding="utf-8") as rows:
         for line in rows:
             row = json.loads(line)
-            scores = [-math.inf if s is None else s for s in row["scores"]]
-            target = scores[row["candidates"].index(row["target"])]
-            rank = sum(score >= target for score in scores) - 1
-            values[row["user_id"]] = 1 / math.log2(rank + 2) if rank < 5 else 0.0
-    return values
-
-
-def score_separation(path: Path) -> dict[str, float]:
-    """Mean score of targets and of negatives, and the mean max-min range within a user."""
-    targets, negatives, ranges = [], [], []
-    with gzip.open(path, "rt", encoding="utf-8") as rows:
-        for line in rows:
-            row = json.loads(line)
-            scores = row["scores"]
+            scores = row["scores"]  # sampled: every candidate has a finite score
             at = row["candidates"].index(row["target"])
-            targets.append(scores[at])
-            negatives += scores[:at] + scores[at + 1 :]
-            ranges.append(max(scores) - min(scores))
-    mean = lambda values: sum(values) / len(values)  # noqa: E731
-    return {"target": mean(targets), "negative": mean(negatives), "range": mean(ranges)}
+            users[row["user_id"]] = (scores[at], scores[:at] + scores[at + 1 :])
+    return users
 
 
 def paired_against(out: Path, table: dict, reference: str = "sasrec", draws: int = 2000) -> dict:
@@ -115,22 +97,35 @@ def paired_against(out: Path, table: dict, reference: str = "sasrec", draws: int
     its mean score on targets and on negatives (does it separate them at all?)."""
     import numpy as np
 
+    from mmsrarec.evaluation.metrics import ndcg, target_rank
+
+    def per_user_ndcg5(export: dict) -> np.ndarray:
+        ranks = [target_rank(export[u][0], np.array(export[u][1])) for u in users]
+        return np.array([ndcg(np.array([rank]), 5) for rank in ranks])
+
     paths = {m: row["rankings"] for m, row in table["methods"].items() if row["rankings"]}
-    ref = per_user_ndcg5(out / paths[reference])
-    users = sorted(ref)
-    rng = np.random.default_rng(0)
-    picks = rng.integers(0, len(users), size=(draws, len(users)))
+    reference_export = read_export(out / paths[reference])
+    users = sorted(reference_export)
+    ref = per_user_ndcg5(reference_export)
+    picks = np.random.default_rng(0).integers(0, len(users), size=(draws, len(users)))
     paired = {}
     for method, path in paths.items():
-        own = per_user_ndcg5(out / path)
-        diff = np.array([own[u] - ref[u] for u in users])
+        export = read_export(out / path)
+        own = per_user_ndcg5(export)
+        diff = own - ref
         means = diff[picks].mean(axis=1)
         paired[method] = {
-            "ndcg5": float(np.mean([own[u] for u in users])),
-            "ndcg5_se": float(np.std([own[u] for u in users], ddof=1) / np.sqrt(len(users))),
+            "ndcg5": float(own.mean()),
+            "ndcg5_se": float(own.std(ddof=1) / np.sqrt(len(users))),
             "diff": float(diff.mean()),
             "diff_ci95": [float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))],
-            "mean_score": score_separation(out / path),
+            "mean_score": {
+                "target": float(np.mean([export[u][0] for u in users])),
+                "negative": float(np.mean([s for u in users for s in export[u][1]])),
+                "range": float(
+                    np.mean([max(e[0], *e[1]) - min(e[0], *e[1]) for e in map(export.get, users)])
+                ),  # fmt: skip
+            },
         }
     return {"reference": reference, "users": len(users), "metric": "NDCG@5", "methods": paired}
 

@@ -7,7 +7,6 @@ Skipped only when Chromium or its driver is not installed; `.ci/run` installs bo
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import threading
 import time
@@ -15,13 +14,12 @@ from pathlib import Path
 
 import pytest
 from chat_fakes import make_chat_service
+from headless_chromium import installed, start_chromium
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-DRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "docs" / "screenshots"
 
 pytestmark = pytest.mark.skipif(
-    not (Path(CHROMIUM).exists() and Path(DRIVER).exists()),
+    not installed(),
     reason="headless Chromium not installed: apt-get install chromium chromium-driver",
 )
 
@@ -60,26 +58,7 @@ def server(tiny_dataset, tiny_encoder):
 
 @pytest.fixture
 def browser(tmp_path):
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--window-size=1200,1000",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver = start_chromium(tmp_path / "chromium-profile")
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()

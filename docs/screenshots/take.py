@@ -20,25 +20,15 @@ from pathlib import Path
 
 import httpx
 from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[1] / "tests"))
+from headless_chromium import start_chromium  # noqa: E402  (the browser tests' set-up)
+
 MESSAGE = "loved Alien and Star Wars, want something tense but not gory"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-    "--window-size=1200,1000",
-)
 
 
 def wait_for(driver: webdriver.Chrome, css: str, timeout: float) -> object:
@@ -71,11 +61,7 @@ def main() -> None:
                     break
             except httpx.HTTPError:
                 time.sleep(2)
-        options = webdriver.ChromeOptions()
-        options.binary_location = "/usr/bin/chromium"
-        for flag in (*FLAGS, f"--user-data-dir={work / 'profile'}"):
-            options.add_argument(flag)
-        driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+        driver = start_chromium(work / "profile")
         try:
             driver.get(url + "/")
             wait_for(driver, "#message", 30).send_keys(MESSAGE)
