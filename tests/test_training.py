@@ -271,3 +271,26 @@ def np_isfinite(values) -> bool:
     import numpy as np
 
     return bool(np.isfinite(values).all())
+
+
+def test_train_cli_rejects_bad_options_in_one_line(capsys):
+    from mmsrarec.cli.common import run_guarded
+    from mmsrarec.cli.train import app
+
+    assert run_guarded(app, ["recommender", "--k-similar", "-1", "--cpu"]) == 2
+    assert "k-similar" in capsys.readouterr().err
+
+
+def test_unexpected_errors_keep_their_own_traceback():
+    import typer
+
+    from mmsrarec.cli.common import run_guarded
+
+    app = typer.Typer()
+
+    @app.command()
+    def boom() -> None:
+        raise RuntimeError("the real cause")
+
+    with pytest.raises(RuntimeError, match="the real cause"):
+        run_guarded(app, [])

@@ -75,6 +75,8 @@ def _usage_error(exc: Exception) -> int | None:
     if isinstance(exc, (click.exceptions.ClickException, typer_click.ClickException)):
         exc.show()
         return exc.exit_code
-    if isinstance(exc, (click.exceptions.Abort, typer_click.Abort)):
+    # typer's vendored click has no `Abort` of its own in every version
+    typer_abort = getattr(typer_click, "Abort", click.exceptions.Abort)
+    if isinstance(exc, (click.exceptions.Abort, typer_abort)):
         return 1
     return None

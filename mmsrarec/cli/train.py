@@ -82,7 +82,8 @@ def recommender(
     negatives: Annotated[int, typer.Option(help="Random negatives per yes/no positive.")] = 1,
     valid_users: Annotated[int, typer.Option(help="Users whose validation item is eval.")] = 64,
     k_similar: Annotated[
-        int, typer.Option(help="Similar users in yes/no prompts (trains SASRec if missing).")
+        int,
+        typer.Option(min=0, help="Similar users in yes/no prompts (trains SASRec if missing)."),
     ] = 3,
     eval_steps: Annotated[int, typer.Option(help="Steps between evaluations/checkpoints.")] = 25,
     batch_size: Annotated[int, typer.Option(help="Examples per step per device.")] = 4,
