@@ -29,8 +29,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BASELINES = ["item-knn", "sasrec"]
-LLM_METHODS = ["mmsrarec-zeroshot", "mmsrarec", "mmsrarec-no-retrieval", "mmsrarec-no-rl",
-               "mmsrarec-no-sft"]  # fmt: skip
+LLM_METHODS = ["mmsrarec-yes-no-zeroshot", "mmsrarec-yes-no", "mmsrarec-yes-no-no-retrieval",
+               "mmsrarec-yes-no-no-rl", "mmsrarec-yes-no-no-sft"]  # fmt: skip
 
 
 def parse_args() -> argparse.Namespace:
@@ -45,7 +45,9 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="Users of the two-stage full-ranking LLM rows (default --llm-users).",
     )
-    parser.add_argument("--full-llm-methods", default="mmsrarec", help="Two-stage re-rankers.")
+    parser.add_argument(
+        "--full-llm-methods", default="mmsrarec-yes-no", help="Two-stage re-rankers."
+    )
     parser.add_argument("--skip", default="", help="Comma list of tables to skip: "
                         "sampled,sampled-llm,full,full-llm")  # fmt: skip
     parser.add_argument("--tag", default="", help="Suffix of the LLM tables' names (e.g. -100).")

@@ -172,3 +172,51 @@ def test_recommend_with_the_tiny_llm(tiny_dataset, tiny_llm):
     scores = [r["score"] for r in out["recommendations"]]
     assert scores == sorted(scores, reverse=True) and all(0 < s < 1 for s in scores)
     assert out["trace"][0]["model"] == tiny_llm.name
+
+
+class CountingRanker:
+    """A catalog ranker (item-kNN underneath) that counts its catalog passes."""
+
+    name = "item-knn"
+
+    def __init__(self, dataset) -> None:
+        from mmsrarec.recommenders.itemknn import ItemKNNRecommender
+
+        self.inner = ItemKNNRecommender()
+        self.inner.fit(dataset, 0)
+        self.queries = []
+
+    def score_candidates(self, queries):
+        self.queries.extend(queries)
+        return self.inner.score_candidates(queries)
+
+
+def test_a_catalog_ranker_scores_all_candidates_in_one_pass(tiny_dataset, scorer):
+    from mmsrarec.recommenders.base import Query
+
+    ranker = CountingRanker(tiny_dataset)
+    context = make_context(tiny_dataset, scorer)
+    context.ranker = ranker  # type: ignore[assignment]
+    candidates = [f"m{i}" for i in range(8, 30)]
+    state = make_state(tiny_dataset, candidates, top_k=30)
+    out = recommend(state, Runtime(context=context))
+
+    assert scorer.calls == []  # the yes/no prompt scorer is not asked
+    assert len(ranker.queries) == 1  # one pass for the user, every candidate read from it
+    query = ranker.queries[0]
+    assert [tiny_dataset.item(i).item_id for i in query.history] == state["history"]
+    expected = ranker.inner.score_candidates(
+        [Query("u0", query.history, tuple(tiny_dataset.index_of(c) for c in candidates))]
+    )[0]
+    by_id = {rec["item_id"]: rec["score"] for rec in out["recommendations"]}
+    assert by_id == pytest.approx(dict(zip(candidates, expected.tolist(), strict=True)))
+    scores = [rec["score"] for rec in out["recommendations"]]
+    assert scores == sorted(scores, reverse=True)
+    assert out["trace"][0]["model"] == "item-knn"
+
+
+def test_unknown_scorer_is_refused():
+    with pytest.raises(ValueError, match="unknown scorer"):
+        GraphSettings(scorer="oracle")
+    assert GraphSettings().scorer == "mmsrarec"
+    assert GraphSettings(scorer="yes-no").scorer == "yes-no"

@@ -215,7 +215,7 @@ def test_two_stage_reranks_only_the_shortlist(tiny_dataset):
 def test_trained_graph_switches_adapters_on_one_model(
     tiny_dataset, tiny_lm_dir, tiny_encoder_dir, tmp_path
 ):
-    """`mmsrarec-no-retrieval` end to end on tiny models: both adapters on one PeftModel,
+    """`mmsrarec-yes-no-no-retrieval` end to end on tiny models: both adapters on one PeftModel,
     the scorer runs with the SFT adapter, the summarizer with the GRPO one."""
     from peft import LoraConfig, get_peft_model
 
@@ -233,10 +233,10 @@ def test_trained_graph_switches_adapters_on_one_model(
         lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
         model = get_peft_model(fresh_llm(tiny_lm_dir, tmp_path).model, lora)
         model.save_pretrained(adapter_dir(settings, role))
-    recommender = TrainedGraphRecommender(settings, "mmsrarec-no-retrieval")
+    recommender = TrainedGraphRecommender(settings, "mmsrarec-yes-no-no-retrieval")
     recommender.fit(tiny_dataset, 0)
     context = recommender.context
-    assert context.retriever is None and recommender.name == "mmsrarec-no-retrieval"
+    assert context.retriever is None and recommender.name == "mmsrarec-yes-no-no-retrieval"
     peft_model = context.scorer.llm.model
     assert set(peft_model.peft_config) == {"summarizer", "recommender"}
     assert context.summarizer.llm.model is peft_model  # one base model in memory

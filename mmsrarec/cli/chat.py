@@ -13,6 +13,7 @@ from mmsrarec.cli.common import (
     DatasetOpt,
     ModelOpt,
     RunDirOpt,
+    ScorerOpt,
     console,
 )
 from mmsrarec.cli.serve import CriticOpt, MemoryOpt, SimilarOpt, build_service
@@ -42,6 +43,7 @@ def chat(
     critic: CriticOpt = True,
     k_similar: SimilarOpt = 3,
     in_memory: MemoryOpt = False,
+    scorer: ScorerOpt = None,
     config: ConfigOpt = None,
     dataset: DatasetOpt = None,
     model: ModelOpt = None,
@@ -51,7 +53,9 @@ def chat(
     """Chat: say what you liked or want ("loved Alien, want something tense")."""
     from mmsrarec.cli.trace import render_tree
 
-    service = build_service(config, dataset, model, data_dir, run_dir, critic, k_similar, in_memory)
+    service = build_service(
+        config, dataset, model, data_dir, run_dir, critic, k_similar, in_memory, scorer
+    )
     thread = thread or service.new_thread()
     if message is not None:
         show(service.chat(thread, message))

@@ -30,6 +30,14 @@ ModelOpt = Annotated[
     str | None,
     typer.Option("--model", help="LLM preset, HF id or local path [env MMSRAREC_MODEL]."),
 ]
+ScorerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scorer",
+        help="Recommend-node scorer: `mmsrarec` (fused LLM recommender, the default), "
+        "`llm-recommender`, another catalog method, or `yes-no` (the paper's prompt).",
+    ),
+]
 SeedsOpt = Annotated[
     int | None, typer.Option("--seeds", min=1, help="Use the first N seeds (0, 1, 2, ...).")
 ]
@@ -80,3 +88,17 @@ def _usage_error(exc: Exception) -> int | None:
     if isinstance(exc, (click.exceptions.Abort, typer_abort)):
         return 1
     return None
+
+
+def graph_run(scorer: str | None = None, **fields: Any):
+    """`GraphSettings` from CLI flags; an omitted `--scorer` keeps the settings' default."""
+    from pydantic import ValidationError
+
+    from mmsrarec.errors import ConfigError
+    from mmsrarec.graph.context import GraphSettings
+
+    try:
+        return GraphSettings(**fields, **({"scorer": scorer} if scorer is not None else {}))
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        raise ConfigError(f"`--{problem['loc'][0]}`: {problem['msg']}") from None

@@ -21,11 +21,14 @@ def demo(
     config: ConfigOpt = None,
     run_dir: RunDirOpt = None,
 ) -> None:
-    """Prepare ML-100K, train SASRec, print baseline tables, run the graph for a few users.
+    """Prepare ML-100K, train SASRec and the LLM recommender, print the accuracy tables,
+    run the graph for a few users.
 
-    Both protocols' tables (sampled 1 + 20 and full ranking) come first; then the
-    recommendation graph (untrained, packaged model) ranks each user's frozen candidates and
-    prints the recommendations with their evidence and one run's trace.
+    Both protocols' tables (sampled 1 + 20 and full ranking) come first: item-kNN, SASRec, the
+    collaborative ensemble, the LLM recommender (hybrid item tokens on the packaged model,
+    trained once, then reloaded) and the fused system. Then the recommendation graph, whose
+    recommend node uses the fused system, ranks each user's frozen candidates and prints the
+    recommendations with their evidence and one run's trace.
     """
     from mmsrarec.cli.evaluate import run_evaluation
     from mmsrarec.cli.recommend import print_update
@@ -37,12 +40,14 @@ def demo(
     folder, _ = prepare_dataset("ml-100k", settings.datasets_dir)
     console.print(f"[bold]1/3 data[/] ML-100K prepared in {folder}")
 
-    console.print("[bold]2/3 baselines[/] (SASRec trains once per seed, then reloads)")
-    methods = ["item-knn", "sasrec"]
+    console.print(
+        "[bold]2/3 accuracy[/] (SASRec and the LLM recommender train once per seed, then reload)"
+    )
+    methods = ["item-knn", "sasrec", "cf-ensemble", "llm-recommender", "mmsrarec"]
     run_evaluation(settings, methods, "sampled", json_path=settings.run_dir / "demo-sampled.json")
     run_evaluation(settings, methods, "full", json_path=settings.run_dir / "demo-full.json")
 
-    console.print(f"[bold]3/3 graph[/] model `{settings.model}`, untrained (zero-shot)")
+    console.print(f"[bold]3/3 graph[/] model `{settings.model}`, scorer `mmsrarec` (fused)")
     session = GraphSession(settings, GraphSettings())
     threads = []
     for user in users or DEMO_USERS:

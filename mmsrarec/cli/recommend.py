@@ -15,12 +15,13 @@ from mmsrarec.cli.common import (
     DatasetOpt,
     ModelOpt,
     RunDirOpt,
+    ScorerOpt,
     console,
     err_console,
+    graph_run,
     settings_from,
 )
 from mmsrarec.data import load_dataset
-from mmsrarec.graph.context import GraphSettings
 
 
 class CandidateChoice(StrEnum):
@@ -57,6 +58,7 @@ def recommend(
     n_history: NHistoryOpt = 5,
     k: KOpt = 3,
     max_rounds: RoundsOpt = 3,
+    scorer: ScorerOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     run_dir: RunDirOpt = None,
@@ -64,7 +66,7 @@ def recommend(
     model: ModelOpt = None,
 ) -> None:
     """Run the graph for one user: ranked items with scores, evidence and the trace's thread."""
-    run = GraphSettings(n_history=n_history, k_similar=k, max_rounds=max_rounds, stage=stage)
+    run = graph_run(scorer, n_history=n_history, k_similar=k, max_rounds=max_rounds, stage=stage)
     settings = settings_from(
         config, data_dir=data_dir, run_dir=run_dir, dataset=dataset, model=model
     )

@@ -13,7 +13,9 @@ from mmsrarec.cli.common import (
     DatasetOpt,
     ModelOpt,
     RunDirOpt,
+    ScorerOpt,
     console,
+    graph_run,
     settings_from,
 )
 from mmsrarec.errors import ConfigError
@@ -38,17 +40,17 @@ def build_service(
     critic: bool,
     k_similar: int,
     in_memory: bool,
+    scorer: str | None = None,
 ):
     """The chat service on the CLI's settings (shared by `serve` and `chat`)."""
     from mmsrarec.chat.factory import build_chat_service
-    from mmsrarec.graph.context import GraphSettings
 
     settings = settings_from(
         config, dataset=dataset, model=model, data_dir=data_dir, run_dir=run_dir
     )
     console.print("loading the dataset, models and indexes (the first start builds them)…")
     return build_chat_service(
-        settings, GraphSettings(k_similar=k_similar), critic=critic, in_memory=in_memory
+        settings, graph_run(scorer, k_similar=k_similar), critic=critic, in_memory=in_memory
     )
 
 
@@ -61,6 +63,7 @@ def serve(
     critic: CriticOpt = True,
     k_similar: SimilarOpt = 3,
     in_memory: MemoryOpt = False,
+    scorer: ScorerOpt = None,
     config: ConfigOpt = None,
     dataset: DatasetOpt = None,
     model: ModelOpt = None,
@@ -74,6 +77,8 @@ def serve(
 
     from mmsrarec.web.app import create_app
 
-    service = build_service(config, dataset, model, data_dir, run_dir, critic, k_similar, in_memory)
+    service = build_service(
+        config, dataset, model, data_dir, run_dir, critic, k_similar, in_memory, scorer
+    )
     console.print(f"chat on http://{host}:{port}/  (Ctrl-C to stop)", highlight=False)
     uvicorn.run(create_app(service), host=host, port=port, log_level="info")

@@ -11,10 +11,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mmsrarec.data import Dataset, Item
 from mmsrarec.graph.state import SimilarUser
+from mmsrarec.recommenders.base import Recommender
 
 
 class Judgement(TypedDict):
@@ -97,6 +98,21 @@ class GraphSettings(BaseModel):
     threshold: float = Field(0.6, description="Critic total at or above which a summary is kept.")
     top_k: int = Field(10, ge=1, description="Recommendations returned by default.")
     stage: str = Field("test", pattern="^(valid|test)$", description="Which frozen split to serve.")
+    scorer: str = Field(
+        "mmsrarec",
+        description="How the recommend node scores: a catalog recommender (`mmsrarec`, the "
+        "fused system; `llm-recommender`, the LLM alone; any evaluation method) scoring every "
+        "item in one pass per user, or `yes-no`, the paper's p(yes) prompt per candidate.",
+    )
+
+    @field_validator("scorer")
+    @classmethod
+    def _known_scorer(cls, value: str) -> str:
+        from mmsrarec.evaluation.methods import CATALOG_SCORERS
+
+        if value != "yes-no" and value not in CATALOG_SCORERS:
+            raise ValueError(f"unknown scorer; known: yes-no, {', '.join(CATALOG_SCORERS)}")
+        return value
 
 
 @dataclass
@@ -111,3 +127,4 @@ class GraphContext:
     scorer: CandidateScorer
     preference: PreferenceSummarizer | None = None
     settings: GraphSettings = field(default_factory=GraphSettings)
+    ranker: Recommender | None = None  # fitted; when set, it scores instead of `scorer`

@@ -98,4 +98,17 @@ def build_context(
             else None
         ),
         settings=run,
+        ranker=build_ranker(settings, dataset, run.scorer, seed),
     )
+
+
+def build_ranker(settings: Settings, dataset: Dataset, scorer: str, seed: int):
+    """The fitted catalog recommender named `scorer` (trained once, then reloaded), or None
+    for the yes/no prompt scorer."""
+    if scorer == "yes-no":
+        return None
+    from mmsrarec.evaluation.methods import build_method
+
+    ranker = build_method(scorer, settings)
+    ranker.fit(dataset, seed)
+    return ranker

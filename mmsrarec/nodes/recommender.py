@@ -1,9 +1,12 @@
-"""Last node: score every candidate with one shared prompt prefix, rank, explain.
+"""Last node: score every candidate, rank, explain.
 
-The prompt holds the keywords of the user's last n items, a sentence on the older history
-(when a preference summarizer is configured) and the collaborative keywords; each candidate
-adds only its own text. All candidates go to the scorer in one call, so a scorer that reuses
-the prefix (`SharedPrefixScorer`) encodes it once per user.
+With a catalog ranker in the context (the default: the fused LLM recommender), one forward
+per user scores every item and the candidates' scores are read from it. Otherwise (the
+paper's yes/no variant) the prompt holds the keywords of the user's last n items, a
+sentence on the older history (when a preference summarizer is configured) and the
+collaborative keywords; each candidate adds only its own text. All candidates go to the
+scorer in one call, so a scorer that reuses the prefix (`SharedPrefixScorer`) encodes it
+once per user.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from mmsrarec.data import Dataset, Item
 from mmsrarec.graph.context import GraphContext
 from mmsrarec.graph.state import Recommendation, RecommendationState
 from mmsrarec.graph.trace import traced
+from mmsrarec.recommenders.base import Query, Recommender
 from mmsrarec.scoring.evidence import evidence_for
 from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
 
@@ -25,8 +29,21 @@ def _item(dataset: Dataset, item_id: str) -> Item:
     return dataset.item(dataset.index_of(item_id))
 
 
+def ranker_scores(
+    ranker: Recommender, dataset: Dataset, user_id: str, history: list[str], items: list[Item]
+) -> list[float]:
+    """The ranker's scores of `items` for this history: one catalog pass, then a gather."""
+    query = Query(
+        user_id,
+        tuple(dataset.index_of(item_id) for item_id in history),
+        tuple(dataset.index_of(item.item_id) for item in items),
+    )
+    return [float(s) for s in ranker.score_candidates([query])[0]]
+
+
 def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
-    """Rank `state["candidates"]` by `p(yes) / (p(yes) + p(no))`, best first.
+    """Rank `state["candidates"]` by the catalog ranker's score, or by
+    `p(yes) / (p(yes) + p(no))` without one; best first.
 
     The prompt is rendered with the scorer's `llm` (chat template, special tokens) when it has
     one, else as plain text. Sorting is stable: equal scores keep the candidates' order.
@@ -49,9 +66,10 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
     candidates = state.get("candidates") or []
     top_k = state.get("top_k") or context.settings.top_k
     llm = getattr(scorer, "llm", None)
+    ranker = context.ranker
     with traced(
         "recommend",
-        model=scorer.name,
+        model=ranker.name if ranker is not None else scorer.name,
         user_id=state["user_id"],
         history=recent,
         n_older=len(older),
@@ -68,11 +86,15 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
             for item_id in recent
         ]
         items = [_item(dataset, item_id) for item_id in candidates]
-        prefix = build_prefix(llm, history_keywords, preference, collaborative)
-        scores = scorer.score(prefix, [candidate_suffix(llm, item) for item in items])
+        if ranker is not None:
+            scores = ranker_scores(ranker, dataset, state["user_id"], history, items)
+        else:
+            prefix = build_prefix(llm, history_keywords, preference, collaborative)
+            scores = scorer.score(prefix, [candidate_suffix(llm, item) for item in items])
         if len(scores) != len(items) or not all(math.isfinite(s) for s in scores):
+            name = ranker.name if ranker is not None else scorer.name
             raise ValueError(
-                f"scorer `{scorer.name}` returned {len(scores)} scores for {len(items)} "
+                f"scorer `{name}` returned {len(scores)} scores for {len(items)} "
                 "candidates, or a non-finite score; it must return one finite float each"
             )
         order = sorted(range(len(items)), key=lambda i: -scores[i])  # stable

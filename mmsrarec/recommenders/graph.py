@@ -1,6 +1,6 @@
 """The recommendation graph behind the evaluator's `Recommender` interface.
 
-`mmsrarec-zeroshot`: the untrained graph (packaged LLM, no adapters). Each query runs the
+`mmsrarec-yes-no-zeroshot`: the untrained graph (packaged LLM, no adapters). Each query runs the
 graph once with the query's history and candidates; the recommender node's scores are the
 candidate scores. Only the sampled protocol here; full ranking goes through
 `trained.TwoStageRecommender`.
@@ -33,11 +33,12 @@ from mmsrarec.summarization import summarize_catalog
 class GraphRecommender(Recommender):
     """Scores candidates by running the graph (without a checkpointer) per user."""
 
-    name = "mmsrarec-zeroshot"
+    name = "mmsrarec-yes-no-zeroshot"
 
     def __init__(self, settings: Settings, run: GraphSettings | None = None) -> None:
         self.settings = settings
-        self.run = run or GraphSettings()
+        # This recommender is the paper's yes/no prompt scorer, whatever the default node uses.
+        self.run = (run or GraphSettings()).model_copy(update={"scorer": "yes-no"})
         self.models = ModelCache(settings)
         self.context: GraphContext | None = None
         self.graph = build_graph()
@@ -50,7 +51,9 @@ class GraphRecommender(Recommender):
         summarize_offline(self.context)
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
-        raise ConfigError("`mmsrarec-zeroshot` scores candidates only: use `--protocol sampled`")
+        raise ConfigError(
+            "`mmsrarec-yes-no-zeroshot` scores candidates only: use `--protocol sampled`"
+        )
 
     def score_candidates(self, queries: Sequence[Query]) -> list[np.ndarray]:
         if self.context is None:

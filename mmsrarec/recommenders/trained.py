@@ -4,10 +4,10 @@ One base model in memory serves every role: the summarizer runs with the GRPO ad
 scorer with the SFT adapter, and the critic's `r_recon` and the preference sentence with the
 bare base model (`training.adapters.OnAdapter`). Variants (same frozen candidates):
 
-- `mmsrarec`: both adapters, similar-user retrieval (k = 3).
-- `mmsrarec-no-retrieval`: both adapters, k = 0.
-- `mmsrarec-no-rl`: the base summarizer (no GRPO adapter), SFT scorer, retrieval.
-- `mmsrarec-no-sft`: GRPO summarizer, base scorer (no SFT adapter), retrieval.
+- `mmsrarec-yes-no`: both adapters, similar-user retrieval (k = 3) (the paper's design).
+- `mmsrarec-yes-no-no-retrieval`: both adapters, k = 0.
+- `mmsrarec-yes-no-no-rl`: the base summarizer (no GRPO adapter), SFT scorer, retrieval.
+- `mmsrarec-yes-no-no-sft`: GRPO summarizer, base scorer (no SFT adapter), retrieval.
 
 Adapters come from `mmsrarec train summarizer|recommender` (trained once, seed 0); the
 evaluation seeds vary SASRec, hence the similar users. Keywords of the tuned summarizer are
@@ -44,10 +44,10 @@ from mmsrarec.training.recommender import cached_keywords
 
 VARIANTS = {
     # name: (summarizer adapter, recommender adapter, retrieval)
-    "mmsrarec": (True, True, True),
-    "mmsrarec-no-retrieval": (True, True, False),
-    "mmsrarec-no-rl": (False, True, True),
-    "mmsrarec-no-sft": (True, False, True),
+    "mmsrarec-yes-no": (True, True, True),
+    "mmsrarec-yes-no-no-retrieval": (True, True, False),
+    "mmsrarec-yes-no-no-rl": (False, True, True),
+    "mmsrarec-yes-no-no-sft": (True, False, True),
 }
 
 
@@ -57,10 +57,10 @@ class TrainedGraphRecommender(GraphRecommender):
     Args:
         settings: Run settings (`run_dir` holds the adapters under `train/<role>/<dataset>`).
         variant: One of `VARIANTS`.
-        run: Graph settings; `k_similar` is forced to 0 for `mmsrarec-no-retrieval`.
+        run: Graph settings; `k_similar` is forced to 0 for `mmsrarec-yes-no-no-retrieval`.
     """
 
-    def __init__(self, settings: Settings, variant: str = "mmsrarec",
+    def __init__(self, settings: Settings, variant: str = "mmsrarec-yes-no",
                  run: GraphSettings | None = None) -> None:  # fmt: skip
         rl, sft, retrieval = VARIANTS[variant]
         run = run or GraphSettings()
@@ -113,9 +113,9 @@ def inference_prompt_parts(
     summarizer `mmsrarec` runs with (the GRPO adapter when trained, else the base model),
     the whole catalog summarized first, and the `k_similar` similar users of SASRec `seed`
     with their next items' keywords (None when `k_similar` is 0)."""
-    run = GraphSettings(k_similar=k_similar)
+    run = GraphSettings(k_similar=k_similar, scorer="yes-no")
     if adapter_dir(settings, SUMMARIZER).is_dir():
-        graph: GraphRecommender = TrainedGraphRecommender(settings, "mmsrarec-no-sft", run)
+        graph: GraphRecommender = TrainedGraphRecommender(settings, "mmsrarec-yes-no-no-sft", run)
     else:
         graph = GraphRecommender(settings, run)
     graph.fit(dataset, seed)

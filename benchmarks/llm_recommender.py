@@ -1,0 +1,288 @@
+"""The LLM-recommender table: the hybrid-token LLM, the fused system, the collaborative
+ensemble, the controls and the baselines, on all test users, both protocols.
+
+    python benchmarks/llm_recommender.py                     # every row (resumes)
+    python benchmarks/llm_recommender.py --rows main         # the main rows, 3 seeds
+    python benchmarks/llm_recommender.py --rows controls     # the controls, seed 0
+    python benchmarks/llm_recommender.py --report            # tables from committed rows only
+
+Each finished (method, seed) is committed as `llm/rows/<method>.seed<k>.json` (metrics of
+both protocols, per-user target ranks, fit and scoring seconds, the training log or the fitted
+gate) with a key over the method's settings, the data and `ROW_VERSION`; a row whose key
+matches is skipped, so a killed run resumes and an unchanged row is never recomputed. Seed 0
+also writes the rankings exports `accuracy/rankings/{sampled,full}.<method>.jsonl.gz`.
+Afterwards `llm/results.json` and `llm/RESULTS.md` hold the tables: mean ± std over seeds,
+paired 95% bootstrap intervals over users against SASRec and against the collaborative
+ensemble, and the split by target popularity. Prerequisite: `mmsrarec data prepare`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "llm"
+RANKINGS = HERE / "accuracy" / "rankings"
+ROW_VERSION = 1  # bump when the evaluation or a method's code changes its numbers
+MAIN = ["random", "most-popular", "item-knn", "sasrec", "cf-ensemble", "llm-recommender",
+        "mmsrarec"]  # fmt: skip
+CONTROLS = ["llm-recommender-id-only", "llm-recommender-text-only",
+            "llm-recommender-permuted-text", "llm-recommender-random-init",
+            "llm-recommender-minilm", "llm-recommender-retrieval"]  # fmt: skip
+REFERENCES = ("sasrec", "cf-ensemble")
+RARE = 20  # a target with at most this many training interactions counts as rare
+DRAWS = 2000
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rows",
+        default="main,controls",
+        help="`main`, `controls`, or method names (comma-separated).",
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="Seeds of the main rows.")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
+    parser.add_argument("--report", action="store_true", help="Only rebuild the tables.")
+    return parser.parse_args()  # fmt: skip
+
+
+def plan(rows: str, seeds: int) -> list[tuple[str, int]]:
+    """(method, seed) pairs: main rows over `seeds` seeds, controls on seed 0."""
+    out = []
+    for part in filter(None, rows.split(",")):
+        if part == "main":
+            out += [(m, s) for s in range(seeds) for m in MAIN]
+        elif part == "controls":
+            out += [(m, 0) for m in CONTROLS]
+        else:
+            out += [(part, s) for s in (range(seeds) if part in MAIN else [0])]
+    return list(dict.fromkeys(out))
+
+
+def row_key(method: str, seed: int, dataset, settings) -> str:
+    from mmsrarec.evaluation.methods import FUSIONS, LLM_VARIANTS
+    from mmsrarec.models.item_lm import ItemLMConfig
+
+    members = FUSIONS.get(method, (method,))
+    llm = {m: ItemLMConfig(**LLM_VARIANTS[m]).to_dict() for m in members if m in LLM_VARIANTS}
+    parts = {
+        "version": ROW_VERSION, "method": method, "seed": seed, "llm": llm,
+        "model": settings.model, "members": members, "dataset": dataset.name,
+        "data": hashlib.sha256(json.dumps([dataset.sequences, dataset.negatives],
+                                          sort_keys=True).encode()).hexdigest(),
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def row_path(method: str, seed: int) -> Path:
+    return OUT / "rows" / f"{method}.seed{seed}.json"
+
+
+def run_row(method: str, seed: int, dataset, settings) -> None:
+    """Fit once, evaluate both protocols on every test user, commit the row."""
+    from mmsrarec.evaluation.harness import write_rankings
+    from mmsrarec.evaluation.methods import build_method
+    from mmsrarec.evaluation.protocols import evaluate_full, evaluate_sampled
+    from mmsrarec.storage import atomic_write_json
+
+    recommender = build_method(method, settings)
+    started = time.perf_counter()
+    recommender.fit(dataset, seed)
+    fitted = time.perf_counter()
+    sampled = evaluate_sampled(recommender, dataset, "test")
+    scored = time.perf_counter()
+    full = evaluate_full(recommender, dataset, "test")
+    row = {
+        "key": row_key(method, seed, dataset, settings), "method": method, "seed": seed,
+        "fit_s": fitted - started, "sampled_s": scored - fitted,
+        "full_s": time.perf_counter() - scored, "users": sampled.users,
+        "sampled": {"metrics": sampled.metrics, "ranks": sampled.ranks.tolist()},
+        "full": {"metrics": full.metrics, "ranks": full.ranks.tolist(),
+                 "users": full.users},
+    }  # fmt: skip
+    meta = getattr(recommender, "meta", None)
+    if isinstance(meta, dict) and "log" in meta:
+        row["training"] = {k: meta[k] for k in ("log", "best_epoch", "train_seconds") if k in meta}
+    if hasattr(recommender, "describe_gate"):
+        row["gate"] = recommender.describe_gate()
+    if seed == 0:
+        for result in (sampled, full):
+            plain = RANKINGS / f"{result.protocol.value}.{method}.jsonl"
+            write_rankings(plain, result, dataset)
+            with plain.open("rb") as src, gzip.open(f"{plain}.gz", "wb", mtime=0) as dst:
+                shutil.copyfileobj(src, dst)
+            plain.unlink()
+    atomic_write_json(row_path(method, seed), row)
+    print(f"{method} seed {seed}: NDCG@5 {sampled.metrics['NDCG@5']:.4f}, full NDCG@10 "
+          f"{full.metrics['NDCG@10']:.4f}, fit {row['fit_s']:.0f} s", flush=True)  # fmt: skip
+
+
+def load_rows() -> dict[str, list[dict]]:
+    rows: dict[str, list[dict]] = {}
+    for path in sorted((OUT / "rows").glob("*.json")):
+        row = json.loads(path.read_text(encoding="utf-8"))
+        rows.setdefault(row["method"], []).append(row)
+    return rows
+
+
+def per_user(rows: list[dict], protocol: str, metric: str, users: list[str]) -> np.ndarray:
+    """Per-user metric averaged over the row's seeds, in `users` order: [len(users)]."""
+    from mmsrarec.evaluation.metrics import ndcg
+
+    k = 5 if protocol == "sampled" else 10
+    values = []
+    for row in rows:
+        order = row[protocol].get("users", row["users"])
+        ranks = dict(zip(order, row[protocol]["ranks"], strict=True))
+        values.append([ndcg(np.array([ranks[u]]), k) for u in users])
+    return np.mean(values, axis=0)
+
+
+def paired(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict[str, float]:
+    """Mean of a - b with a 95% bootstrap interval over users."""
+    diff = a - b
+    picks = np.random.default_rng(seed).integers(0, len(diff), size=(DRAWS, len(diff)))
+    means = diff[picks].mean(axis=1)
+    return {"diff": float(diff.mean()), "low": float(np.quantile(means, 0.025)),
+            "high": float(np.quantile(means, 0.975))}  # fmt: skip
+
+
+def report(dataset) -> dict:
+    """Tables from the committed rows: `llm/results.json` and `llm/RESULTS.md`."""
+    rows = load_rows()
+    users = sorted(dataset.eval_users)
+    popularity = dataset.train_popularity()
+    rare = np.array([popularity[dataset.target(u, "test")] <= RARE for u in users])
+    out: dict = {"n_users": len(users), "rare_threshold": RARE, "rare_users": int(rare.sum()),
+                 "methods": {}}  # fmt: skip
+    for method, method_rows in rows.items():
+        entry = {"seeds": [r["seed"] for r in method_rows], "per_seed": {}, "paired": {}}
+        for protocol in ("sampled", "full"):
+            metrics = [r[protocol]["metrics"] for r in method_rows]
+            entry[protocol] = {k: {"mean": float(np.mean([m[k] for m in metrics])),
+                                   "std": float(np.std([m[k] for m in metrics], ddof=1))
+                                   if len(metrics) > 1 else 0.0} for k in metrics[0]}  # fmt: skip
+            values = per_user(method_rows, protocol, "", users)
+            entry[protocol]["rare"] = float(values[rare].mean())
+            entry[protocol]["frequent"] = float(values[~rare].mean())
+            for reference in REFERENCES:
+                if reference not in rows or reference == method:
+                    continue
+                seeds = {r["seed"] for r in method_rows} & {r["seed"] for r in rows[reference]}
+                mine = [r for r in method_rows if r["seed"] in seeds]
+                theirs = [r for r in rows[reference] if r["seed"] in seeds]
+                if mine:
+                    entry["paired"].setdefault(protocol, {})[reference] = paired(
+                        per_user(mine, protocol, "", users), per_user(theirs, protocol, "", users)
+                    ) | {"seeds": sorted(seeds)}
+        entry["fit_s"] = float(np.mean([r["fit_s"] for r in method_rows]))
+        entry["full_s_per_user"] = float(np.mean([r["full_s"] for r in method_rows])) / len(users)
+        entry["gates"] = [r["gate"] for r in method_rows if "gate" in r]
+        entry["training"] = [r["training"] for r in method_rows if "training" in r]
+        out["methods"][method] = entry
+    from mmsrarec.storage import atomic_write_json, atomic_write_text
+
+    atomic_write_json(OUT / "results.json", out)
+    atomic_write_text(OUT / "RESULTS.md", markdown(out))
+    return out
+
+
+def _cell(entry: dict, protocol: str, metric: str) -> str:
+    value = entry[protocol][metric]
+    return f"{value['mean']:.3f} ± {value['std']:.3f}" if value["std"] else f"{value['mean']:.3f}"
+
+
+def _interval(entry: dict, protocol: str, reference: str) -> str:
+    p = entry["paired"].get(protocol, {}).get(reference)
+    return "—" if p is None else f"{p['diff']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]"
+
+
+def markdown(out: dict) -> str:
+    order = [m for m in [*MAIN, *CONTROLS] if m in out["methods"]]
+    order += [m for m in out["methods"] if m not in order]
+    lines = [
+        f"# LLM recommender on ML-100K: all {out['n_users']} test users",
+        "",
+        "Generated by `python benchmarks/llm_recommender.py` from the committed rows in "
+        "`llm/rows/` (see the script's docstring). Mean ± std over the seeds listed; "
+        "intervals are paired 95% bootstrap intervals over users of the per-user metric "
+        "(averaged over the seeds both rows share).",
+        "",
+        "| method | seeds | HR@1 | NDCG@5 (1+20) | full NDCG@10 | NDCG@5 − SASRec | "
+        "NDCG@5 − cf-ensemble | NDCG@10 − SASRec | NDCG@10 − cf-ensemble |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m in order:
+        e = out["methods"][m]
+        lines.append(
+            f"| {m} | {','.join(map(str, e['seeds']))} | {_cell(e, 'sampled', 'HR@1')} | "
+            f"{_cell(e, 'sampled', 'NDCG@5')} | {_cell(e, 'full', 'NDCG@10')} | "
+            f"{_interval(e, 'sampled', 'sasrec')} | {_interval(e, 'sampled', 'cf-ensemble')} | "
+            f"{_interval(e, 'full', 'sasrec')} | {_interval(e, 'full', 'cf-ensemble')} |"
+        )
+    lines += [
+        "",
+        f"## By target popularity (≤ {out['rare_threshold']} training interactions: "
+        f"{out['rare_users']} users; the rest: {out['n_users'] - out['rare_users']})",
+        "",
+        "| method | NDCG@5 rare | NDCG@5 frequent | NDCG@10 rare | NDCG@10 frequent |",
+        "|---|---|---|---|---|",
+    ]
+    for m in order:
+        e = out["methods"][m]
+        lines.append(f"| {m} | {e['sampled']['rare']:.3f} | {e['sampled']['frequent']:.3f} | "
+                     f"{e['full']['rare']:.3f} | {e['full']['frequent']:.3f} |")  # fmt: skip
+    lines += ["", "## Cost (this machine)", "", "| method | fit s (mean) | full-catalog "
+              "scoring s/user |", "|---|---|---|"]  # fmt: skip
+    for m in order:
+        e = out["methods"][m]
+        lines.append(f"| {m} | {e['fit_s']:.0f} | {e['full_s_per_user']:.4f} |")
+    gates = {m: out["methods"][m]["gates"] for m in order if out["methods"][m]["gates"]}
+    if gates:
+        lines += ["", "## Fitted gates (validation position only; seed 0)", ""]
+        for m, g in gates.items():
+            parts = [
+                f"{name}: weight {v['weight']:+.3f}, × history length "
+                f"{v['x_history_length']:+.3f}, × popularity {v['x_popularity']:+.3f}"
+                for name, v in g[0].items()
+            ]
+            lines.append(f"- `{m}`: " + "; ".join(parts))
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    args = parse_args()
+    from mmsrarec.config import Settings, apply_offline_env
+
+    settings = Settings(threads=args.threads)
+    apply_offline_env(settings)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from mmsrarec.data import load_dataset
+
+    dataset = load_dataset(settings.dataset_dir)
+    if not args.report:
+        for method, seed in plan(args.rows, args.seeds):
+            path = row_path(method, seed)
+            key = row_key(method, seed, dataset, settings)
+            if path.exists() and json.loads(path.read_text(encoding="utf-8")).get("key") == key:
+                continue
+            run_row(method, seed, dataset, settings)
+    report(dataset)
+    print((OUT / "RESULTS.md").read_text(encoding="utf-8"))
+    print(f"command: {' '.join([Path(sys.executable).name, *sys.argv])}")
+
+
+if __name__ == "__main__":
+    main()

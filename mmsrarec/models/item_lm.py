@@ -1,0 +1,241 @@
+"""An LLM backbone that reads items as tokens and scores the whole catalog at every position.
+
+After E4SRec and LLaRA: each item is one input vector, the sum of two learned projections,
+
+    e_i = W_id · id_i + W_text · t_i                          [hidden]
+
+where `id_i` is a collaborative ID embedding (trainable, initialised from the trained SASRec
+of the same seed) and `t_i` a frozen text feature of the item (the LLM's own mean-pooled
+hidden states over its keywords and title, see `models/item_text.py`). A user's history
+becomes the sequence e_{h_1} .. e_{h_T}; the first `layers` decoder layers of the LLM (LoRA
+adapters on every projection, the rest frozen) read it causally, and position t scores every
+item by
+
+    score_t(j) = W_out(h_t) · e_j / sqrt(hidden) + b_j
+
+so one forward gives a full-catalog distribution at every position (trained with softmax
+cross-entropy over all items; `training/item_lm_trainer.py`).
+
+Optional retrieval tokens: the items that the k most similar training users chose next,
+placed before the history after a learned separator, `[SEP, r_1 .. r_k, h_1 .. h_T]` (the
+separator first, so that no query row is ever fully masked).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from mmsrarec.errors import ConfigError
+
+ItemTokens = Literal["hybrid", "id", "text"]
+Backbone = Literal["pretrained", "random"]
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class ItemLMConfig:
+    """Model and training settings of the LLM recommender (defaults chosen on validation)."""
+
+    layers: int = field(
+        default=4, metadata={"help": "Decoder layers of the LLM kept (from the bottom)."}
+    )
+    item_tokens: ItemTokens = field(
+        default="hybrid",
+        metadata={"help": "`hybrid` = ID + text projections; `id` or `text` alone (controls)."},
+    )
+    text_features: Literal["llm", "minilm", "permuted"] = field(
+        default="llm",
+        metadata={
+            "help": "`llm`: the LLM's hidden states; `minilm`: the sentence encoder; "
+            "`permuted`: the LLM's features shuffled across items (control)."
+        },
+    )
+    backbone: Backbone = field(
+        default="pretrained",
+        metadata={"help": "`random`: same shape, randomly initialised (control)."},
+    )
+    k_similar: int = field(
+        default=0,
+        metadata={"help": "Retrieval tokens: next items of this many similar users (0 = off)."},
+    )
+    max_len: int = field(default=50, metadata={"help": "History items per window."})
+    lora_rank: int = field(default=16, metadata={"help": "LoRA rank on every projection."})
+    dropout: float = field(default=0.1, metadata={"help": "Dropout on the item tokens."})
+    lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    batch_size: int = field(default=32, metadata={"help": "Windows per training step."})
+    max_epochs: int = field(default=8, metadata={"help": "Upper bound on training epochs."})
+    patience: int = field(
+        default=2, metadata={"help": "Stop after this many epochs without a better validation."}
+    )
+    bf16: bool = field(
+        default=True, metadata={"help": "bfloat16 autocast for the backbone's matrix products."}
+    )
+
+    def __post_init__(self) -> None:
+        for name in ("layers", "max_len", "lora_rank", "batch_size", "max_epochs", "patience"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"`{name}` must be at least 1, got {getattr(self, name)}")
+        if self.k_similar < 0:
+            raise ConfigError(f"`k_similar` must be >= 0, got {self.k_similar}")
+        if self.item_tokens not in ("hybrid", "id", "text"):
+            raise ConfigError(f"`item_tokens` must be hybrid, id or text, got {self.item_tokens}")
+        if self.text_features not in ("llm", "minilm", "permuted"):
+            raise ConfigError("`text_features` must be llm, minilm or permuted")
+        if self.backbone not in ("pretrained", "random"):
+            raise ConfigError(f"`backbone` must be pretrained or random, got {self.backbone}")
+        if not 0.0 <= self.dropout < 1.0 or self.lr <= 0 or self.weight_decay < 0:
+            raise ConfigError("`dropout` must be in [0, 1), `lr` > 0 and `weight_decay` >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+def truncated_backbone(model: PreTrainedModel, layers: int, backbone: Backbone) -> nn.Module:
+    """A copy of the causal LM's decoder (no LM head) keeping its first `layers` layers.
+
+    `backbone="random"` re-initialises the copy (same shape, no pretrained knowledge).
+    """
+    decoder = model.get_decoder()
+    total = len(decoder.layers)
+    if layers > total:
+        raise ConfigError(f"`layers` is {layers} but the model has only {total}: lower it")
+    kept = copy.deepcopy(decoder)
+    kept.layers = nn.ModuleList(list(kept.layers)[:layers])
+    kept.config = copy.deepcopy(decoder.config)
+    kept.config.num_hidden_layers = layers
+    if hasattr(kept.config, "layer_types") and kept.config.layer_types is not None:
+        kept.config.layer_types = list(kept.config.layer_types)[:layers]
+    kept.embed_tokens = None  # items come in as vectors; the vocabulary is not needed
+    if backbone == "random":
+        with torch.no_grad():
+            for module in kept.modules():
+                if isinstance(module, nn.Linear):
+                    nn.init.normal_(module.weight, std=kept.config.initializer_range)
+                    if module.bias is not None:
+                        nn.init.zeros_(module.bias)
+    return kept
+
+
+def add_lora(backbone: nn.Module, rank: int) -> nn.Module:
+    """LoRA adapters on every attention and MLP projection; every other weight frozen."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    present = {name.rsplit(".", 1)[-1] for name, _ in backbone.named_modules()}
+    targets = [name for name in LORA_TARGETS if name in present]
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets)
+    backbone = inject_adapter_in_model(config, backbone)
+    for name, param in backbone.named_parameters():
+        param.requires_grad = "lora_" in name
+    return backbone
+
+
+class ItemLM(nn.Module):
+    """Hybrid item tokens -> truncated LLM decoder -> scores over the whole catalog.
+
+    Args:
+        backbone: a decoder that takes `inputs_embeds` and `attention_mask` and returns
+            `last_hidden_state` (e.g. `truncated_backbone(...)`, LoRA added or not).
+        id_init: [n_items + 1, d_id] initial ID embeddings (row 0 = padding), or None with
+            `item_tokens="text"`.
+        text_features: [n_items + 1, d_text] frozen text features (row 0 = zeros), or None
+            with `item_tokens="id"`.
+        item_tokens: which parts make an item's vector.
+        dropout: dropout on the input item vectors.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        hidden: int,
+        id_init: torch.Tensor | None,
+        text_features: torch.Tensor | None,
+        item_tokens: ItemTokens = "hybrid",
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if item_tokens != "text" and id_init is None:
+            raise ConfigError(f"`item_tokens={item_tokens}` needs ID embeddings")
+        if item_tokens != "id" and text_features is None:
+            raise ConfigError(f"`item_tokens={item_tokens}` needs text features")
+        self.backbone = backbone
+        self.item_tokens = item_tokens
+        self.n_items = (id_init if id_init is not None else text_features).shape[0] - 1
+        self.id_embedding = self.id_proj = self.text_proj = None
+        if item_tokens != "text":
+            self.id_embedding = nn.Embedding.from_pretrained(
+                id_init.float().clone(), freeze=False, padding_idx=0
+            )
+            self.id_proj = nn.Linear(id_init.shape[1], hidden, bias=False)
+        if item_tokens != "id":
+            self.register_buffer("text_features", text_features.float().clone(), persistent=False)
+            self.text_proj = nn.Linear(text_features.shape[1], hidden, bias=False)
+        self.separator = nn.Parameter(torch.zeros(hidden))
+        self.output = nn.Linear(hidden, hidden)
+        self.item_bias = nn.Parameter(torch.zeros(self.n_items + 1))
+        self.drop = nn.Dropout(dropout)
+        for linear in (self.id_proj, self.text_proj, self.output):
+            if linear is not None:
+                nn.init.normal_(linear.weight, std=linear.in_features**-0.5)
+
+    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """e_i for `items` (any shape of indices) or for the whole catalog [n_items + 1, H]."""
+        vectors = 0
+        if self.id_proj is not None:
+            ids = self.id_embedding.weight if items is None else self.id_embedding(items)
+            vectors = vectors + self.id_proj(ids)
+        if self.text_proj is not None:
+            text = self.text_features if items is None else self.text_features[items]
+            vectors = vectors + self.text_proj(text)
+        return vectors
+
+    def forward(self, items: torch.Tensor, retrieved: torch.Tensor | None = None) -> torch.Tensor:
+        """Hidden state at every history position.
+
+        Args:
+            items: LongTensor [B, T], right-padded with 0.
+            retrieved: LongTensor [B, K] of retrieval items (0 = none), or None.
+
+        Returns:
+            [B, T, H]: position t holds the state after reading items[:, : t + 1].
+        """
+        present = items > 0
+        x = self.drop(self.item_vectors(items))  # [B, T, H]
+        if retrieved is not None and retrieved.shape[1]:
+            b, k = retrieved.shape
+            prefix = self.drop(self.item_vectors(retrieved))  # [B, K, H]
+            separator = self.separator.expand(b, 1, -1)
+            x = torch.cat([separator, prefix, x], dim=1)
+            first = torch.ones(b, 1, dtype=torch.bool, device=items.device)
+            present = torch.cat([first, retrieved > 0, present], dim=1)
+        mask = present.long()
+        # Positions count real tokens only, so a padded retrieval slot does not shift them.
+        positions = (mask.cumsum(dim=1) - 1).clamp(min=0)
+        hidden = self.backbone(
+            inputs_embeds=x, attention_mask=mask, position_ids=positions
+        ).last_hidden_state
+        return hidden[:, -items.shape[1] :]
+
+    def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden [..., H] -> scores [..., n_items + 1]; the padding column is -inf."""
+        scale = hidden.shape[-1] ** -0.5  # keeps the first logits near 0: loss starts at log(n)
+        logits = self.output(hidden) @ self.item_vectors().T * scale + self.item_bias
+        logits[..., 0] = float("-inf")
+        return logits
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """The parameters training changes (LoRA, projections, ID embeddings, head)."""
+        names = {name for name, p in self.named_parameters() if p.requires_grad}
+        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k in names}

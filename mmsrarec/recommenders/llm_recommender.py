@@ -1,0 +1,262 @@
+"""The LLM recommender: hybrid item tokens through a LoRA-tuned LLM, one forward per user,
+a score for every item (`models/item_lm.py`, trained by `training/item_lm_trainer.py`).
+
+`fit(dataset, seed)` needs the trained SASRec of the same seed (its item embeddings start the
+ID part of the item tokens, and its user states drive the retrieval tokens); it trains or
+reloads it under `<run_dir>/sasrec/<dataset>`. The recommender itself is saved under
+`<run_dir>/llm-recommender/<dataset>/<variant>/seed<k>/`: `weights.pt` (trainable weights of
+the best validation epoch), `meta.json` (fingerprint, training log), written last;
+`checkpoint.pt` holds the last finished epoch while training, so a killed fit resumes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmsrarec.config import Settings
+from mmsrarec.data import Dataset
+from mmsrarec.errors import NotPreparedError
+from mmsrarec.models.item_lm import ItemLM, ItemLMConfig, add_lora, truncated_backbone
+from mmsrarec.models.item_text import (
+    cached_features,
+    item_texts,
+    llm_features,
+    model_identity,
+    standardize,
+)
+from mmsrarec.recommenders.base import Query, Recommender
+from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_fingerprint
+from mmsrarec.storage import atomic_write_bytes, atomic_write_json, sha256_file
+from mmsrarec.training.item_lm_trainer import (
+    add_retrieval,
+    score_histories,
+    train_item_lm,
+    user_windows,
+)
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+class LLMRecommender(Recommender):
+    """`Recommender` over the hybrid-token LLM.
+
+    Args:
+        settings: run settings (model, paths, threads, Chroma server).
+        config: model and training settings.
+        name: method name (also the folder of its checkpoints).
+        keywords: keywords per raw item id for the item texts (e.g. a keyword cache's
+            contents); items without any use their own text.
+        progress: show tqdm bars.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: ItemLMConfig | None = None,
+        name: str = "llm-recommender",
+        keywords: Mapping[str, list[str]] | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.config = config or ItemLMConfig()
+        self.name = name
+        self.keywords = dict(keywords or {})
+        self.progress = progress
+        self.model: ItemLM | None = None
+        self.retriever: RetrievalTokens | None = None
+        self.meta: dict[str, Any] = {}
+
+    def save_dir(self, seed: int) -> Path:
+        return (
+            self.settings.run_dir
+            / "llm-recommender"
+            / self.settings.dataset
+            / self.name
+            / (f"seed{seed}")
+        )
+
+    # ----- training -------------------------------------------------------------------
+
+    def fit(self, dataset: Dataset, seed: int) -> None:
+        """Train on the training split (validation for the checkpoint), or reload."""
+        config = self.config
+        sasrec = SASRecRecommender(
+            save_dir=self.settings.run_dir / "sasrec" / dataset.name, progress=self.progress
+        )
+        sasrec.fit(dataset, seed)
+        features = self._text_features(dataset, seed)
+        fingerprint = _fingerprint(config, dataset, seed, sasrec, features, self.settings.model)
+        folder = self.save_dir(seed)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.model = self._build(dataset, sasrec, features)
+        if config.k_similar:
+            self.retriever = RetrievalTokens(self.settings, dataset, sasrec, config.k_similar)
+        if _saved_fingerprint(folder) == fingerprint:
+            self._load(folder)
+            return
+        windows = user_windows(dataset.train_sequences(), config.max_len)
+        valid_retrieved = None
+        if self.retriever is not None:
+            add_retrieval(windows, dataset.train_sequences(), self.retriever.tokens)
+            valid_retrieved = self.retriever.tokens(
+                [(u, dataset.history(u, "valid")) for u in dataset.eval_users]
+            )
+        checkpoint = folder / "checkpoint.pt"
+        if checkpoint.exists() and _checkpoint_fingerprint(folder) != fingerprint:
+            checkpoint.unlink()  # another configuration's progress: never resume from it
+        atomic_write_json(folder / "training.json", {"fingerprint": fingerprint})
+        result = train_item_lm(self.model, dataset, config, seed, windows, valid_retrieved,
+                               checkpoint, self.progress)  # fmt: skip
+        self.meta = {
+            "format_version": FORMAT_VERSION, "fingerprint": fingerprint, "seed": seed,
+            "config": config.to_dict(), "best_epoch": result.best_epoch,
+            "best_valid_ndcg5": result.best_valid_ndcg5, "train_seconds": result.seconds,
+            "log": result.log, "windows": len(windows),
+            "items_with_keywords": sum(1 for i in dataset.items if self.keywords.get(i.item_id)),
+        }  # fmt: skip
+        buffer = io.BytesIO()
+        torch.save(self.model.trainable_state(), buffer)
+        atomic_write_bytes(folder / "weights.pt", buffer.getvalue())
+        self.meta["weights_sha256"] = sha256_file(folder / "weights.pt")
+        atomic_write_json(folder / "meta.json", self.meta)  # last: marks the folder complete
+        checkpoint.unlink(missing_ok=True)
+        _plot(result.log, folder / "training.png", self.name)
+
+    def _text_features(self, dataset: Dataset, seed: int) -> np.ndarray | None:
+        """Standardised frozen text features [n_items + 1, d] (row 0 zeros), or None."""
+        config = self.config
+        if config.item_tokens == "id":
+            return None
+        texts = item_texts(dataset, self.keywords)
+        folder = self.settings.cache_dir / "item-features" / dataset.name
+        if config.text_features == "minilm":
+            from mmsrarec.models.embeddings import load_encoder
+
+            encoder = load_encoder(self.settings.embedding_model, self.settings)
+            features = cached_features(folder, "minilm", self.settings.embedding_model, texts,
+                                       lambda t: encoder.encode(list(t)))  # fmt: skip
+        else:
+            from mmsrarec.models.llm import load_llm
+
+            llm = load_llm(self.settings.model, self.settings)
+            identity = model_identity(llm.source, llm.name)
+            features = cached_features(
+                folder, "llm", identity, texts, lambda t: llm_features(llm.model, llm.tokenizer, t)
+            )
+        features = standardize(features)
+        if config.text_features == "permuted":  # same values, wrong items: capacity, no knowledge
+            features = features[np.random.default_rng(seed).permutation(len(features))]
+        return np.concatenate([np.zeros((1, features.shape[1]), np.float32), features])
+
+    def _build(self, dataset: Dataset, sasrec: SASRecRecommender, features) -> ItemLM:
+        from mmsrarec.models.llm import load_llm
+
+        config = self.config
+        llm = load_llm(self.settings.model, self.settings)
+        backbone = add_lora(
+            truncated_backbone(llm.model, config.layers, config.backbone), config.lora_rank
+        )
+        id_init = None
+        if config.item_tokens != "text":
+            id_init = sasrec.model.item_embedding.weight.detach().cpu()
+        text = torch.from_numpy(features) if features is not None else None
+        return ItemLM(backbone, llm.model.config.hidden_size, id_init, text, config.item_tokens,
+                      config.dropout)  # fmt: skip
+
+    def _load(self, folder: Path) -> None:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        weights = folder / "weights.pt"
+        if not weights.exists() or sha256_file(weights) != meta.get("weights_sha256"):
+            raise NotPreparedError(f"`{weights}` is missing or damaged: delete `{folder}`")
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+        self._require_model().load_state_dict(state, strict=False)
+        self.model.eval()
+        self.meta = meta
+        logger.info("%s: loaded from %s", self.name, folder)
+
+    # ----- scoring --------------------------------------------------------------------
+
+    def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
+        """Scores [len(queries), n_items + 1]: one forward per query (column 0 = -inf)."""
+        model = self._require_model()
+        retrieved = None
+        if self.retriever is not None:
+            retrieved = self.retriever.tokens([(q.user_id, q.history) for q in queries])
+        return score_histories(model, [q.history for q in queries], retrieved,
+                               self.config.max_len, self.config.bf16)  # fmt: skip
+
+    def _require_model(self) -> ItemLM:
+        if self.model is None:
+            raise NotPreparedError(f"`{self.name}` is not fitted: call `fit(dataset, seed)`")
+        return self.model
+
+
+class RetrievalTokens:
+    """Next items of the k most similar training users (SASRec states in the Chroma index),
+    never the user itself."""
+
+    def __init__(self, settings: Settings, dataset: Dataset, sasrec: SASRecRecommender, k: int):
+        from mmsrarec.tools.index import CollaborativeIndex
+
+        index = CollaborativeIndex.for_dataset_dir(settings.dataset_dir, settings.chroma_url)
+        index.build(dataset, sasrec)
+        self.collection = index.open(dataset, sasrec)
+        self.dataset, self.sasrec, self.k = dataset, sasrec, k
+
+    def tokens(self, prefixes: Sequence[tuple[str, Sequence[int]]]) -> list[list[int]]:
+        """For each (user, item indices known so far): up to k item indices."""
+        from mmsrarec.tools.index import normalize
+
+        out: list[list[int]] = []
+        for start in range(0, len(prefixes), 512):
+            chunk = prefixes[start : start + 512]
+            states = normalize(self.sasrec.embed_histories([list(p) or [0] for _, p in chunk]))
+            found = self.collection.query(
+                query_embeddings=states, n_results=self.k + 1, include=["metadatas"]
+            )
+            for (user, _), metas in zip(chunk, found["metadatas"], strict=True):
+                others = [m for m in metas if str(m["user_id"]) != user][: self.k]
+                out.append([self.dataset.index_of(str(m["next_item_id"])) for m in others])
+        return out
+
+
+def _fingerprint(config, dataset, seed, sasrec, features, model: str) -> str:
+    parts = {
+        "format_version": FORMAT_VERSION, "config": config.digest(), "model": model,
+        "sasrec": sasrec_fingerprint(sasrec.config, dataset, seed), "seed": seed,
+        "features": None if features is None else hashlib.sha256(features.tobytes()).hexdigest(),
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _saved_fingerprint(folder: Path) -> str | None:
+    path = folder / "meta.json"
+    return (
+        json.loads(path.read_text(encoding="utf-8")).get("fingerprint") if path.exists() else None
+    )
+
+
+def _checkpoint_fingerprint(folder: Path) -> str | None:
+    path = folder / "training.json"
+    return (
+        json.loads(path.read_text(encoding="utf-8")).get("fingerprint") if path.exists() else None
+    )
+
+
+def _plot(log: list[dict[str, float]], path: Path, title: str) -> None:
+    from mmsrarec.training.plots import plot_curves
+
+    rows = [{"step": row["epoch"], **row} for row in log]
+    plot_curves(rows, ("loss", "valid_ndcg5"), path, f"{title}: loss and validation NDCG@5")

@@ -1,0 +1,243 @@
+"""Sequence-level training of the LLM recommender (`models/item_lm.py`).
+
+One forward over a window of up to `max_len` training items yields a full-catalog softmax
+at every position, so a window teaches up to `max_len` targets at once. Early stopping and
+the kept checkpoint are chosen by NDCG@5 on the validation position with its frozen 20
+negatives. After every epoch the trainable weights, the optimizer and the RNG states are
+written atomically to `checkpoint.pt`: a killed run resumes from the last finished epoch.
+
+Reads only training sequences and the validation stage; never the test stage.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from mmsrarec.data import Dataset
+from mmsrarec.evaluation.metrics import ndcg, ranks_from_scores
+from mmsrarec.models.item_lm import ItemLM, ItemLMConfig
+from mmsrarec.storage import atomic_write_bytes
+
+logger = logging.getLogger(__name__)
+
+SCORE_BATCH = 64
+# (user, prefix of the user's items known at that time) -> retrieval item indices
+Retrieve = Callable[[Sequence[tuple[str, Sequence[int]]]], list[list[int]]]
+
+
+@dataclass
+class Window:
+    """Training items `items[:-1]` predicting `items[1:]`, `retrieved` known at its start."""
+
+    user: str
+    items: list[int]
+    retrieved: list[int] = field(default_factory=list)
+
+
+@dataclass
+class ItemLMResult:
+    """What training returns; the model holds the best epoch's weights afterwards."""
+
+    best_epoch: int
+    best_valid_ndcg5: float
+    log: list[dict[str, float]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def user_windows(sequences: dict[str, list[int]], max_len: int) -> list[Window]:
+    """Cut each sequence into windows of at most `max_len + 1` items from the end, overlapping
+    by one, so every training transition is trained on exactly once."""
+    windows = []
+    for user, seq in sequences.items():
+        end = len(seq)
+        while end >= 2:
+            start = max(0, end - max_len - 1)
+            windows.append(Window(user, list(seq[start:end])))
+            end = start + 1
+    return windows
+
+
+def add_retrieval(windows: list[Window], sequences: dict[str, list[int]], retrieve: Retrieve):
+    """Retrieval items of each window, from the user's items up to the window's first input:
+    no position sees the user's own later items."""
+    prefixes = []
+    for window in windows:
+        seq = sequences[window.user]
+        start = _find_start(seq, window.items)
+        prefixes.append((window.user, seq[: start + 1]))
+    for window, retrieved in zip(windows, retrieve(prefixes), strict=True):
+        window.retrieved = list(retrieved)
+
+
+def _find_start(seq: list[int], items: list[int]) -> int:
+    # Windows are cut from the end with a fixed stride, so the match is searched backwards.
+    for start in range(len(seq) - len(items), -1, -1):
+        if seq[start : start + len(items)] == items:
+            return start
+    raise ValueError("window is not a slice of its user's sequence")
+
+
+def right_pad(rows: Sequence[Sequence[int]], width: int | None = None) -> torch.Tensor:
+    """LongTensor [len(rows), width] of the rows, padded with 0 on the right."""
+    width = width or max(1, max((len(r) for r in rows), default=1))
+    out = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        if len(row):
+            out[i, : len(row)] = torch.tensor(list(row)[:width], dtype=torch.long)
+    return out
+
+
+def _autocast(model: ItemLM, enabled: bool):
+    device = next(model.parameters()).device.type
+    return torch.autocast(device, dtype=torch.bfloat16, enabled=enabled)
+
+
+@torch.no_grad()
+def score_histories(
+    model: ItemLM,
+    histories: Sequence[Sequence[int]],
+    retrieved: Sequence[Sequence[int]] | None,
+    max_len: int,
+    bf16: bool = False,
+) -> np.ndarray:
+    """Catalog scores [len(histories), n_items + 1] from the last `max_len` items of each."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    rows = []
+    for start in range(0, len(histories), SCORE_BATCH):
+        batch = [list(h)[-max_len:] or [0] for h in histories[start : start + SCORE_BATCH]]
+        items = right_pad(batch).to(device)
+        prefix = None
+        if retrieved is not None:
+            prefix = right_pad(retrieved[start : start + SCORE_BATCH]).to(device)
+        with _autocast(model, bf16):
+            hidden = model(items, prefix)  # [B, T, H]
+            last = (items > 0).sum(1).clamp(min=1) - 1
+            state = hidden[torch.arange(len(batch), device=device), last]
+            rows.append(model.item_logits(state).float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(rows) if rows else np.zeros((0, model.n_items + 1), np.float32)
+
+
+def validation_ndcg5(
+    model: ItemLM, dataset: Dataset, retrieved: Sequence[Sequence[int]] | None, config: ItemLMConfig
+) -> float:
+    """NDCG@5 on the validation position against its frozen negatives (pessimistic ties)."""
+    users = dataset.eval_users
+    scores = score_histories(
+        model, [dataset.history(u, "valid") for u in users], retrieved, config.max_len, config.bf16
+    )
+    candidates = np.array([dataset.candidates(u, "valid") for u in users])
+    return ndcg(ranks_from_scores(np.take_along_axis(scores, candidates, axis=1), 0), 5)
+
+
+def _batch_loss(model: ItemLM, windows: list[Window], bf16: bool) -> tuple[torch.Tensor, int]:
+    device = next(model.parameters()).device
+    batch = right_pad([w.items for w in windows]).to(device)
+    inputs, targets = batch[:, :-1], batch[:, 1:]  # [B, T]
+    prefix = None
+    if any(w.retrieved for w in windows):
+        prefix = right_pad([w.retrieved for w in windows]).to(device)
+    valid = targets > 0
+    with _autocast(model, bf16):
+        hidden = model(inputs, prefix)[valid]  # [N, H]
+        logits = model.item_logits(hidden)
+    return F.cross_entropy(logits.float(), targets[valid]), int(valid.sum())
+
+
+def train_item_lm(
+    model: ItemLM,
+    dataset: Dataset,
+    config: ItemLMConfig,
+    seed: int,
+    windows: list[Window],
+    valid_retrieved: Sequence[Sequence[int]] | None = None,
+    checkpoint: Path | None = None,
+    progress: bool = True,
+) -> ItemLMResult:
+    """Train `model` in place; on return it holds the weights of the best validation epoch.
+
+    Args:
+        windows: training windows (`user_windows`, with `add_retrieval` when used).
+        valid_retrieved: retrieval items per `dataset.eval_users` at the validation stage.
+        checkpoint: where the state of the last finished epoch is kept (resume), or None.
+    """
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    result = ItemLMResult(best_epoch=0, best_valid_ndcg5=-math.inf)
+    best_state = model.trainable_state()
+    first_epoch = 1
+    if checkpoint is not None and checkpoint.exists():
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        model.load_state_dict(saved["model"], strict=False)
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        best_state, first_epoch = saved["best_state"], saved["epoch"] + 1
+        result = ItemLMResult(saved["best_epoch"], saved["best_valid_ndcg5"], saved["log"])
+        logger.info("LLM recommender: resumed after epoch %d from %s", saved["epoch"], checkpoint)
+    stale = sum(1 for row in result.log if row["epoch"] > result.best_epoch)
+    steps = math.ceil(len(windows) / config.batch_size)
+    for epoch in range(first_epoch, config.max_epochs + 1):
+        if stale >= config.patience:
+            break
+        model.train()
+        order = torch.randperm(len(windows), generator=generator).tolist()
+        total, count = 0.0, 0
+        bar = tqdm(range(steps), desc=f"LLM recommender epoch {epoch}", disable=not progress)
+        for step in bar:
+            chosen = [windows[i] for i in order[step * config.batch_size :][: config.batch_size]]
+            loss, targets = _batch_loss(model, chosen, config.bf16)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            total, count = total + loss.item() * targets, count + targets
+            bar.set_postfix(loss=f"{total / count:.3f}")
+        bar.close()
+        epoch_loss = total / max(count, 1)
+        if not math.isfinite(epoch_loss):
+            raise FloatingPointError(
+                f"training loss became {epoch_loss} at epoch {epoch}: lower `lr`"
+            )
+        score = validation_ndcg5(model, dataset, valid_retrieved, config)
+        result.log.append({"epoch": epoch, "loss": epoch_loss, "valid_ndcg5": score,
+                           "seconds": time.perf_counter() - started})  # fmt: skip
+        logger.info("epoch %d: loss %.4f, valid NDCG@5 %.4f", epoch, epoch_loss, score)
+        if score > result.best_valid_ndcg5:
+            result.best_epoch, result.best_valid_ndcg5 = epoch, score
+            best_state, stale = model.trainable_state(), 0
+        else:
+            stale += 1
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, model, optimizer, generator, best_state, epoch, result)
+    model.load_state_dict(best_state, strict=False)
+    model.eval()
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _save_checkpoint(path, model, optimizer, generator, best_state, epoch, result) -> None:
+    buffer = io.BytesIO()
+    torch.save({
+        "model": model.trainable_state(), "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
+        "best_state": best_state, "epoch": epoch, "best_epoch": result.best_epoch,
+        "best_valid_ndcg5": result.best_valid_ndcg5, "log": result.log,
+    }, buffer)  # fmt: skip
+    atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,256 @@
+"""The hybrid-token LLM recommender and the gated fusion, on tiny data and tiny models."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import write_tiny_jsonl
+
+from mmsrarec.config import Settings
+from mmsrarec.data import Dataset, load_dataset, prepare_dataset
+from mmsrarec.errors import ConfigError
+from mmsrarec.evaluation.methods import METHODS, build_method
+from mmsrarec.evaluation.protocols import evaluate_sampled
+from mmsrarec.models import load_llm
+from mmsrarec.models.item_lm import ItemLM, ItemLMConfig, add_lora, truncated_backbone
+from mmsrarec.recommenders.base import Query, Recommender
+from mmsrarec.recommenders.fusion import FusionRecommender, zscore
+from mmsrarec.training.item_lm_trainer import (
+    add_retrieval,
+    score_histories,
+    train_item_lm,
+    user_windows,
+)
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def walk_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
+    """60 users walking a 40-item catalog in order: item i is followed by item i + 1."""
+    tmp = tmp_path_factory.mktemp("walk")
+    source = write_tiny_jsonl(tmp / "src", n_users=60, n_items=40)
+    folder, _ = prepare_dataset(source, tmp / "data", negatives=10)
+    return load_dataset(folder)
+
+
+def tiny_item_lm(lm_dir: Path, tmp_path: Path, n_items: int, **overrides) -> ItemLM:
+    config = ItemLMConfig(layers=2, bf16=False, **overrides)
+    llm = load_llm(str(lm_dir), Settings(cache_dir=tmp_path / "cache", offline=True))
+    backbone = add_lora(truncated_backbone(llm.model, 2, config.backbone), config.lora_rank)
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randn(n_items + 1, 8, generator=generator)  # random: nothing learned yet
+    text = torch.randn(n_items + 1, 16, generator=generator)
+    return ItemLM(backbone, llm.model.config.hidden_size, ids, text, config.item_tokens, 0.0)
+
+
+def test_auc(model: ItemLM, dataset: Dataset) -> float:
+    users = dataset.eval_users
+    scores = score_histories(model, [dataset.history(u, "test") for u in users], None, 50)
+    candidates = np.array([dataset.candidates(u, "test") for u in users])
+    picked = np.take_along_axis(scores, candidates, axis=1)
+    return float((picked[:, :1] > picked[:, 1:]).mean())
+
+
+test_auc.__test__ = False  # a helper, not a test
+
+
+def test_training_learns_a_planted_next_item_pattern(walk_dataset, tiny_lm_dir, tmp_path):
+    model = tiny_item_lm(tiny_lm_dir, tmp_path, walk_dataset.n_items)
+    before = test_auc(model, walk_dataset)
+    config = ItemLMConfig(layers=2, bf16=False, lr=5e-3, max_epochs=25, patience=25,
+                          batch_size=16)  # fmt: skip
+    windows = user_windows(walk_dataset.train_sequences(), config.max_len)
+    result = train_item_lm(model, walk_dataset, config, 0, windows, progress=False)
+    after = test_auc(model, walk_dataset)
+    assert 0.3 < before < 0.7
+    assert after > 0.9, (before, after, result.log[-1])
+    assert result.log[0]["loss"] > result.log[-1]["loss"]
+
+
+def test_resumed_training_equals_an_uninterrupted_run(walk_dataset, tiny_lm_dir, tmp_path):
+    config = ItemLMConfig(layers=2, bf16=False, max_epochs=2, patience=5, batch_size=16)
+    windows = user_windows(walk_dataset.train_sequences(), config.max_len)
+    straight = tiny_item_lm(tiny_lm_dir, tmp_path, walk_dataset.n_items)
+    done = train_item_lm(straight, walk_dataset, config, 0, windows, progress=False)
+
+    checkpoint = tmp_path / "checkpoint.pt"
+    killed = tiny_item_lm(tiny_lm_dir, tmp_path, walk_dataset.n_items)
+    one = dataclasses.replace(config, max_epochs=1)  # stands in for a kill after epoch 1
+    train_item_lm(killed, walk_dataset, one, 0, windows, checkpoint=checkpoint, progress=False)
+    resumed = tiny_item_lm(tiny_lm_dir, tmp_path, walk_dataset.n_items)
+    again = train_item_lm(resumed, walk_dataset, config, 0, windows, checkpoint=checkpoint,
+                          progress=False)  # fmt: skip
+    assert [row["loss"] for row in again.log] == pytest.approx([r["loss"] for r in done.log])
+    for name, value in straight.trainable_state().items():
+        torch.testing.assert_close(resumed.trainable_state()[name], value)
+
+
+def test_windows_cover_every_training_transition_once(walk_dataset):
+    train = walk_dataset.train_sequences()
+    windows = user_windows(train, max_len=3)
+    assert sum(len(w.items) - 1 for w in windows) == sum(max(len(s) - 1, 0) for s in train.values())
+    assert all(len(w.items) <= 4 for w in windows)
+
+
+def test_retrieval_tokens_see_only_what_was_known_at_the_window_start(walk_dataset):
+    train = walk_dataset.train_sequences()
+    windows = user_windows(train, max_len=3)
+    asked = []
+
+    def retrieve(prefixes):
+        asked.extend(prefixes)
+        return [[1] for _ in prefixes]
+
+    add_retrieval(windows, train, retrieve)
+    assert len(asked) == len(windows)
+    for window, (user, prefix) in zip(windows, asked, strict=True):
+        assert user == window.user
+        seq = train[user]
+        assert list(prefix) == seq[: len(prefix)]  # a prefix of the user's training items
+        assert prefix[-1] == window.items[0]  # ends at the window's first input ...
+        assert not set(window.items[1:]) & set(prefix)  # ... so no target is ever seen
+        assert window.retrieved == [1]
+
+
+def test_retrieval_tokens_never_return_the_user_itself(tiny_dataset, tmp_path):
+    from mmsrarec.recommenders.llm_recommender import RetrievalTokens
+    from mmsrarec.recommenders.sasrec import SASRecConfig, SASRecRecommender
+
+    settings = Settings(cache_dir=tmp_path / "c", data_dir=tmp_path / "d", run_dir=tmp_path / "r")
+    sasrec = SASRecRecommender(SASRecConfig(hidden=8, heads=1, max_epochs=2), progress=False)
+    sasrec.fit(tiny_dataset, 0)
+    tokens = RetrievalTokens(settings, tiny_dataset, sasrec, k=3)
+    train = tiny_dataset.train_sequences()
+    for user, seq in train.items():
+        found = tokens.tokens([(user, seq)])[0]
+        assert len(found) == min(3, sum(1 for u, s in train.items() if u != user and len(s) >= 2))
+        others = {tiny_dataset.item(s[-1]).item_id for u, s in train.items() if u != user}
+        assert {tiny_dataset.item(i).item_id for i in found} <= others
+
+
+def test_config_rejects_what_cannot_work(tiny_lm_dir, tmp_path):
+    with pytest.raises(ConfigError, match="item_tokens"):
+        ItemLMConfig(item_tokens="image")  # type: ignore[arg-type]
+    llm = load_llm(str(tiny_lm_dir), Settings(cache_dir=tmp_path, offline=True))
+    with pytest.raises(ConfigError, match="only 2"):
+        truncated_backbone(llm.model, 3, "pretrained")
+
+
+def test_only_lora_and_the_item_parts_are_trained(tiny_lm_dir, tmp_path):
+    model = tiny_item_lm(tiny_lm_dir, tmp_path, 10)
+    trained = set(model.trainable_state())
+    assert any("lora_" in name for name in trained)
+    assert {"id_embedding.weight", "id_proj.weight", "text_proj.weight", "item_bias"} <= trained
+    assert not any(name.startswith("backbone.") and "lora_" not in name for name in trained)
+
+
+def test_random_backbone_differs_from_the_pretrained_one(tiny_lm_dir, tmp_path):
+    llm = load_llm(str(tiny_lm_dir), Settings(cache_dir=tmp_path, offline=True))
+    torch.manual_seed(0)
+    pretrained = truncated_backbone(llm.model, 2, "pretrained")
+    random = truncated_backbone(llm.model, 2, "random")
+    name = "layers.0.self_attn.q_proj.weight"
+    assert pretrained.state_dict()[name].shape == random.state_dict()[name].shape
+    assert not torch.equal(pretrained.state_dict()[name], random.state_dict()[name])
+
+
+def test_the_recommender_fits_saves_and_reloads(tiny_dataset, tiny_lm_dir, tmp_path):
+    from mmsrarec.recommenders.llm_recommender import LLMRecommender
+
+    settings = Settings(cache_dir=tmp_path / "c", data_dir=tmp_path / "d", run_dir=tmp_path / "r",
+                        model=str(tiny_lm_dir), dataset=tiny_dataset.name)  # fmt: skip
+    config = ItemLMConfig(layers=2, max_epochs=2, bf16=False, k_similar=2)
+    first = LLMRecommender(settings, config, progress=False)
+    first.fit(tiny_dataset, 0)
+    folder = first.save_dir(0)
+    assert (folder / "meta.json").exists() and not (folder / "checkpoint.pt").exists()
+    assert (folder / "training.png").exists()
+    queries = [Query.from_dataset(tiny_dataset, u, "test", True) for u in tiny_dataset.eval_users]
+    scores = first.score_catalog(queries)
+    assert scores.shape == (len(queries), tiny_dataset.n_items + 1)
+    assert np.isneginf(scores[:, 0]).all() and np.isfinite(scores[:, 1:]).all()
+    again = LLMRecommender(settings, config, progress=False)
+    again.fit(tiny_dataset, 0)  # reloads: same fingerprint
+    np.testing.assert_allclose(again.score_catalog(queries), scores, rtol=1e-5)
+    assert again.meta["log"] == first.meta["log"]
+
+
+class Fixed(Recommender):
+    """Scores from a function of (user, item); `fit` does nothing."""
+
+    def __init__(self, score) -> None:
+        self.score = score
+
+    def score_catalog(self, queries):
+        n = self.n_items
+        return np.array([[self.score(q, j) for j in range(n + 1)] for q in queries], float)
+
+    def fit(self, dataset, seed):
+        self.n_items = dataset.n_items
+
+
+def next_item_oracle(query: Query, item: int) -> float:
+    """Knows the walk: the item after the last one is best."""
+    return 1.0 if query.history and item == query.history[-1] + 1 else 0.0
+
+
+def noise(query: Query, item: int) -> float:
+    return float(np.random.default_rng(hash((query.user_id, item)) % 2**32).normal())
+
+
+def test_the_gate_trusts_the_member_that_predicts_validation(walk_dataset):
+    fusion = FusionRecommender({"oracle": Fixed(next_item_oracle), "noise": Fixed(noise)})
+    fusion.fit(walk_dataset, 0)
+    gate = fusion.describe_gate()
+    assert gate["oracle"]["weight"] > 5 * abs(gate["noise"]["weight"])
+    result = evaluate_sampled(fusion, walk_dataset, "test")
+    assert result.metrics["HR@1"] > 0.9
+
+
+def test_the_gate_never_reads_test_labels(walk_dataset):
+    """Changing every test target and test negative changes nothing the fusion fits."""
+    scrambled = Dataset(
+        walk_dataset.name,
+        walk_dataset.items,
+        {u: [*s[:-1], 1 + s[-1] % walk_dataset.n_items] for u, s in walk_dataset.sequences.items()},
+        {"valid": walk_dataset.negatives["valid"],
+         "test": {u: n[::-1] for u, n in walk_dataset.negatives["test"].items()}},
+    )  # fmt: skip
+    members = {"oracle": Fixed(next_item_oracle), "noise": Fixed(noise)}
+    a, b = FusionRecommender(dict(members)), FusionRecommender(dict(members))
+    a.fit(walk_dataset, 0)
+    b.fit(scrambled, 0)
+    np.testing.assert_array_equal(a.gate, b.gate)
+
+
+def test_scoring_reads_only_the_query_histories(walk_dataset):
+    """After fitting, validation labels play no part: the scores are a function of queries."""
+    fusion = FusionRecommender({"oracle": Fixed(next_item_oracle), "noise": Fixed(noise)})
+    fusion.fit(walk_dataset, 0)
+    queries = [Query.from_dataset(walk_dataset, u, "test", False) for u in walk_dataset.eval_users]
+    before = fusion.score_catalog(queries)
+    for user in walk_dataset.eval_users:  # wipe the validation targets and negatives
+        walk_dataset.negatives["valid"][user] = []
+    np.testing.assert_array_equal(fusion.score_catalog(queries), before)
+
+
+def test_zscore_is_per_user_and_ignores_ruled_out_items():
+    scores = np.array([[-np.inf, 1.0, 2.0, 3.0, -np.inf], [0.0, 10.0, 10.0, 40.0, 40.0]])
+    z = zscore(scores)
+    assert z[0, 4] == 0.0 and z[0, 0] == 0.0
+    assert z[0, 1:4].mean() == pytest.approx(0.0) and z[1, 1:].std() == pytest.approx(1.0)
+
+
+def test_every_new_method_builds(tmp_path):
+    settings = Settings(cache_dir=tmp_path, run_dir=tmp_path)
+    for name in ("llm-recommender", "llm-recommender-id-only", "cf-ensemble", "mmsrarec",
+                 "mmsrarec-yes-no"):  # fmt: skip
+        assert name in METHODS
+        assert build_method(name, settings).name == name
+    fused = build_method("mmsrarec", settings)
+    assert list(fused.members) == ["llm-recommender", "sasrec", "item-knn"]
