@@ -72,6 +72,10 @@ class ItemLMConfig:
     dropout: float = field(default=0.1, metadata={"help": "Dropout on the item tokens."})
     lr: float = field(default=1e-3, metadata={"help": "AdamW learning rate."})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay."})
+    schedule: Literal["cosine", "constant"] = field(
+        default="cosine",
+        metadata={"help": "Learning rate over `max_epochs`: 5% warm-up then cosine decay to 0."},
+    )
     batch_size: int = field(default=32, metadata={"help": "Windows per training step."})
     max_epochs: int = field(default=8, metadata={"help": "Upper bound on training epochs."})
     patience: int = field(
@@ -91,6 +95,8 @@ class ItemLMConfig:
             raise ConfigError(f"`item_tokens` must be hybrid, id or text, got {self.item_tokens}")
         if self.text_features not in ("llm", "minilm", "permuted"):
             raise ConfigError("`text_features` must be llm, minilm or permuted")
+        if self.schedule not in ("cosine", "constant"):
+            raise ConfigError(f"`schedule` must be cosine or constant, got {self.schedule}")
         if self.backbone not in ("pretrained", "random"):
             raise ConfigError(f"`backbone` must be pretrained or random, got {self.backbone}")
         if not 0.0 <= self.dropout < 1.0 or self.lr <= 0 or self.weight_decay < 0:

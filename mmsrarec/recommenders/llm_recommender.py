@@ -34,7 +34,7 @@ from mmsrarec.models.item_text import (
     standardize,
 )
 from mmsrarec.recommenders.base import Query, Recommender
-from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_fingerprint
+from mmsrarec.recommenders.sasrec import SASRecConfig, SASRecRecommender, sasrec_fingerprint
 from mmsrarec.storage import atomic_write_bytes, atomic_write_json, sha256_file
 from mmsrarec.training.item_lm_trainer import (
     add_retrieval,
@@ -58,6 +58,9 @@ class LLMRecommender(Recommender):
         keywords: keywords per raw item id for the item texts (e.g. a keyword cache's
             contents); items without any use their own text.
         progress: show tqdm bars.
+        device: where the model trains and scores (default: the GPU when there is one).
+        sasrec_config: settings of the SASRec whose item embeddings start the ID part
+            (default: `SASRecConfig()`, the one the evaluator trains).
     """
 
     def __init__(
@@ -67,12 +70,16 @@ class LLMRecommender(Recommender):
         name: str = "llm-recommender",
         keywords: Mapping[str, list[str]] | None = None,
         progress: bool = True,
+        device: str | None = None,
+        sasrec_config: SASRecConfig | None = None,
     ) -> None:
         self.settings = settings
+        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.config = config or ItemLMConfig()
         self.name = name
         self.keywords = dict(keywords or {})
         self.progress = progress
+        self.sasrec_config = sasrec_config
         self.model: ItemLM | None = None
         self.retriever: RetrievalTokens | None = None
         self.meta: dict[str, Any] = {}
@@ -92,7 +99,9 @@ class LLMRecommender(Recommender):
         """Train on the training split (validation for the checkpoint), or reload."""
         config = self.config
         sasrec = SASRecRecommender(
-            save_dir=self.settings.run_dir / "sasrec" / dataset.name, progress=self.progress
+            self.sasrec_config,
+            save_dir=self.settings.run_dir / "sasrec" / dataset.name,
+            progress=self.progress,
         )
         sasrec.fit(dataset, seed)
         features = self._text_features(dataset, seed)
@@ -100,7 +109,7 @@ class LLMRecommender(Recommender):
         folder = self.save_dir(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.model = self._build(dataset, sasrec, features)
+            self.model = self._build(dataset, sasrec, features).to(self.device)
         if config.k_similar:
             self.retriever = RetrievalTokens(self.settings, dataset, sasrec, config.k_similar)
         if _saved_fingerprint(folder) == fingerprint:
@@ -180,7 +189,7 @@ class LLMRecommender(Recommender):
         weights = folder / "weights.pt"
         if not weights.exists() or sha256_file(weights) != meta.get("weights_sha256"):
             raise NotPreparedError(f"`{weights}` is missing or damaged: delete `{folder}`")
-        state = torch.load(weights, map_location="cpu", weights_only=True)
+        state = torch.load(weights, map_location=self.device, weights_only=True)
         self._require_model().load_state_dict(state, strict=False)
         self.model.eval()
         self.meta = meta

@@ -179,20 +179,23 @@ def train_item_lm(
     generator = torch.Generator().manual_seed(seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps = math.ceil(len(windows) / config.batch_size)
+    scheduler = _scheduler(optimizer, config, steps)
     result = ItemLMResult(best_epoch=0, best_valid_ndcg5=-math.inf)
     best_state = model.trainable_state()
     first_epoch = 1
     if checkpoint is not None and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        saved = torch.load(checkpoint, map_location=next(model.parameters()).device,
+                           weights_only=False)  # fmt: skip
         model.load_state_dict(saved["model"], strict=False)
         optimizer.load_state_dict(saved["optimizer"])
-        generator.set_state(saved["generator"])
-        torch.set_rng_state(saved["torch_rng"])
+        scheduler.load_state_dict(saved["scheduler"])
+        generator.set_state(saved["generator"].cpu())
+        torch.set_rng_state(saved["torch_rng"].cpu())
         best_state, first_epoch = saved["best_state"], saved["epoch"] + 1
         result = ItemLMResult(saved["best_epoch"], saved["best_valid_ndcg5"], saved["log"])
         logger.info("LLM recommender: resumed after epoch %d from %s", saved["epoch"], checkpoint)
     stale = sum(1 for row in result.log if row["epoch"] > result.best_epoch)
-    steps = math.ceil(len(windows) / config.batch_size)
     for epoch in range(first_epoch, config.max_epochs + 1):
         if stale >= config.patience:
             break
@@ -207,6 +210,7 @@ def train_item_lm(
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
+            scheduler.step()
             total, count = total + loss.item() * targets, count + targets
             bar.set_postfix(loss=f"{total / count:.3f}")
         bar.close()
@@ -225,17 +229,27 @@ def train_item_lm(
         else:
             stale += 1
         if checkpoint is not None:
-            _save_checkpoint(checkpoint, model, optimizer, generator, best_state, epoch, result)
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+            _save_checkpoint(checkpoint, model, state, generator, best_state, epoch, result)
     model.load_state_dict(best_state, strict=False)
     model.eval()
     result.seconds = time.perf_counter() - started
     return result
 
 
-def _save_checkpoint(path, model, optimizer, generator, best_state, epoch, result) -> None:
+def _scheduler(optimizer: torch.optim.Optimizer, config: ItemLMConfig, steps_per_epoch: int):
+    from transformers import get_constant_schedule, get_cosine_schedule_with_warmup
+
+    if config.schedule == "constant":
+        return get_constant_schedule(optimizer)
+    total = steps_per_epoch * config.max_epochs
+    return get_cosine_schedule_with_warmup(optimizer, max(1, total // 20), total)
+
+
+def _save_checkpoint(path, model, optimizers, generator, best_state, epoch, result) -> None:
     buffer = io.BytesIO()
     torch.save({
-        "model": model.trainable_state(), "optimizer": optimizer.state_dict(),
+        "model": model.trainable_state(), **optimizers,
         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
         "best_state": best_state, "epoch": epoch, "best_epoch": result.best_epoch,
         "best_valid_ndcg5": result.best_valid_ndcg5, "log": result.log,
