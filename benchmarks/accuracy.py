@@ -99,7 +99,7 @@ def paired_against(out: Path, table: dict, reference: str = "sasrec", draws: int
     its mean score on targets and on negatives (does it separate them at all?)."""
     import numpy as np
 
-    from mmsrarec.evaluation.metrics import ndcg, target_rank
+    from mmsrarec.metrics import ndcg, target_rank
 
     def per_user_ndcg5(export: dict) -> np.ndarray:
         ranks = [target_rank(export[u][0], np.array(export[u][1])) for u in users]
@@ -177,8 +177,8 @@ def main() -> None:
     from mmsrarec.data import load_dataset
     from mmsrarec.evaluation.methods import build_method
     from mmsrarec.evaluation.protocols import Protocol
-    from mmsrarec.recommenders.sasrec import SASRecRecommender
-    from mmsrarec.recommenders.trained import TwoStageRecommender
+    from mmsrarec.graph.trained import TwoStageRecommender
+    from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
 
     dataset = load_dataset(settings.dataset_dir)
     skip = set(filter(None, args.skip.split(",")))
@@ -196,8 +196,7 @@ def main() -> None:
         return lambda: build_method(name, settings)
 
     def two_stage(name):
-        sasrec_dir = settings.run_dir / "sasrec" / settings.dataset
-        return lambda: TwoStageRecommender(SASRecRecommender(save_dir=sasrec_dir),
+        return lambda: TwoStageRecommender(SASRecRecommender(save_dir=sasrec_dir(settings)),
                                            build_method(name, settings), k=50)  # fmt: skip
 
     seeds = list(range(args.seeds))

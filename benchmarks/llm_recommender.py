@@ -70,8 +70,8 @@ def plan(rows: str, seeds: int) -> list[tuple[str, int]]:
 
 
 def row_key(method: str, seed: int, dataset, settings) -> str:
-    from mmsrarec.evaluation.methods import FUSIONS, LLM_VARIANTS
     from mmsrarec.models.item_lm import ItemLMConfig
+    from mmsrarec.recommenders.methods import FUSIONS, LLM_VARIANTS
 
     members = FUSIONS.get(method, (method,))
     llm = {m: ItemLMConfig(**LLM_VARIANTS[m]).to_dict() for m in members if m in LLM_VARIANTS}
@@ -137,7 +137,7 @@ def load_rows() -> dict[str, list[dict]]:
 
 def per_user(rows: list[dict], protocol: str, metric: str, users: list[str]) -> np.ndarray:
     """Per-user metric averaged over the row's seeds, in `users` order: [len(users)]."""
-    from mmsrarec.evaluation.metrics import ndcg
+    from mmsrarec.metrics import ndcg
 
     k = 5 if protocol == "sampled" else 10
     values = []

@@ -102,7 +102,8 @@ def encode_catalog(args: argparse.Namespace) -> dict:
 
 @bench
 def sasrec_train(args: argparse.Namespace) -> dict:
-    from mmsrarec.recommenders.sasrec import SASRecConfig, SASRecRecommender
+    from mmsrarec.models.sasrec import SASRecConfig
+    from mmsrarec.recommenders.sasrec import SASRecRecommender
 
     data = dataset(args)
     # Where `evaluate_baselines` and `graph_user` look for it: they reload, not retrain.

@@ -25,9 +25,9 @@ import psutil
 import torch
 
 from mmsrarec.data import Dataset, Item, load_dataset, prepare_dataset
-from mmsrarec.graph.state import SimilarUser
 from mmsrarec.models.llm import LLM
 from mmsrarec.scoring import NaiveScorer, SharedPrefixScorer, build_prefix, candidate_suffix
+from mmsrarec.types import SimilarUser
 
 Prompt = tuple[str, list[str]]
 

@@ -11,10 +11,10 @@ from mmsrarec.chat.context import ChatContext, ChatSettings
 from mmsrarec.chat.graph import ChatService
 from mmsrarec.chat.parse import TitleIndex
 from mmsrarec.data import Dataset, Item
-from mmsrarec.graph.context import GraphContext, GraphSettings, Judgement
 from mmsrarec.graph.graph import build_graph, open_checkpointer
-from mmsrarec.graph.state import SimilarUser
+from mmsrarec.nodes.context import GraphContext, GraphSettings
 from mmsrarec.scoring.evidence import tokens
+from mmsrarec.types import Judgement, SimilarUser
 
 
 class WordSummarizer:

@@ -23,8 +23,8 @@ from mmsrarec.chat.parse import (
 )
 from mmsrarec.chat.state import ChatState
 from mmsrarec.data import Item, load_dataset, prepare_dataset
-from mmsrarec.graph.trace import verify_trace
 from mmsrarec.models import ChromaEmbedding
+from mmsrarec.trace import verify_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 DECLARED = ChatState.__required_keys__ | ChatState.__optional_keys__

@@ -30,12 +30,13 @@ from mmsrarec.critic import (
 from mmsrarec.critic.critic import feedback
 from mmsrarec.critic.rewards import RECON_PROMPT, length_score
 from mmsrarec.data import Item
-from mmsrarec.graph.context import GraphContext, GraphSettings, Judgement
-from mmsrarec.graph.state import RecommendationState
-from mmsrarec.graph.trace import verify_trace
+from mmsrarec.nodes.context import GraphContext, GraphSettings
 from mmsrarec.nodes.critic import after_critique, critique
+from mmsrarec.nodes.state import RecommendationState
 from mmsrarec.nodes.summarizer import summarize
 from mmsrarec.summarization import KeywordCache
+from mmsrarec.trace import verify_trace
+from mmsrarec.types import Judgement
 
 
 class BagOfWordsEncoder:
@@ -305,7 +306,7 @@ def test_loop_keeps_the_best_and_stops_at_max_rounds_or_threshold(tiny_dataset, 
     assert (summaries["m3"]["reward"], summaries["m3"]["rounds"]) == (0.7, 1)
     assert summaries["m3"]["source"] == "scripted" and summaries["m3"]["components"]
     assert state["critic_round"] == 3 and state["to_summarize"] == []
-    items = [tiny_dataset.item(tiny_dataset.index_of(i)) for i in ("m1", "m2", "m3")]
+    items = [tiny_dataset.by_id(i) for i in ("m1", "m2", "m3")]
     assert store.get_rows(items) == {
         "m1": (["m1-r1", "film"], 0.5),
         "m2": (["m2-r2", "film"], 0.9),
@@ -322,7 +323,7 @@ def test_loop_keeps_the_best_and_stops_at_max_rounds_or_threshold(tiny_dataset, 
 def test_loop_uses_cache_hits_and_n_history(tiny_dataset, tmp_path: Path) -> None:
     summarizer = ScriptedSummarizer()
     store = KeywordCache(tmp_path / "kw.sqlite", summarizer.name, "test")
-    store.put(tiny_dataset.item(tiny_dataset.index_of("m3")), ["cached", "film"], 0.8)
+    store.put(tiny_dataset.by_id("m3"), ["cached", "film"], 0.8)
     context = _context(tiny_dataset, summarizer, None, store, n_history=2)
     state = _run(context, ["m1", "m2", "m3"])  # only m2 and m3 are recent enough
     assert [ids for ids, _ in summarizer.calls] == [["m2"]]
@@ -337,9 +338,7 @@ def test_loop_uses_cache_hits_and_n_history(tiny_dataset, tmp_path: Path) -> Non
     }
     # Without a critic, drafts are accepted as they are and stored.
     assert state["summaries"]["m2"]["reward"] is None and state["critic_round"] == 1
-    assert store.get_many([tiny_dataset.item(tiny_dataset.index_of("m2"))]) == {
-        "m2": ["m2-r1", "film"]
-    }
+    assert store.get_many([tiny_dataset.by_id("m2")]) == {"m2": ["m2-r1", "film"]}
     again = ScriptedSummarizer()
     _run(_context(tiny_dataset, again, None, store, n_history=2), ["m1", "m2", "m3"])
     assert again.calls == []  # everything cached: the summarizer is not called
@@ -349,7 +348,7 @@ def test_nodes_return_only_declared_state_keys(tiny_dataset, tmp_path: Path) -> 
     declared = set(get_type_hints(RecommendationState))
     summarizer = ScriptedSummarizer()
     store = KeywordCache(tmp_path / "kw.sqlite", summarizer.name, "test")
-    store.put(tiny_dataset.item(tiny_dataset.index_of("m1")), ["cached"], None)
+    store.put(tiny_dataset.by_id("m1"), ["cached"], None)
     critic = ScriptedCritic({"m2": [0.1, 0.2]})
     runtime = Runtime(context=_context(tiny_dataset, summarizer, critic, store, max_rounds=2))
     state: dict[str, Any] = {"history": ["m1", "m2"], "critic_round": 0, "summaries": {}}

@@ -28,7 +28,8 @@ from mmsrarec.graph import (
     verify_trace,
 )
 from mmsrarec.graph.session import GraphSession
-from mmsrarec.recommenders.sasrec import SASRecConfig, SASRecRecommender
+from mmsrarec.models.sasrec import SASRecConfig
+from mmsrarec.recommenders.sasrec import SASRecRecommender
 from mmsrarec.scoring import SharedPrefixScorer
 from mmsrarec.summarization import KeywordCache, LLMSummarizer
 from mmsrarec.tools import CollaborativeIndex, CollaborativeRetriever

@@ -118,8 +118,9 @@ def test_retrieval_tokens_see_only_what_was_known_at_the_window_start(walk_datas
 
 
 def test_retrieval_tokens_never_return_the_user_itself(tiny_dataset, tmp_path):
+    from mmsrarec.models.sasrec import SASRecConfig
     from mmsrarec.recommenders.llm_recommender import RetrievalTokens
-    from mmsrarec.recommenders.sasrec import SASRecConfig, SASRecRecommender
+    from mmsrarec.recommenders.sasrec import SASRecRecommender
 
     settings = Settings(cache_dir=tmp_path / "c", data_dir=tmp_path / "d", run_dir=tmp_path / "r")
     sasrec = SASRecRecommender(SASRecConfig(hidden=8, heads=1, max_epochs=2), progress=False)
@@ -263,10 +264,11 @@ def test_the_packaged_model_learns_on_ml100k(ml100k, tmp_path):
     and the graph's recommend node ranks the whole catalog with it in one pass per user."""
     from langgraph.runtime import Runtime
 
+    from mmsrarec.models.sasrec import SASRecConfig
     from mmsrarec.nodes.recommender import recommend
     from mmsrarec.recommenders.llm_recommender import LLMRecommender
     from mmsrarec.recommenders.popularity import PopularityRecommender
-    from mmsrarec.recommenders.sasrec import SASRecConfig, SASRecRecommender
+    from mmsrarec.recommenders.sasrec import SASRecRecommender
 
     torch.set_num_threads(2)
     settings = Settings(run_dir=tmp_path / "runs", dataset=ml100k.name)  # default cache: reused
@@ -283,7 +285,7 @@ def test_the_packaged_model_learns_on_ml100k(ml100k, tmp_path):
     valid = evaluate_sampled(recommender, ml100k, "valid").metrics["NDCG@5"]
     assert valid > evaluate_sampled(popular, ml100k, "valid").metrics["NDCG@5"] + 0.05
 
-    from mmsrarec.graph.context import GraphContext, GraphSettings
+    from mmsrarec.nodes.context import GraphContext, GraphSettings
 
     context = GraphContext(ml100k, None, None, None, None, None, settings=GraphSettings(),
                            ranker=recommender)  # type: ignore[arg-type]  # fmt: skip

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mmsrarec.evaluation.metrics import (
+from mmsrarec.metrics import (
     auc,
     full_metrics,
     hit_rate,

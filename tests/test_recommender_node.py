@@ -9,11 +9,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from mmsrarec.data import Item
-from mmsrarec.graph.context import GraphContext, GraphSettings
-from mmsrarec.graph.state import RecommendationState, SimilarUser
-from mmsrarec.graph.trace import verify_trace
+from mmsrarec.nodes.context import GraphContext, GraphSettings
 from mmsrarec.nodes.recommender import recommend
+from mmsrarec.nodes.state import RecommendationState
 from mmsrarec.scoring import SharedPrefixScorer
+from mmsrarec.trace import verify_trace
+from mmsrarec.types import SimilarUser
 
 DECLARED = RecommendationState.__required_keys__ | RecommendationState.__optional_keys__
 SCORES = {"m10": 0.2, "m11": 0.9, "m12": 0.5, "m13": 0.9, "m14": 0.1, "m15": 0.5}

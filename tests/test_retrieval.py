@@ -20,10 +20,11 @@ from langgraph.runtime import Runtime
 
 from mmsrarec.data import Dataset, Item, load_dataset, prepare_dataset
 from mmsrarec.errors import ConfigError, DataError, NotPreparedError
-from mmsrarec.graph.context import GraphContext, GraphSettings
-from mmsrarec.graph.state import RecommendationState
+from mmsrarec.models.sasrec import SASRecConfig
+from mmsrarec.nodes.context import GraphContext, GraphSettings
 from mmsrarec.nodes.retrieval import retrieve
-from mmsrarec.recommenders.sasrec import SASRecConfig, SASRecRecommender, load_sasrec
+from mmsrarec.nodes.state import RecommendationState
+from mmsrarec.recommenders.sasrec import SASRecRecommender, load_sasrec
 from mmsrarec.tools import (
     CollaborativeIndex,
     CollaborativeRetriever,
@@ -227,11 +228,15 @@ def test_server_url_parsing():
 def test_tool_schema_invoke_and_argument_errors(kb, retriever):
     asked: list[list[str]] = []
 
-    def keywords_for(items: list[Item]) -> dict[str, list[str]]:
-        asked.append([item.item_id for item in items])
-        return {item.item_id: [f"kw-{item.item_id}"] for item in items}
+    class Store:  # a `KeywordStore` that records what it is asked for
+        def get_many(self, items: list[Item]) -> dict[str, list[str]]:
+            asked.append([item.item_id for item in items])
+            return {item.item_id: [f"kw-{item.item_id}"] for item in items}
 
-    tool = make_similar_users_tool(retriever, kb.dataset, keywords_for)
+        def put(self, item: Item, keywords: list[str], reward: float | None) -> None:
+            raise AssertionError("the tool only reads")
+
+    tool = make_similar_users_tool(retriever, kb.dataset, Store())
     assert tool.name == "similar_users" and tool.args_schema is SimilarUsersArgs
     schema = SimilarUsersArgs.model_json_schema()["properties"]
     assert schema["user_id"]["type"] == "string"

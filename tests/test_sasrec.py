@@ -13,11 +13,12 @@ import torch
 
 from mmsrarec.data import Dataset
 from mmsrarec.errors import ConfigError, NotPreparedError
-from mmsrarec.evaluation.metrics import ndcg, ranks_from_scores
+from mmsrarec.metrics import ndcg, ranks_from_scores
+from mmsrarec.models.sasrec import SASRecConfig
 from mmsrarec.recommenders import sasrec as sasrec_module
 from mmsrarec.recommenders.base import Query
-from mmsrarec.recommenders.sasrec import SASRecConfig, SASRecRecommender, load_sasrec
-from mmsrarec.training.sasrec_trainer import masked_full_scores, training_windows
+from mmsrarec.recommenders.sasrec import SASRecRecommender, load_sasrec
+from mmsrarec.training.sasrec_trainer import masked_full_scores, score_histories, training_windows
 
 TINY = SASRecConfig(
     max_len=8,
@@ -126,8 +127,11 @@ def test_save_reload_gives_identical_scores_and_reuse_skips_training(
 ):
     fitted = _fit(tiny_dataset, seed=3, save_dir=tmp_path)
     folder = tmp_path / "seed3"
-    for name in ("weights.pt", "config.json", "meta.json", "user_embeddings.npz"):
-        assert (folder / name).exists()
+    assert sorted(path.name for path in folder.iterdir()) == [
+        "config.json",
+        "meta.json",
+        "weights.pt",
+    ]
 
     queries = [Query.from_dataset(tiny_dataset, u, "test", False) for u in tiny_dataset.eval_users]
     loaded = load_sasrec(tmp_path, 3, progress=False)
@@ -150,16 +154,17 @@ def test_save_reload_gives_identical_scores_and_reuse_skips_training(
         _fit(tiny_dataset, seed=4, save_dir=tmp_path)
 
 
-def test_user_embeddings_one_row_per_training_user(tiny_dataset, tmp_path: Path):
-    recommender = _fit(tiny_dataset, seed=0, save_dir=tmp_path)
-    with np.load(tmp_path / "seed0" / "user_embeddings.npz") as saved:
-        user_ids, embeddings = saved["user_ids"].tolist(), saved["embeddings"]
+def test_embed_histories_is_the_scoring_state(tiny_dataset):
+    """The state the similar-users index stores is the one that scores the next item."""
+    recommender = _fit(tiny_dataset, seed=0)
     train = tiny_dataset.train_sequences()
-    assert user_ids == list(train)
-    assert embeddings.shape == (len(train), TINY.hidden)
-    assert np.all(np.linalg.norm(embeddings, axis=1) > 0)
-    expected = recommender.embed_histories([train[u] for u in user_ids])
-    np.testing.assert_allclose(embeddings, expected, rtol=1e-6, atol=1e-6)
+    histories = [train[u] for u in train]
+    states = recommender.embed_histories(histories)
+    assert states.shape == (len(histories), TINY.hidden)
+    assert np.all(np.linalg.norm(states, axis=1) > 0)
+    model = recommender.model
+    logits = model.item_logits(torch.from_numpy(states)).numpy()
+    np.testing.assert_allclose(logits[:, 1:], score_histories(model, histories)[:, 1:], atol=1e-5)
 
 
 def test_scoring_edge_cases(tiny_dataset):

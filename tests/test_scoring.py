@@ -10,7 +10,6 @@ import pytest
 from mmsrarec.config import Settings
 from mmsrarec.data import Item
 from mmsrarec.errors import ConfigError
-from mmsrarec.graph.state import SimilarUser
 from mmsrarec.scoring import (
     LLMPreferenceSummarizer,
     NaiveScorer,
@@ -23,6 +22,7 @@ from mmsrarec.scoring import (
 from mmsrarec.scoring.evidence import NO_OVERLAP
 from mmsrarec.scoring.preference import MAX_ITEMS
 from mmsrarec.scoring.prompts import MARKER
+from mmsrarec.types import SimilarUser
 
 HISTORY = [
     ("Star Wars (1977)", ["sci-fi", "space", "adventure"]),

@@ -14,9 +14,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
+from tiny_models import build_tiny_tokenizer
 
 from mmsrarec.data import Item
 from mmsrarec.errors import DataError
+from mmsrarec.prompt_text import sanitize
 from mmsrarec.summarization import (
     PROMPT_VERSION,
     KeywordCache,
@@ -94,8 +96,8 @@ def test_stop_criterion_and_cut_tail() -> None:
 # --- prompts ----------------------------------------------------------------------------------
 
 
-def test_sanitize_keeps_hostile_text_inside_the_data_block() -> None:
-    clean = prompts.sanitize_item_text(HOSTILE, ["<|im_end|>", "<|im_start|>"])
+def test_sanitized_hostile_text_stays_inside_the_data_block() -> None:
+    clean = sanitize(HOSTILE, prompts.MAX_ITEM_CHARS, build_tiny_tokenizer())
     assert "Ignore previous instructions" in clean
     for bad in ("<|im_end|>", "<|im_start|>", "</item>", "\n"):
         assert bad not in clean
@@ -106,7 +108,6 @@ def test_sanitize_keeps_hostile_text_inside_the_data_block() -> None:
     plain = prompts.plain_prompt(clean)
     assert plain.endswith("</item>\nKeywords:")
     assert plain.count("</item>") == len(prompts.EXAMPLES) + 1
-    assert len(prompts.sanitize_item_text("y" * 5000)) == prompts.MAX_ITEM_CHARS
 
 
 def test_prompt_version_tracks_the_prompt_text() -> None:

@@ -49,6 +49,23 @@ def test_instructions_use_training_positions_only(tiny_dataset, tiny_llm):
     assert valid and all(row["prompt"] for row in valid)
 
 
+def test_grpo_items_come_from_training_sequences_only(tiny_dataset):
+    from mmsrarec.training.summarizer import split_items
+
+    train_items = {i for s in tiny_dataset.train_sequences().values() for i in s}
+    held_out_only = {
+        tiny_dataset.item(i).item_id
+        for user in tiny_dataset.eval_users
+        for i in (tiny_dataset.target(user, "valid"), tiny_dataset.target(user, "test"))
+        if i not in train_items
+    }
+    assert held_out_only  # the fixture has items seen only at validation or test positions
+    train, heldout = split_items(tiny_dataset, n_items=1000, n_heldout=3, seed=0)
+    chosen = {item.item_id for item in train + heldout}
+    assert chosen == {tiny_dataset.item(i).item_id for i in train_items}
+    assert not chosen & held_out_only
+
+
 def test_yes_no_examples_retrieve_from_the_whole_history(tiny_dataset, tiny_llm):
     """As at inference: similar users are found from the whole prefix of the sequence, the
     prompt lists the last `n_history` items and the neighbours' next items."""
@@ -184,8 +201,8 @@ def _base_path(out: Path) -> str:
 def test_two_stage_reranks_only_the_shortlist(tiny_dataset):
     import numpy as np
 
+    from mmsrarec.graph.trained import TwoStageRecommender
     from mmsrarec.recommenders.base import Query, Recommender
-    from mmsrarec.recommenders.trained import TwoStageRecommender
 
     class First(Recommender):  # prefers low item indices
         def score_catalog(self, queries):
@@ -219,8 +236,8 @@ def test_trained_graph_switches_adapters_on_one_model(
     the scorer runs with the SFT adapter, the summarizer with the GRPO one."""
     from peft import LoraConfig, get_peft_model
 
+    from mmsrarec.graph.trained import TrainedGraphRecommender, inference_prompt_parts
     from mmsrarec.recommenders.base import Query
-    from mmsrarec.recommenders.trained import TrainedGraphRecommender, inference_prompt_parts
     from mmsrarec.training.adapters import adapter_dir
 
     settings = Settings(

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mmsrarec.chat.parse import TitleIndex
 from mmsrarec.chat.state import Match
 from mmsrarec.data import Dataset
-from mmsrarec.graph.context import GraphContext
+from mmsrarec.nodes.context import GraphContext
 
 
 class CatalogSearch(Protocol):

@@ -18,9 +18,9 @@ from mmsrarec.chat.graph import ChatService
 from mmsrarec.chat.parse import TitleIndex
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, load_dataset, prepare_dataset
-from mmsrarec.graph.context import GraphContext, GraphSettings
 from mmsrarec.graph.graph import build_graph, open_checkpointer
 from mmsrarec.models import ChromaEmbedding, ModelCache
+from mmsrarec.nodes.context import GraphContext, GraphSettings
 from mmsrarec.tools.index import chroma_client
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from mmsrarec.chat.context import ChatContext
 from mmsrarec.chat.parse import avoided, parse_request, resolve_choice
 from mmsrarec.chat.state import ChatMessage, ChatState, Match
 from mmsrarec.data import Item
-from mmsrarec.graph.trace import traced
+from mmsrarec.trace import traced
 
 ASK_FOR_TASTE = (
     "Tell me a film or two you liked, or what you are in the mood for "

@@ -9,8 +9,8 @@ from __future__ import annotations
 import operator
 from typing import Annotated, TypedDict
 
-from mmsrarec.graph.state import Recommendation, SimilarUser
-from mmsrarec.graph.trace import TraceRecord, chain_trace
+from mmsrarec.trace import TraceRecord, chain_trace
+from mmsrarec.types import Recommendation, SimilarUser
 
 
 class ChatMessage(TypedDict):

@@ -95,7 +95,7 @@ def graph_run(scorer: str | None = None, **fields: Any):
     from pydantic import ValidationError
 
     from mmsrarec.errors import ConfigError
-    from mmsrarec.graph.context import GraphSettings
+    from mmsrarec.nodes.context import GraphSettings
 
     try:
         return GraphSettings(**fields, **({"scorer": scorer} if scorer is not None else {}))

@@ -8,7 +8,7 @@ import typer
 
 from mmsrarec.cli.common import ConfigOpt, RunDirOpt, SeedsOpt, console, settings_from
 from mmsrarec.data import prepare_dataset
-from mmsrarec.graph.context import GraphSettings
+from mmsrarec.nodes.context import GraphSettings
 
 DEMO_USERS = ("1", "2", "3")
 

@@ -11,8 +11,8 @@ from rich.tree import Tree
 
 from mmsrarec.cli.common import ConfigOpt, RunDirOpt, console, settings_from
 from mmsrarec.errors import DataError
-from mmsrarec.graph.trace import read_trace_file, verify_trace
 from mmsrarec.storage import atomic_write_json
+from mmsrarec.trace import read_trace_file, verify_trace
 
 app = typer.Typer(
     help="Inspect the traces of graph runs (stored per thread).", no_args_is_help=True

@@ -107,8 +107,8 @@ def recommender(
     settings = settings_from(config, cache_dir=cache_dir, data_dir=data_dir, run_dir=run_dir,
                              dataset=dataset, model=model)  # fmt: skip
     from mmsrarec.data import load_dataset
+    from mmsrarec.graph.trained import inference_prompt_parts
     from mmsrarec.models import ModelCache
-    from mmsrarec.recommenders.trained import inference_prompt_parts
     from mmsrarec.training.config import RecommenderTrainConfig
     from mmsrarec.training.recommender import train_recommender
 
@@ -153,7 +153,7 @@ def llm_recommender(
     import torch
 
     from mmsrarec.errors import ConfigError
-    from mmsrarec.evaluation.methods import LLM_VARIANTS, build_method
+    from mmsrarec.recommenders.methods import LLM_VARIANTS, build_recommender
 
     if variant not in LLM_VARIANTS:
         raise ConfigError(f"unknown `--variant` `{variant}`; known: {', '.join(LLM_VARIANTS)}")
@@ -164,7 +164,7 @@ def llm_recommender(
     data = load_dataset(settings.dataset_dir)
     overrides = {"layers": layers, "max_epochs": epochs, "k_similar": k_similar}
     for seed in range(seeds):
-        recommender = build_method(variant, settings)
+        recommender = build_recommender(variant, settings)
         changed = {k: v for k, v in overrides.items() if v is not None}
         recommender.config = dataclasses.replace(recommender.config, **changed)
         if cpu:

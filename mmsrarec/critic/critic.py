@@ -16,9 +16,9 @@ from mmsrarec.critic.rewards import (
     weighted_total,
 )
 from mmsrarec.data import Item
-from mmsrarec.graph.context import Judgement
 from mmsrarec.models import LLM
 from mmsrarec.summarization.parse import MAX_KEYWORDS, MIN_KEYWORDS
+from mmsrarec.types import Judgement
 
 WEAK = 0.5  # a normalised info or recon score below this gets its own advice
 

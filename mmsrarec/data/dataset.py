@@ -60,6 +60,10 @@ class Dataset:
         except KeyError:
             raise DataError(f"unknown item id `{item_id}` in dataset `{self.name}`") from None
 
+    def by_id(self, item_id: str) -> Item:
+        """The item with raw id `item_id` (DataError when the catalog lacks it)."""
+        return self.item(self.index_of(item_id))
+
     @cached_property
     def users(self) -> list[str]:
         return list(self.sequences)

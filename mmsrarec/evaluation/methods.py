@@ -1,26 +1,16 @@
-"""Method names the evaluator knows, and how each is built from the run settings."""
+"""Method names the evaluator knows, and how each is built from the run settings.
+
+The catalog recommenders come from `recommenders.methods`; the yes/no variants run the
+whole graph per user (`graph.recommender`, `graph.trained`).
+"""
 
 from __future__ import annotations
 
 from mmsrarec.config import Settings
 from mmsrarec.errors import ConfigError
 from mmsrarec.recommenders.base import Recommender
+from mmsrarec.recommenders.methods import CATALOG_SCORERS, build_recommender
 
-# The LLM recommender (hybrid item tokens) and its controls: one setting changed each.
-LLM_VARIANTS: dict[str, dict[str, object]] = {
-    "llm-recommender": {},
-    "llm-recommender-id-only": {"item_tokens": "id"},
-    "llm-recommender-text-only": {"item_tokens": "text"},
-    "llm-recommender-permuted-text": {"text_features": "permuted"},
-    "llm-recommender-random-init": {"backbone": "random"},
-    "llm-recommender-minilm": {"text_features": "minilm"},
-    "llm-recommender-retrieval": {"k_similar": 3},
-}
-# Gated z-score fusions (fitted on validation): the full system and its baseline.
-FUSIONS = {
-    "mmsrarec": ("llm-recommender", "sasrec", "item-knn"),
-    "cf-ensemble": ("sasrec", "item-knn"),
-}
 # The paper's yes/no scorer in the graph (`mmsrarec train ...` adapters) and its ablations.
 YES_NO = (
     "mmsrarec-yes-no-zeroshot",
@@ -29,9 +19,7 @@ YES_NO = (
     "mmsrarec-yes-no-no-rl",
     "mmsrarec-yes-no-no-sft",
 )
-METHODS = ("random", "most-popular", "item-knn", "sasrec", *FUSIONS, *LLM_VARIANTS, *YES_NO)
-# Methods that score the whole catalog in one pass: what the graph's recommend node can use.
-CATALOG_SCORERS = tuple(m for m in METHODS if m not in YES_NO)
+METHODS = (*CATALOG_SCORERS, *YES_NO)
 REFERENCES = ("random", "most-popular")  # always evaluated beside the requested methods
 
 
@@ -54,36 +42,12 @@ def build_method(name: str, settings: Settings) -> Recommender:
         ConfigError: `name` is not a known method.
     """
     check_methods([name])
-    if name == "random":
-        from mmsrarec.recommenders.random import RandomRecommender
-
-        return RandomRecommender()
-    if name == "most-popular":
-        from mmsrarec.recommenders.popularity import PopularityRecommender
-
-        return PopularityRecommender()
-    if name == "item-knn":
-        from mmsrarec.recommenders.itemknn import ItemKNNRecommender
-
-        return ItemKNNRecommender()
-    if name in FUSIONS:
-        from mmsrarec.recommenders.fusion import FusionRecommender
-
-        members = {member: build_method(member, settings) for member in FUSIONS[name]}
-        return FusionRecommender(members, name)
-    if name in LLM_VARIANTS:
-        from mmsrarec.models.item_lm import ItemLMConfig
-        from mmsrarec.recommenders.llm_recommender import LLMRecommender
-
-        return LLMRecommender(settings, ItemLMConfig(**LLM_VARIANTS[name]), name)  # type: ignore[arg-type]
     if name == "mmsrarec-yes-no-zeroshot":
-        from mmsrarec.recommenders.graph import GraphRecommender
+        from mmsrarec.graph.recommender import GraphRecommender
 
         return GraphRecommender(settings)
     if name in YES_NO:  # trained adapters (`mmsrarec train ...`) and ablations
-        from mmsrarec.recommenders.trained import TrainedGraphRecommender
+        from mmsrarec.graph.trained import TrainedGraphRecommender
 
         return TrainedGraphRecommender(settings, name)
-    from mmsrarec.recommenders.sasrec import SASRecRecommender  # torch: import only when asked
-
-    return SASRecRecommender(save_dir=settings.run_dir / "sasrec" / settings.dataset)
+    return build_recommender(name, settings)

@@ -19,7 +19,7 @@ from enum import StrEnum
 import numpy as np
 
 from mmsrarec.data import Dataset, Stage
-from mmsrarec.evaluation.metrics import full_metrics, ranks_from_scores, sampled_metrics
+from mmsrarec.metrics import full_metrics, ranks_from_scores, sampled_metrics
 from mmsrarec.recommenders.base import Query, Recommender
 
 BATCH_SIZE = 256

@@ -1,39 +1,40 @@
 """The recommendation graph: load_user -> summarize <-> critique -> retrieve -> recommend.
 
-- `state.py`: the typed state (input, internal, output) and its reducers;
-- `context.py`: the parts the nodes call (summarizer, critic, retriever, scorer) and the
-  run's `GraphSettings`;
+This package only composes; the parts live below it (`mmsrarec.nodes` with the graph's
+state and run context, `mmsrarec.types`, `mmsrarec.trace`):
+
 - `graph.py`: `GraphBuilder` / `build_graph`, checkpointers, threads;
 - `factory.py`: `build_context`, the default parts built from `Settings`;
-- `trace.py`: hash-chained trace records.
-
-Names are imported lazily: the nodes import `graph.context`, and `graph.graph` imports the
-nodes, so an eager import here would be circular.
+- `session.py`: `GraphSession`, the dataset, models and graph loaded once for many runs;
+- `recommender.py`, `trained.py`: the graph behind the evaluator's `Recommender` interface
+  (the paper's yes/no variants).
 """
 
-from importlib import import_module
-from typing import Any
+from mmsrarec.graph.factory import build_context
+from mmsrarec.graph.graph import (
+    GraphBuilder,
+    build_graph,
+    list_threads,
+    open_checkpointer,
+    thread_config,
+    thread_trace,
+)
+from mmsrarec.nodes.context import GraphContext, GraphSettings
+from mmsrarec.nodes.state import RecommendationInput, RecommendationOutput, RecommendationState
+from mmsrarec.trace import verify_trace
 
-_EXPORTS = {
-    "GraphBuilder": "graph",
-    "build_graph": "graph",
-    "open_checkpointer": "graph",
-    "thread_config": "graph",
-    "thread_trace": "graph",
-    "list_threads": "graph",
-    "GraphContext": "context",
-    "GraphSettings": "context",
-    "build_context": "factory",
-    "RecommendationInput": "state",
-    "RecommendationOutput": "state",
-    "RecommendationState": "state",
-    "verify_trace": "trace",
-}
-
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module `mmsrarec.graph` has no attribute `{name}`")
-    return getattr(import_module(f"mmsrarec.graph.{_EXPORTS[name]}"), name)
+__all__ = [
+    "GraphBuilder",
+    "GraphContext",
+    "GraphSettings",
+    "RecommendationInput",
+    "RecommendationOutput",
+    "RecommendationState",
+    "build_context",
+    "build_graph",
+    "list_threads",
+    "open_checkpointer",
+    "thread_config",
+    "thread_trace",
+    "verify_trace",
+]

@@ -18,8 +18,11 @@ from pathlib import Path
 from mmsrarec.config import Settings
 from mmsrarec.critic import RewardCritic
 from mmsrarec.data import Dataset
-from mmsrarec.graph.context import GraphContext, GraphSettings
 from mmsrarec.models import LLM, ModelCache
+from mmsrarec.nodes.context import GraphContext, GraphSettings
+from mmsrarec.recommenders.base import Recommender
+from mmsrarec.recommenders.methods import build_recommender
+from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
 from mmsrarec.scoring import LLMPreferenceSummarizer, SharedPrefixScorer
 from mmsrarec.summarization import PROMPT_VERSION, KeywordCache, LLMSummarizer
 from mmsrarec.tools import CollaborativeIndex, CollaborativeRetriever
@@ -36,19 +39,12 @@ def open_keyword_cache(settings: Settings, summarizer: LLMSummarizer) -> Keyword
     return KeywordCache(keyword_cache_path(settings), summarizer.name, PROMPT_VERSION)
 
 
-def sasrec_dir(settings: Settings) -> Path:
-    """Where SASRec checkpoints of `settings.dataset` live (shared with the evaluator)."""
-    return settings.run_dir / "sasrec" / settings.dataset
-
-
 def build_retriever(settings: Settings, dataset: Dataset, seed: int) -> CollaborativeRetriever:
     """The similar-users retriever over SASRec states of training users.
 
     Trains SASRec for `seed` when no checkpoint with the same fingerprint exists, and builds
     the Chroma knowledge base when it is missing or stale; both are reused afterwards.
     """
-    from mmsrarec.recommenders.sasrec import SASRecRecommender
-
     sasrec = SASRecRecommender(save_dir=sasrec_dir(settings))
     sasrec.fit(dataset, seed)  # reloads a matching checkpoint instead of training
     index = CollaborativeIndex.for_dataset_dir(settings.dataset_dir, settings.chroma_url)
@@ -102,13 +98,13 @@ def build_context(
     )
 
 
-def build_ranker(settings: Settings, dataset: Dataset, scorer: str, seed: int):
+def build_ranker(
+    settings: Settings, dataset: Dataset, scorer: str, seed: int
+) -> Recommender | None:
     """The fitted catalog recommender named `scorer` (trained once, then reloaded), or None
     for the yes/no prompt scorer."""
     if scorer == "yes-no":
         return None
-    from mmsrarec.evaluation.methods import build_method
-
-    ranker = build_method(scorer, settings)
+    ranker = build_recommender(scorer, settings)
     ranker.fit(dataset, seed)
     return ranker

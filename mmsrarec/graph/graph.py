@@ -28,12 +28,12 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
 from mmsrarec.errors import ConfigError, DataError
-from mmsrarec.graph.context import GraphContext
-from mmsrarec.graph.state import RecommendationInput, RecommendationOutput, RecommendationState
+from mmsrarec.nodes.context import GraphContext
 from mmsrarec.nodes.critic import after_critique, critique
 from mmsrarec.nodes.history import load_user
 from mmsrarec.nodes.recommender import recommend
 from mmsrarec.nodes.retrieval import retrieve
+from mmsrarec.nodes.state import RecommendationInput, RecommendationOutput, RecommendationState
 from mmsrarec.nodes.summarizer import summarize
 
 Node = Callable[..., dict[str, Any]]

@@ -12,10 +12,10 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, load_dataset
-from mmsrarec.graph.context import GraphContext, GraphSettings
 from mmsrarec.graph.factory import build_context
 from mmsrarec.graph.graph import build_graph, open_checkpointer, thread_config
 from mmsrarec.models import ModelCache
+from mmsrarec.nodes.context import GraphContext, GraphSettings
 
 OnUpdate = Callable[[str, dict[str, Any]], None]
 

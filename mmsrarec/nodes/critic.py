@@ -12,10 +12,11 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
-from mmsrarec.graph.context import GraphContext, Judgement
-from mmsrarec.graph.state import ItemSummary, RecommendationState
-from mmsrarec.graph.trace import traced
+from mmsrarec.nodes.context import GraphContext
+from mmsrarec.nodes.state import ItemSummary, RecommendationState
 from mmsrarec.summarization import LLMSummarizer
+from mmsrarec.trace import traced
+from mmsrarec.types import Judgement
 
 
 def critique(state: RecommendationState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
@@ -32,7 +33,7 @@ def critique(state: RecommendationState, runtime: Runtime[GraphContext]) -> dict
     previous = state.get("summaries") or {}
     source = "llm" if isinstance(ctx.summarizer, LLMSummarizer) else ctx.summarizer.name
     critic = ctx.critic
-    items = {item_id: ctx.dataset.item(ctx.dataset.index_of(item_id)) for item_id in drafts}
+    items = {item_id: ctx.dataset.by_id(item_id) for item_id in drafts}
     model = None if critic is None else getattr(critic, "name", type(critic).__name__)
     with traced("critique", model=model, round=completed, items=list(drafts)) as trace:
         judgements: dict[str, Judgement] = {}

@@ -9,9 +9,9 @@ from langgraph.runtime import Runtime
 
 from mmsrarec.data import Dataset
 from mmsrarec.errors import DataError
-from mmsrarec.graph.context import GraphContext
-from mmsrarec.graph.state import RecommendationState
-from mmsrarec.graph.trace import traced
+from mmsrarec.nodes.context import GraphContext
+from mmsrarec.nodes.state import RecommendationState
+from mmsrarec.trace import traced
 
 MAX_CANDIDATES = 5000
 MAX_HISTORY = 10_000  # given histories longer than this are refused, not silently cut

@@ -17,16 +17,13 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from mmsrarec.data import Dataset, Item
-from mmsrarec.graph.context import GraphContext
-from mmsrarec.graph.state import Recommendation, RecommendationState
-from mmsrarec.graph.trace import traced
+from mmsrarec.nodes.context import GraphContext
+from mmsrarec.nodes.state import RecommendationState
 from mmsrarec.recommenders.base import Query, Recommender
 from mmsrarec.scoring.evidence import evidence_for
 from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
-
-
-def _item(dataset: Dataset, item_id: str) -> Item:
-    return dataset.item(dataset.index_of(item_id))
+from mmsrarec.trace import traced
+from mmsrarec.types import Recommendation
 
 
 def ranker_scores(
@@ -79,13 +76,13 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
     ) as trace:
         preference = ""
         if context.preference is not None and older:
-            older_items = [_item(dataset, item_id) for item_id in older]
+            older_items = [dataset.by_id(item_id) for item_id in older]
             preference = context.preference.preference(state["user_id"], older_items)
         history_keywords = [
-            (_item(dataset, item_id).title, summaries.get(item_id, {}).get("keywords", []))
+            (dataset.by_id(item_id).title, summaries.get(item_id, {}).get("keywords", []))
             for item_id in recent
         ]
-        items = [_item(dataset, item_id) for item_id in candidates]
+        items = [dataset.by_id(item_id) for item_id in candidates]
         if ranker is not None:
             scores = ranker_scores(ranker, dataset, state["user_id"], history, items)
         else:

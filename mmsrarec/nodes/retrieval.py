@@ -12,9 +12,10 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from mmsrarec.data import Item
-from mmsrarec.graph.context import GraphContext
-from mmsrarec.graph.state import RecommendationState, SimilarUser
-from mmsrarec.graph.trace import traced
+from mmsrarec.nodes.context import GraphContext
+from mmsrarec.nodes.state import RecommendationState
+from mmsrarec.trace import traced
+from mmsrarec.types import SimilarUser
 
 
 def retrieve(state: RecommendationState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
@@ -46,7 +47,7 @@ def retrieve(state: RecommendationState, runtime: Runtime[GraphContext]) -> dict
 
 def _unique_items(ctx: GraphContext, item_ids: list[str]) -> list[Item]:
     unique = dict.fromkeys(item_ids)  # keeps first-seen order
-    return [ctx.dataset.item(ctx.dataset.index_of(item_id)) for item_id in unique]
+    return [ctx.dataset.by_id(item_id) for item_id in unique]
 
 
 def _keywords(ctx: GraphContext, items: list[Item]) -> tuple[dict[str, list[str]], list[str]]:

@@ -12,10 +12,9 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from mmsrarec.data import Item
-from mmsrarec.graph.context import GraphContext
-from mmsrarec.graph.state import ItemSummary, RecommendationState
-from mmsrarec.graph.trace import traced
+from mmsrarec.nodes.context import GraphContext
+from mmsrarec.nodes.state import ItemSummary, RecommendationState
+from mmsrarec.trace import traced
 
 
 def summarize(state: RecommendationState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
@@ -30,7 +29,7 @@ def summarize(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
     hits: dict[str, ItemSummary] = {}
     if completed == 0:
         recent = list(dict.fromkeys(state["history"][-ctx.settings.n_history :]))
-        items = [_item(ctx, item_id) for item_id in recent]
+        items = [ctx.dataset.by_id(item_id) for item_id in recent]
         cached = ctx.keywords.get_many(items)
         hits = {
             item_id: ItemSummary(
@@ -46,7 +45,7 @@ def summarize(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
         todo = [item for item in items if item.item_id not in cached]
         feedback: dict[str, str] = {}
     else:
-        todo = [_item(ctx, item_id) for item_id in state.get("to_summarize", [])]
+        todo = [ctx.dataset.by_id(item_id) for item_id in state.get("to_summarize", [])]
         feedback = dict(state.get("feedback") or {})
     ids = [item.item_id for item in todo]
     with traced(
@@ -69,7 +68,3 @@ def summarize(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
     if hits:
         update["summaries"] = hits
     return update
-
-
-def _item(ctx: GraphContext, item_id: str) -> Item:
-    return ctx.dataset.item(ctx.dataset.index_of(item_id))

@@ -33,8 +33,9 @@ from mmsrarec.models.item_text import (
     model_identity,
     standardize,
 )
+from mmsrarec.models.sasrec import SASRecConfig
 from mmsrarec.recommenders.base import Query, Recommender
-from mmsrarec.recommenders.sasrec import SASRecConfig, SASRecRecommender, sasrec_fingerprint
+from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir, sasrec_fingerprint
 from mmsrarec.storage import atomic_write_bytes, atomic_write_json, sha256_file
 from mmsrarec.training.item_lm_trainer import (
     add_retrieval,
@@ -99,9 +100,7 @@ class LLMRecommender(Recommender):
         """Train on the training split (validation for the checkpoint), or reload."""
         config = self.config
         sasrec = SASRecRecommender(
-            self.sasrec_config,
-            save_dir=self.settings.run_dir / "sasrec" / dataset.name,
-            progress=self.progress,
+            self.sasrec_config, save_dir=sasrec_dir(self.settings), progress=self.progress
         )
         sasrec.fit(dataset, seed)
         features = self._text_features(dataset, seed)

@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 
 from mmsrarec.data import Item
-from mmsrarec.graph.state import SimilarUser
+from mmsrarec.types import SimilarUser
 
 WORD = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 # English function words, and words that describe every catalog entry.

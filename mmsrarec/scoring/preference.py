@@ -27,7 +27,8 @@ import torch
 from mmsrarec.data import Item
 from mmsrarec.errors import ConfigError
 from mmsrarec.models.llm import LLM
-from mmsrarec.scoring.prompts import MAX_TEXT_CHARS, clean
+from mmsrarec.prompt_text import sanitize
+from mmsrarec.scoring.prompts import MAX_TEXT_CHARS
 from mmsrarec.scoring.yes_no import encode_prefix
 
 PROMPT_VERSION = 1
@@ -105,8 +106,9 @@ class LLMPreferenceSummarizer:
     def _prompt(self, summary: str, chunk: Sequence[Item]) -> str:
         """The step's prompt; it ends with `LEAD`, the answer's first words, which steer small
         models into writing a summary instead of echoing the instructions."""
+        tokenizer = self.llm.tokenizer
         lines = "\n".join(
-            f"- <item>{clean(self.llm, item.text or item.title, MAX_ITEM_CHARS)}</item>"
+            f"- <item>{sanitize(item.text or item.title, MAX_ITEM_CHARS, tokenizer)}</item>"
             for item in chunk
         )
         body = (
@@ -136,4 +138,4 @@ class LLMPreferenceSummarizer:
         text = tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)
         # The first line only (titles such as "Mrs. Doubtfire" make full stops unreliable).
         first = text.strip().splitlines()[0].strip() if text.strip() else ""
-        return clean(self.llm, LEAD + first, MAX_TEXT_CHARS) if first else summary
+        return sanitize(LEAD + first, MAX_TEXT_CHARS, self.llm.tokenizer) if first else summary

@@ -13,24 +13,20 @@ in "Answer (yes or no):".
 The prefix ends with a newline and the suffix starts with `<candidate>`, so BPE merges cannot
 cross the boundary (tokenizing the two parts separately equals tokenizing the whole).
 
-Item text is data: titles, keywords and descriptions are wrapped in tags, kept on one line,
-shortened, and stripped of the tokenizer's special tokens and of the prompt's own tags, so a
-catalog entry cannot close its block or open a new chat turn.
+Item text is data: titles, keywords and descriptions are wrapped in tags and go through
+`prompt_text.sanitize` (one line, shortened, no special tokens or prompt tags), so a catalog
+entry cannot close its block or open a new chat turn.
 """
 
 from __future__ import annotations
 
-import functools
-import re
-import unicodedata
 from collections.abc import Sequence
-
-from transformers import PreTrainedTokenizerBase
 
 from mmsrarec.data import Item
 from mmsrarec.errors import ConfigError
-from mmsrarec.graph.state import SimilarUser
 from mmsrarec.models.llm import LLM
+from mmsrarec.prompt_text import MARKER, sanitize
+from mmsrarec.types import SimilarUser
 
 PROMPT_VERSION = 1
 SYSTEM = "You are a recommender system. Answer with yes or no only."
@@ -43,41 +39,27 @@ INTRO = (
 QUESTION = "Question: will the user interact with the candidate item below next?"
 CHAT_ANSWER = "Answer yes or no."
 BASE_ANSWER = "Answer (yes or no):"
-MARKER = "\u27e6MMSRAREC-CANDIDATE\u27e7"  # where the candidate goes; never left in a prompt
-TAGS = re.compile(r"</?\s*(?:item|candidate|summary|keywords)\s*>", re.IGNORECASE)
 MAX_TEXT_CHARS = 500  # a candidate's description
 MAX_TITLE_CHARS = 150
 MAX_KEYWORD_CHARS = 60
 MAX_KEYWORDS = 20  # per item
 
 
-@functools.lru_cache(maxsize=8)
-def _forbidden(tokenizer: PreTrainedTokenizerBase | None) -> re.Pattern[str]:
-    """One pattern for the tokenizer's special tokens (Gemma 3 has ~6,250), the
-    prompt's tags and the candidate marker."""
-    tokens: set[str] = set()
-    if tokenizer is not None:
-        tokens |= {str(token) for token in tokenizer.all_special_tokens}
-        tokens |= {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
-    tokens = sorted((t for t in tokens if len(t) > 1), key=len, reverse=True)
-    return re.compile("|".join([TAGS.pattern, re.escape(MARKER), *map(re.escape, tokens)]), re.I)
+def _tokenizer(llm: LLM | None):
+    return llm.tokenizer if llm is not None else None
 
 
-def clean(llm: LLM | None, text: str, limit: int) -> str:
-    """`text` made safe to embed: one line, no special tokens (of `llm`'s tokenizer) or prompt
-    tags, at most `limit` characters (cut with an ellipsis)."""
-    forbidden = _forbidden(llm.tokenizer if llm is not None else None)
-    text = "".join(" " if unicodedata.category(ch)[0] in "CZ" else ch for ch in text)
-    previous = None
-    while previous != text:  # removing one token may join the pieces of another
-        previous, text = text, forbidden.sub("", text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "\u2026"
-
-
-def _keywords(llm: LLM | None, keywords: Sequence[str]) -> str:
-    cleaned = [clean(llm, k, MAX_KEYWORD_CHARS) for k in keywords[:MAX_KEYWORDS]]
+def keyword_list(llm: LLM | None, keywords: Sequence[str]) -> str:
+    """`a, b, c`: the first `MAX_KEYWORDS` keywords, each sanitized; `(none)` when empty."""
+    cleaned = [sanitize(k, MAX_KEYWORD_CHARS, _tokenizer(llm)) for k in keywords[:MAX_KEYWORDS]]
     return ", ".join(k for k in cleaned if k) or "(none)"
+
+
+def history_line(llm: LLM | None, number: int, title: str, keywords: Sequence[str]) -> str:
+    """One history item as every recommender prompt lists it:
+    `3. <item>Title</item> keywords: a, b, c`."""
+    title = sanitize(title, MAX_TITLE_CHARS, _tokenizer(llm))
+    return f"{number}. <item>{title}</item> keywords: {keyword_list(llm, keywords)}"
 
 
 def _head(
@@ -89,18 +71,17 @@ def _head(
     """The user message up to the candidate; every line ends with a newline."""
     lines = [INTRO, "Recent items of the user, oldest first, with their keywords:"]
     for number, (title, keywords) in enumerate(history_keywords, start=1):
-        title = clean(llm, title, MAX_TITLE_CHARS)
-        lines.append(f"{number}. <item>{title}</item> keywords: {_keywords(llm, keywords)}")
+        lines.append(history_line(llm, number, title, keywords))
     if not history_keywords:
         lines.append("(none)")
     if preference.strip():
-        summary = clean(llm, preference, MAX_TEXT_CHARS)
+        summary = sanitize(preference, MAX_TEXT_CHARS, _tokenizer(llm))
         lines.append(f"Earlier taste of the user: <summary>{summary}</summary>")
     if collaborative:
         lines.append("Users with a similar history chose next:")
         for user in collaborative:
-            title = clean(llm, user["next_title"], MAX_TITLE_CHARS)
-            lines.append(f"- <item>{title}</item> keywords: {_keywords(llm, user['keywords'])}")
+            title = sanitize(user["next_title"], MAX_TITLE_CHARS, _tokenizer(llm))
+            lines.append(f"- <item>{title}</item> keywords: {keyword_list(llm, user['keywords'])}")
     lines += [QUESTION, "Candidate item:"]
     return "\n".join(lines) + "\n"
 
@@ -150,5 +131,5 @@ def candidate_suffix(llm: LLM | None, item: Item) -> str:
     """The candidate block, the rest of the question and (chat models) the assistant header:
     `build_prefix(...) + candidate_suffix(llm, item)` is the whole prompt."""
     _, tail = _split(llm, "")
-    text = clean(llm, item.text or item.title, MAX_TEXT_CHARS)
+    text = sanitize(item.text or item.title, MAX_TEXT_CHARS, _tokenizer(llm))
     return f"<candidate>{text}</candidate>{tail}"

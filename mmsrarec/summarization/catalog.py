@@ -10,8 +10,8 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from mmsrarec.data import Item
-from mmsrarec.graph.context import Critic, Summarizer
 from mmsrarec.summarization.cache import KeywordCache
+from mmsrarec.types import Critic, Summarizer
 
 
 def summarize_catalog(

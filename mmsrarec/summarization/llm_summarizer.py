@@ -21,6 +21,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from mmsrarec.data import Item
 from mmsrarec.errors import DataError
 from mmsrarec.models import LLM
+from mmsrarec.prompt_text import sanitize
 from mmsrarec.summarization import prompts
 from mmsrarec.summarization.parse import (
     MAX_KEYWORDS,
@@ -91,11 +92,10 @@ class LLMSummarizer:
         self.max_keywords = max_keywords
         vision_name = self.vision_llm.name if self.vision_llm not in (None, llm) else None
         self.name = f"{llm.name}+{vision_name}" if vision_name else llm.name
-        self._forbidden = _forbidden(llm)
 
     def prompt(self, item: Item, feedback: str | None = None) -> str:
         """The exact text prompt for `item` (after its chat template, if any)."""
-        text = prompts.sanitize_item_text(item.text, self._forbidden)
+        text = sanitize(item.text, prompts.MAX_ITEM_CHARS, self.llm.tokenizer)
         if self.llm.is_chat:
             return self.llm.render_prompt(prompts.chat_messages(text, feedback))
         return prompts.plain_prompt(text, feedback)
@@ -185,12 +185,6 @@ def _drop_cut_tail(text: str) -> str:
     """Text up to its last separator: the keyword after it was cut by the token budget."""
     last = max(text.rfind(","), text.rfind(";"))
     return text[:last] if last > 0 else text
-
-
-def _forbidden(llm: LLM) -> list[str]:
-    """Strings item text must not contain: the tokenizer's special and added tokens."""
-    tokenizer = llm.tokenizer
-    return list(tokenizer.all_special_tokens) + list(tokenizer.get_added_vocab())
 
 
 def _open_image(item: Item) -> Any:

@@ -4,7 +4,7 @@
     index.build(dataset, sasrec)                       # once; a no-op when up to date
     retriever = CollaborativeRetriever(index, dataset, sasrec)
     retriever.similar_users("196", history, k=3)       # -> list[SimilarUser]
-    tool = make_similar_users_tool(retriever, dataset, keyword_store.get_many)
+    tool = make_similar_users_tool(retriever, dataset, keyword_store)
     tool.invoke({"user_id": "196", "k": 3})            # -> JSON-able list, or an error string
 
 The retriever is what the graph's retrieval node calls (`GraphContext.retriever`); the tool
@@ -13,21 +13,16 @@ offers the same search to an agent that decides for itself when to look.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 from langchain_core.tools import BaseTool, StructuredTool, ToolException
 from pydantic import BaseModel, Field, ValidationError
 
-from mmsrarec.data import Dataset, Item, Stage
+from mmsrarec.data import Dataset, Stage
 from mmsrarec.errors import ConfigError, DataError
-from mmsrarec.graph.state import SimilarUser
 from mmsrarec.tools.index import CollaborativeIndex, normalize
-
-if TYPE_CHECKING:
-    from mmsrarec.recommenders.sasrec import SASRecRecommender
-
-KeywordsFor = Callable[[Sequence[Item]], Mapping[str, list[str]]]
+from mmsrarec.types import KeywordStore, SimilarUser, StateEncoder
 
 
 class CollaborativeRetriever:
@@ -42,9 +37,7 @@ class CollaborativeRetriever:
         NotPreparedError: The knowledge base for this dataset and SASRec was not built.
     """
 
-    def __init__(
-        self, index: CollaborativeIndex, dataset: Dataset, sasrec: SASRecRecommender
-    ) -> None:
+    def __init__(self, index: CollaborativeIndex, dataset: Dataset, sasrec: StateEncoder) -> None:
         self.collection = index.open(dataset, sasrec)
         self.size = self.collection.count()
         self.dataset = dataset
@@ -87,7 +80,7 @@ class CollaborativeRetriever:
         for meta, distance in zip(metadatas, distances, strict=True):
             if meta["user_id"] == user_id:
                 continue
-            next_item = self.dataset.item(self.dataset.index_of(str(meta["next_item_id"])))
+            next_item = self.dataset.by_id(str(meta["next_item_id"]))
             neighbours.append(
                 SimilarUser(
                     user_id=str(meta["user_id"]),
@@ -119,7 +112,7 @@ class SimilarUsersArgs(BaseModel):
 def make_similar_users_tool(
     retriever: CollaborativeRetriever,
     dataset: Dataset,
-    keywords_for: KeywordsFor,
+    keywords: KeywordStore,
     stage: Stage = "test",
 ) -> BaseTool:
     """A LangChain tool that returns a user's most similar training users.
@@ -127,8 +120,8 @@ def make_similar_users_tool(
     Args:
         retriever: Finds the neighbours.
         dataset: Gives each user's visible history at `stage`.
-        keywords_for: Keywords per item id for the neighbours' next items (e.g. a
-            `KeywordStore`'s `get_many`); items it leaves out get `[]`.
+        keywords: Where the neighbours' next items' keywords come from (`get_many`); items
+            it lacks get `[]`.
         stage: Which split's visible history represents the user (`valid` or `test`).
 
     Returns:
@@ -145,14 +138,14 @@ def make_similar_users_tool(
         neighbours = retriever.similar_users(
             user_id, [dataset.item(index).item_id for index in history], k
         )
-        items = [dataset.item(dataset.index_of(n["next_item_id"])) for n in neighbours]
-        keywords = keywords_for(items)
+        items = [dataset.by_id(n["next_item_id"]) for n in neighbours]
+        found = keywords.get_many(items)
         return [
             {
                 "user_id": n["user_id"],
                 "similarity": round(n["similarity"], 4),
                 "next_item": {"item_id": n["next_item_id"], "title": n["next_title"]},
-                "keywords": list(keywords.get(n["next_item_id"], [])),
+                "keywords": list(found.get(n["next_item_id"], [])),
             }
             for n in neighbours
         ]

@@ -7,9 +7,8 @@ One entry per training user `u` whose training sequence has at least 2 items:
     metadata  = {"user_id": u, "next_item_id": raw id of train_sequence(u)[-1]}
 
 so each entry pairs "a history" with "what that user chose next", and no validation or test
-interaction of anyone ever enters it (METHOD.md, section 2). This differs on purpose from
-`user_embeddings.npz` (written by `SASRecRecommender`), which embeds the whole training
-sequence and so has no next item to offer.
+interaction of anyone ever enters it (METHOD.md, section 2). The model is any
+`StateEncoder` (`mmsrarec.types`); in practice a fitted `SASRecRecommender`.
 
 The collection is named after the dataset and the SASRec seed; its metadata holds a
 fingerprint (knowledge-base format, dataset name, catalog, training sequences, SASRec weights)
@@ -28,7 +27,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import chromadb
@@ -40,9 +39,7 @@ from chromadb.errors import NotFoundError
 
 from mmsrarec.data import Dataset
 from mmsrarec.errors import ConfigError, NotPreparedError
-
-if TYPE_CHECKING:
-    from mmsrarec.recommenders.sasrec import SASRecRecommender
+from mmsrarec.types import StateEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -97,7 +94,7 @@ def kb_entries(dataset: Dataset) -> tuple[list[str], list[list[int]], list[str]]
     return users, histories, next_items
 
 
-def kb_fingerprint(dataset: Dataset, sasrec: SASRecRecommender) -> str:
+def kb_fingerprint(dataset: Dataset, sasrec: StateEncoder) -> str:
     """sha256 over the knowledge-base format, the dataset's catalog and training sequences,
     the SASRec config and its weights (so a retrained model gets a new knowledge base)."""
     if sasrec.model is None:
@@ -119,7 +116,7 @@ def kb_fingerprint(dataset: Dataset, sasrec: SASRecRecommender) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
-def collection_name(dataset: Dataset, sasrec: SASRecRecommender) -> str:
+def collection_name(dataset: Dataset, sasrec: StateEncoder) -> str:
     """`users-<dataset>-seed<k>`, reduced to the characters Chroma allows (at most 63)."""
     seed = sasrec.meta.get("seed", "x")
     slug = re.sub(r"[^a-zA-Z0-9_-]+", "-", dataset.name).strip("-_") or "dataset"
@@ -169,7 +166,7 @@ class CollaborativeIndex:
         """The default store: `<dataset_dir>/chroma` (e.g. `Settings().dataset_dir`)."""
         return cls(dataset_dir / "chroma", server_url=server_url)
 
-    def build(self, dataset: Dataset, sasrec: SASRecRecommender) -> BuildReport:
+    def build(self, dataset: Dataset, sasrec: StateEncoder) -> BuildReport:
         """Make sure a complete collection for this dataset and SASRec exists; build if not.
 
         Returns:
@@ -207,7 +204,7 @@ class CollaborativeIndex:
         logger.info("knowledge base %s: %d training users", name, len(users))
         return BuildReport(name, fingerprint, len(users), True, _since(started))
 
-    def open(self, dataset: Dataset, sasrec: SASRecRecommender) -> Collection:
+    def open(self, dataset: Dataset, sasrec: StateEncoder) -> Collection:
         """The complete collection built for this dataset and SASRec.
 
         Raises:

@@ -23,17 +23,22 @@ plain text for base models), like the summarizer's.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from mmsrarec.data import Dataset, Item
-from mmsrarec.graph.state import SimilarUser
 from mmsrarec.models import LLM
-from mmsrarec.scoring.prompts import MAX_TITLE_CHARS, build_prefix, candidate_suffix, clean
+from mmsrarec.prompt_text import sanitize
+from mmsrarec.scoring.prompts import (
+    MAX_TITLE_CHARS,
+    build_prefix,
+    candidate_suffix,
+    history_line,
+    keyword_list,
+)
 from mmsrarec.summarization.parse import parse_keywords
+from mmsrarec.types import KeywordsFor, SimilarFor, SimilarUser
 
 TASKS = ("yes_no", "pick_next", "keywords_title", "next_keywords")
-KeywordsFor = Callable[[Item], list[str]]
-SimilarFor = Callable[[str, list[str]], list[SimilarUser]]
 Example = dict[str, str]
 PICK_SIZE = 5  # items in a pick_next list
 
@@ -51,11 +56,13 @@ def _render(llm: LLM, system: str, user: str) -> str:
 
 def _history_lines(llm: LLM, items: Sequence[Item], keywords_for: KeywordsFor) -> str:
     lines = [
-        f"{n}. <item>{clean(llm, item.title, MAX_TITLE_CHARS)}</item> keywords: "
-        f"{', '.join(keywords_for(item)) or '(none)'}"
-        for n, item in enumerate(items, start=1)
+        history_line(llm, n, item.title, keywords_for(item)) for n, item in enumerate(items, 1)
     ]
     return "\n".join(lines) or "(none)"
+
+
+def _title(llm: LLM, item: Item) -> str:
+    return sanitize(item.title, MAX_TITLE_CHARS, llm.tokenizer)
 
 
 def yes_no_examples(
@@ -86,23 +93,21 @@ def pick_next_example(
     """History + a shuffled list holding the next item -> the next item's title."""
     options = [positive, *negatives[: PICK_SIZE - 1]]
     rng.shuffle(options)
-    listed = "\n".join(f"- <item>{clean(llm, i.title, MAX_TITLE_CHARS)}</item>" for i in options)
+    listed = "\n".join(f"- <item>{_title(llm, option)}</item>" for option in options)
     user = (
         f"Recent items of the user, oldest first, with their keywords:\n"
         f"{_history_lines(llm, history, keywords_for)}\n"
         f"Which of these items will the user choose next?\n{listed}\nAnswer with its title."
     )
     prompt = _render(llm, "You are a recommender system.", user)
-    return {"prompt": prompt, "completion": clean(llm, positive.title, MAX_TITLE_CHARS),
-            "task": "pick_next"}  # fmt: skip
+    return {"prompt": prompt, "completion": _title(llm, positive), "task": "pick_next"}
 
 
 def keywords_title_example(llm: LLM, item: Item, keywords_for: KeywordsFor) -> Example:
     """An item's keywords -> its title."""
-    user = f"Keywords: {', '.join(keywords_for(item)) or '(none)'}\nWhich item is this? Title:"
+    user = f"Keywords: {keyword_list(llm, keywords_for(item))}\nWhich item is this? Title:"
     prompt = _render(llm, "You name catalog items from their keywords.", user)
-    return {"prompt": prompt, "completion": clean(llm, item.title, MAX_TITLE_CHARS),
-            "task": "keywords_title"}  # fmt: skip
+    return {"prompt": prompt, "completion": _title(llm, item), "task": "keywords_title"}
 
 
 def next_keywords_example(
@@ -115,7 +120,7 @@ def next_keywords_example(
         "Give the keywords of the item the user will choose next."
     )
     prompt = _render(llm, "You are a recommender system.", user)
-    completion = ", ".join(keywords_for(positive)) or "(none)"
+    completion = keyword_list(llm, keywords_for(positive))
     return {"prompt": prompt, "completion": completion, "task": "next_keywords"}
 
 

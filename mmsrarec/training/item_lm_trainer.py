@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from mmsrarec.data import Dataset
-from mmsrarec.evaluation.metrics import ndcg, ranks_from_scores
+from mmsrarec.metrics import ndcg, ranks_from_scores
 from mmsrarec.models.item_lm import ItemLM, ItemLMConfig
 from mmsrarec.storage import atomic_write_bytes
 

@@ -18,14 +18,9 @@ from typing import Any
 from mmsrarec.data import Dataset, Item
 from mmsrarec.models import LLM
 from mmsrarec.training.config import RecommenderTrainConfig
-from mmsrarec.training.instructions import (
-    KeywordsFor,
-    SimilarFor,
-    text_keywords,
-    training_examples,
-    validation_examples,
-)
+from mmsrarec.training.instructions import text_keywords, training_examples, validation_examples
 from mmsrarec.training.plots import LOSS_KEYS, plot_curves, write_log_history
+from mmsrarec.types import KeywordsFor, SimilarFor
 
 logger = logging.getLogger(__name__)
 

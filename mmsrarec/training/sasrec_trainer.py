@@ -14,18 +14,15 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from mmsrarec.evaluation.metrics import ndcg, ranks_from_scores
-
-if TYPE_CHECKING:
-    from mmsrarec.data import Dataset
-    from mmsrarec.recommenders.sasrec import SASRec, SASRecConfig
+from mmsrarec.data import Dataset
+from mmsrarec.metrics import ndcg, ranks_from_scores
+from mmsrarec.models.sasrec import SASRec, SASRecConfig
 
 logger = logging.getLogger(__name__)
 

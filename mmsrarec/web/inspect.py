@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from mmsrarec.chat.graph import split_runs
-from mmsrarec.graph.trace import verify_trace
+from mmsrarec.trace import verify_trace
 
 
 def turn_view(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The typed state of the recommendation graph.
+"""The typed state of the recommendation graph (what its nodes read and write).
 
 Input: who to recommend for and which candidates. Internal: per-item keyword summaries
 and the critic loop's bookkeeping, the collaborative keywords. Output: the ranked items
@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Annotated, Any, TypedDict
 
-from mmsrarec.graph.trace import TraceRecord, chain_trace
+from mmsrarec.trace import TraceRecord, chain_trace
+from mmsrarec.types import Recommendation, SimilarUser
 
 
 def merge_dict(left: dict[str, Any], right: dict[str, Any]) -> dict[str, Any]:
@@ -27,25 +28,6 @@ class ItemSummary(TypedDict):
     components: dict[str, float]  # r_info, r_recon, r_len (raw values)
     rounds: int  # summarizer rounds it took
     source: str  # "cache", "llm" or the name of a custom summarizer
-
-
-class SimilarUser(TypedDict):
-    """One neighbour from the collaborative retrieval."""
-
-    user_id: str
-    similarity: float
-    next_item_id: str
-    next_title: str
-    keywords: list[str]
-
-
-class Recommendation(TypedDict):
-    """One ranked candidate."""
-
-    item_id: str
-    title: str
-    score: float  # p(yes) / (p(yes) + p(no))
-    evidence: str  # which history / collaborative keywords support it
 
 
 class RecommendationInput(TypedDict):

@@ -22,10 +22,10 @@ from tqdm import tqdm
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset
 from mmsrarec.errors import ConfigError
-from mmsrarec.graph.context import GraphContext, GraphSettings
 from mmsrarec.graph.factory import build_context
 from mmsrarec.graph.graph import build_graph
 from mmsrarec.models import ModelCache
+from mmsrarec.nodes.context import GraphContext, GraphSettings
 from mmsrarec.recommenders.base import Query, Recommender
 from mmsrarec.summarization import summarize_catalog
 

@@ -25,11 +25,10 @@ import numpy as np
 
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset
-from mmsrarec.graph.context import GraphSettings
 from mmsrarec.graph.factory import build_context, keyword_cache_path
-from mmsrarec.graph.state import SimilarUser
+from mmsrarec.graph.recommender import GraphRecommender, summarize_offline
+from mmsrarec.nodes.context import GraphSettings
 from mmsrarec.recommenders.base import Query, Recommender
-from mmsrarec.recommenders.graph import GraphRecommender, summarize_offline
 from mmsrarec.summarization import PROMPT_VERSION, KeywordCache
 from mmsrarec.training.adapters import (
     RECOMMENDER,
@@ -39,8 +38,8 @@ from mmsrarec.training.adapters import (
     adapter_dir,
     attach_adapters,
 )
-from mmsrarec.training.instructions import KeywordsFor, SimilarFor
 from mmsrarec.training.recommender import cached_keywords
+from mmsrarec.types import KeywordsFor, SimilarFor, SimilarUser
 
 VARIANTS = {
     # name: (summarizer adapter, recommender adapter, retrieval)
@@ -128,10 +127,7 @@ def inference_prompt_parts(
 
     def similar_for(user: str, history: list[str]) -> list[SimilarUser]:
         found = retriever.similar_users(user, history, k_similar)
-        return [
-            {**n, "keywords": keywords_for(dataset.item(dataset.index_of(n["next_item_id"])))}
-            for n in found
-        ]
+        return [{**n, "keywords": keywords_for(dataset.by_id(n["next_item_id"]))} for n in found]
 
     return keywords_for, similar_for
 

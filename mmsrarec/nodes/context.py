@@ -1,0 +1,69 @@
+"""Run context of the recommendation graph: the parts each node calls, and its settings.
+
+LangGraph passes this to every node as `runtime.context` (`graph.invoke(..., context=ctx)`);
+it is never checkpointed. Each part is a small protocol (`mmsrarec.types`), so a developer
+can swap in their own summarizer, critic, retriever or scorer without touching the nodes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from mmsrarec.data import Dataset
+from mmsrarec.recommenders.base import Recommender
+from mmsrarec.recommenders.methods import CATALOG_SCORERS
+from mmsrarec.types import (
+    CandidateScorer,
+    Critic,
+    KeywordStore,
+    PreferenceSummarizer,
+    Retriever,
+    Summarizer,
+)
+
+
+class GraphSettings(BaseModel):
+    """Settings of one graph run (METHOD.md defaults)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    n_history: int = Field(
+        5, ge=1, le=50, description="History items whose keywords enter the prompt."
+    )
+    k_similar: int = Field(
+        3, ge=0, le=50, description="Similar training users to retrieve (0 = off)."
+    )
+    max_rounds: int = Field(3, ge=1, le=10, description="Summarizer rounds per item at most.")
+    threshold: float = Field(0.6, description="Critic total at or above which a summary is kept.")
+    top_k: int = Field(10, ge=1, description="Recommendations returned by default.")
+    stage: str = Field("test", pattern="^(valid|test)$", description="Which frozen split to serve.")
+    scorer: str = Field(
+        "mmsrarec",
+        description="How the recommend node scores: a catalog recommender (`mmsrarec`, the "
+        "fused system; `llm-recommender`, the LLM alone; any evaluation method) scoring every "
+        "item in one pass per user, or `yes-no`, the paper's p(yes) prompt per candidate.",
+    )
+
+    @field_validator("scorer")
+    @classmethod
+    def _known_scorer(cls, value: str) -> str:
+        if value != "yes-no" and value not in CATALOG_SCORERS:
+            raise ValueError(f"unknown scorer; known: yes-no, {', '.join(CATALOG_SCORERS)}")
+        return value
+
+
+@dataclass
+class GraphContext:
+    """What the nodes need; built once by the caller (see `mmsrarec.graph.build_context`)."""
+
+    dataset: Dataset
+    summarizer: Summarizer
+    critic: Critic | None
+    keywords: KeywordStore
+    retriever: Retriever | None
+    scorer: CandidateScorer
+    preference: PreferenceSummarizer | None = None
+    settings: GraphSettings = field(default_factory=GraphSettings)
+    ranker: Recommender | None = None  # fitted; when set, it scores instead of `scorer`

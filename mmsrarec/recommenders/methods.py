@@ -1,0 +1,70 @@
+"""The catalog recommenders by name: each scores every item for a user in one pass, so the
+evaluator and the graph's recommend node (`GraphSettings.scorer`) can both use them.
+
+The evaluator's full list (`evaluation.methods.METHODS`) adds the yes/no graph variants,
+which wrap the graph and so live above it (`graph/recommender.py`, `graph/trained.py`).
+"""
+
+from __future__ import annotations
+
+from mmsrarec.config import Settings
+from mmsrarec.errors import ConfigError
+from mmsrarec.recommenders.base import Recommender
+
+# The LLM recommender (hybrid item tokens) and its controls: one setting changed each.
+LLM_VARIANTS: dict[str, dict[str, object]] = {
+    "llm-recommender": {},
+    "llm-recommender-id-only": {"item_tokens": "id"},
+    "llm-recommender-text-only": {"item_tokens": "text"},
+    "llm-recommender-permuted-text": {"text_features": "permuted"},
+    "llm-recommender-random-init": {"backbone": "random"},
+    "llm-recommender-minilm": {"text_features": "minilm"},
+    "llm-recommender-retrieval": {"k_similar": 3},
+}
+# Gated z-score fusions (fitted on validation): the full system and its baseline.
+FUSIONS = {
+    "mmsrarec": ("llm-recommender", "sasrec", "item-knn"),
+    "cf-ensemble": ("sasrec", "item-knn"),
+}
+# Methods that score the whole catalog in one pass: what the graph's recommend node can use.
+CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", *FUSIONS, *LLM_VARIANTS)
+
+
+def build_recommender(name: str, settings: Settings) -> Recommender:
+    """A fresh, unfitted catalog recommender for `name`.
+
+    Args:
+        name: one of `CATALOG_SCORERS`.
+        settings: run settings; SASRec saves its checkpoints under `sasrec_dir(settings)`.
+
+    Raises:
+        ConfigError: `name` is not a catalog recommender.
+    """
+    if name not in CATALOG_SCORERS:
+        raise ConfigError(f"unknown method `{name}`; known: {', '.join(CATALOG_SCORERS)}")
+    # Imported when asked: most of them load torch.
+    if name == "random":
+        from mmsrarec.recommenders.random import RandomRecommender
+
+        return RandomRecommender()
+    if name == "most-popular":
+        from mmsrarec.recommenders.popularity import PopularityRecommender
+
+        return PopularityRecommender()
+    if name == "item-knn":
+        from mmsrarec.recommenders.itemknn import ItemKNNRecommender
+
+        return ItemKNNRecommender()
+    if name in FUSIONS:
+        from mmsrarec.recommenders.fusion import FusionRecommender
+
+        members = {member: build_recommender(member, settings) for member in FUSIONS[name]}
+        return FusionRecommender(members, name)
+    if name in LLM_VARIANTS:
+        from mmsrarec.models.item_lm import ItemLMConfig
+        from mmsrarec.recommenders.llm_recommender import LLMRecommender
+
+        return LLMRecommender(settings, ItemLMConfig(**LLM_VARIANTS[name]), name)  # type: ignore[arg-type]
+    from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
+
+    return SASRecRecommender(save_dir=sasrec_dir(settings))
