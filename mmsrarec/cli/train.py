@@ -12,8 +12,9 @@ under `accelerate launch -m mmsrarec.cli.train ...`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -29,27 +30,37 @@ from mmsrarec.cli.common import (
     settings_from,
 )
 from mmsrarec.training.adapters import RECOMMENDER, SUMMARIZER, train_dir
+from mmsrarec.training.config import RecommenderTrainConfig, SummarizerTrainConfig
 
 app = typer.Typer(help="Train the summarizer (GRPO) and the recommender (SFT) adapters.",
                   no_args_is_help=True)  # fmt: skip
 
-StepsOpt = Annotated[int, typer.Option(help="Optimizer steps (-1: run `epochs`).")]
 ResumeOpt = Annotated[bool, typer.Option(help="Resume from the last checkpoint in the run dir.")]
 CpuOpt = Annotated[bool, typer.Option("--cpu", help="Train on CPU even when a GPU is present.")]
-SeedOpt = Annotated[int, typer.Option(help="Seed of data sampling, LoRA init and sampling.")]
+
+
+def field_option(config: type, name: str, flag: str, help: str | None = None, **extra: Any) -> Any:
+    """A typer option bound to field `name` of a training config: its default is the field's
+    default (the one place it is written) and its help the field's `help` unless given."""
+    spec = next(f for f in dataclasses.fields(config) if f.name == name)
+    default = spec.default_factory() if spec.default is dataclasses.MISSING else spec.default
+    return typer.Option(default, flag, help=help or spec.metadata.get("help"), **extra)
+
+
+S, R = SummarizerTrainConfig, RecommenderTrainConfig
 
 
 @app.command()
 def summarizer(
-    steps: StepsOpt = 40,
-    items: Annotated[int, typer.Option(help="Training items (GRPO prompts).")] = 64,
-    heldout: Annotated[int, typer.Option(help="Held-out items for before/after.")] = 32,
-    generations: Annotated[int, typer.Option(help="Completions per prompt.")] = 4,
-    batch_size: Annotated[int, typer.Option(help="Completions per step per device.")] = 4,
-    learning_rate: Annotated[float, typer.Option(help="LoRA learning rate.")] = 5e-5,
+    steps: int = field_option(S, "max_steps", "--steps", "Optimizer steps (-1: run `epochs`)."),
+    items: int = field_option(S, "n_items", "--items"),
+    heldout: int = field_option(S, "n_heldout", "--heldout"),
+    generations: int = field_option(S, "num_generations", "--generations"),
+    batch_size: int = field_option(S, "per_device_train_batch_size", "--batch-size"),
+    learning_rate: float = field_option(S, "learning_rate", "--learning-rate"),
     resume: ResumeOpt = True,
-    cpu: CpuOpt = False,
-    seed: SeedOpt = 0,
+    cpu: bool = field_option(S, "use_cpu", "--cpu", "Train on CPU even when a GPU is present."),
+    seed: int = field_option(S, "seed", "--seed"),
     config: ConfigOpt = None,
     cache_dir: CacheDirOpt = None,
     data_dir: DataDirOpt = None,
@@ -62,7 +73,6 @@ def summarizer(
                              dataset=dataset, model=model)  # fmt: skip
     from mmsrarec.data import load_dataset
     from mmsrarec.models import ModelCache
-    from mmsrarec.training.config import SummarizerTrainConfig
     from mmsrarec.training.summarizer import load_reward_llm, train_summarizer
 
     train_config = SummarizerTrainConfig(
@@ -79,23 +89,22 @@ def summarizer(
 
 @app.command()
 def recommender(
-    steps: StepsOpt = -1,
-    epochs: Annotated[float, typer.Option(help="Epochs over the examples.")] = 1.0,
-    users: Annotated[int, typer.Option(help="Training users giving examples (0 = all).")] = 200,
-    positions: Annotated[int, typer.Option(help="Training positions per user.")] = 2,
-    negatives: Annotated[int, typer.Option(help="Random negatives per yes/no positive.")] = 1,
-    valid_users: Annotated[int, typer.Option(help="Users whose validation item is eval.")] = 64,
-    k_similar: Annotated[
-        int,
-        typer.Option(min=0, help="Similar users in yes/no prompts (trains SASRec if missing)."),
-    ] = 3,
-    eval_steps: Annotated[int, typer.Option(help="Steps between evaluations/checkpoints.")] = 25,
-    batch_size: Annotated[int, typer.Option(help="Examples per step per device.")] = 4,
-    learning_rate: Annotated[float, typer.Option(help="LoRA learning rate.")] = 2e-4,
-    max_length: Annotated[int, typer.Option(help="Tokens per example.")] = 512,
+    steps: int = field_option(R, "max_steps", "--steps", "Optimizer steps (-1: run `epochs`)."),
+    epochs: float = field_option(R, "num_train_epochs", "--epochs"),
+    users: int = field_option(R, "n_users", "--users"),
+    positions: int = field_option(R, "positions_per_user", "--positions"),
+    negatives: int = field_option(R, "negatives", "--negatives"),
+    valid_users: int = field_option(R, "n_valid_users", "--valid-users"),
+    k_similar: int = field_option(R, "k_similar", "--k-similar", min=0),
+    eval_steps: int = field_option(
+        R, "eval_steps", "--eval-steps", "Steps between evaluations and checkpoints."
+    ),  # fmt: skip
+    batch_size: int = field_option(R, "per_device_train_batch_size", "--batch-size"),
+    learning_rate: float = field_option(R, "learning_rate", "--learning-rate"),
+    max_length: int = field_option(R, "max_length", "--max-length"),
     resume: ResumeOpt = True,
-    cpu: CpuOpt = False,
-    seed: SeedOpt = 0,
+    cpu: bool = field_option(R, "use_cpu", "--cpu", "Train on CPU even when a GPU is present."),
+    seed: int = field_option(R, "seed", "--seed"),
     config: ConfigOpt = None,
     cache_dir: CacheDirOpt = None,
     data_dir: DataDirOpt = None,
@@ -109,7 +118,6 @@ def recommender(
     from mmsrarec.data import load_dataset
     from mmsrarec.graph.trained import inference_prompt_parts
     from mmsrarec.models import ModelCache
-    from mmsrarec.training.config import RecommenderTrainConfig
     from mmsrarec.training.recommender import train_recommender
 
     train_config = RecommenderTrainConfig(
@@ -120,7 +128,9 @@ def recommender(
         learning_rate=learning_rate, max_length=max_length, use_cpu=cpu, seed=seed,
     )  # fmt: skip
     data = load_dataset(settings.dataset_dir)
-    keywords_for, similar_for = inference_prompt_parts(settings, data, k_similar, seed)
+    keywords_for, similar_for = inference_prompt_parts(
+        settings, data, train_config.k_similar, train_config.seed
+    )
     llm = ModelCache(settings).llm()  # a copy of its own: LoRA is added to this one
     report = train_recommender(train_config, data, llm, keywords_for, similar_for, resume=resume)
     console.print_json(json.dumps(report))
@@ -148,8 +158,6 @@ def llm_recommender(
     Omitted options keep the variant's settings (`ItemLMConfig`); SASRec of the same seed is
     trained first when missing. Writes `<run_dir>/llm-recommender/<dataset>/<variant>/seed<k>/`.
     """
-    import dataclasses
-
     import torch
 
     from mmsrarec.errors import ConfigError

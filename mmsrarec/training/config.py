@@ -2,8 +2,10 @@
 dataclasses plus our fields, each with its `help`, checked together in `__post_init__`.
 
 Defaults are the small CPU settings documented in `benchmarks/ACCURACY.md`; on a GPU raise
-`n_items` / `n_users` and the step counts. Precision: bf16 only where a CUDA device has it
-(TRL's default of bf16 everywhere fails on CPU), fp32 otherwise.
+`n_items` / `n_users` and the step counts. They are written here only: the options of
+`mmsrarec train summarizer|recommender` take their defaults and help from these fields.
+Precision: bf16 only where a CUDA device has it (TRL's default of bf16 everywhere fails on
+CPU), fp32 otherwise.
 """
 
 from __future__ import annotations
@@ -75,7 +77,12 @@ class SummarizerTrainConfig(LoraFields, GRPOConfig):
     alpha: float = field(default=0.5, metadata={"help": "Weight of the normalised R_info."})
     beta_recon: float = field(default=0.3, metadata={"help": "Weight of the normalised R_recon."})
     gamma: float = field(default=0.2, metadata={"help": "Weight of the normalised R_len."})
-    # TRL field defaults we change: few, short completions; every component logged.
+    # TRL field defaults we change: a short CPU run, few, short completions; every component
+    # logged. `mmsrarec train summarizer` takes its option defaults from these fields.
+    max_steps: int = field(default=40, metadata={"help": "Optimizer steps (-1: run epochs)."})
+    seed: int = field(
+        default=0, metadata={"help": "Seed of item sampling, LoRA init and generation."}
+    )
     num_generations: int | None = field(
         default=4, metadata={"help": "Completions per prompt (the GRPO group)."}
     )
@@ -126,8 +133,8 @@ class RecommenderTrainConfig(LoraFields, SFTConfig):
     )
     n_history: int = field(default=5, metadata={"help": "History items in each prompt."})
     k_similar: int = field(
-        default=0,
-        metadata={"help": "Similar users in yes/no prompts (needs SASRec + the index; 0 = none)."},
+        default=3,
+        metadata={"help": "Similar users in yes/no prompts (trains SASRec if missing; 0 = none)."},
     )
     n_valid_users: int = field(
         default=64, metadata={"help": "Validation users (validation target) for eval loss."}
@@ -140,6 +147,9 @@ class RecommenderTrainConfig(LoraFields, SFTConfig):
         default=2, metadata={"help": "Evaluations without a lower eval loss before stopping."}
     )
     max_length: int | None = field(default=512, metadata={"help": "Tokens per example."})
+    seed: int = field(
+        default=0, metadata={"help": "Seed of example sampling, negatives and LoRA init."}
+    )
     learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate (LoRA)."})
     num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the examples."})
     per_device_train_batch_size: int = field(default=4, metadata={"help": "Examples per step."})
@@ -166,6 +176,8 @@ class RecommenderTrainConfig(LoraFields, SFTConfig):
             raise ConfigError(f"`tasks` has unknown {unknown}; known: {', '.join(TASKS)}")
         if self.n_users < 0 or self.positions_per_user < 1 or self.negatives < 0:
             raise ConfigError("`n_users` >= 0, `positions_per_user` >= 1, `negatives` >= 0")
+        if self.k_similar < 0:
+            raise ConfigError(f"`k_similar` must be at least 0, got {self.k_similar}")
         if self.load_best_model_at_end and self.eval_strategy != self.save_strategy:
             raise ConfigError("`load_best_model_at_end` needs `save_strategy` == `eval_strategy`")
         super().__post_init__()

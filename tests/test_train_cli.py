@@ -1,0 +1,128 @@
+"""`mmsrarec train ...`: every option's default is the training config's own default.
+
+The commands are run in-process with the heavy parts (data, models, trainers) replaced by
+stubs that capture what the command built, so no model is loaded and nothing trains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mmsrarec.cli.common import run_guarded
+from mmsrarec.cli.train import app
+from mmsrarec.models.item_lm import ItemLMConfig
+from mmsrarec.recommenders.methods import LLM_VARIANTS
+from mmsrarec.training.config import RecommenderTrainConfig, SummarizerTrainConfig
+
+
+class _Models:
+    def __init__(self, settings: Any) -> None: ...
+
+    def llm(self) -> None:
+        return None
+
+    def encoder(self) -> None:
+        return None
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
+    import mmsrarec.data
+    import mmsrarec.graph.trained
+    import mmsrarec.models
+    import mmsrarec.training.recommender
+    import mmsrarec.training.summarizer
+
+    seen: dict[str, Any] = {}
+    monkeypatch.setenv("MMSRAREC_THREADS", "1")
+    monkeypatch.setenv("MMSRAREC_RUN_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(mmsrarec.data, "load_dataset", lambda folder: "dataset")
+    monkeypatch.setattr(mmsrarec.models, "ModelCache", _Models)
+    monkeypatch.setattr(mmsrarec.training.summarizer, "load_reward_llm", lambda *a: None)
+
+    def train(config: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        seen["config"] = config
+        return {}
+
+    def prompt_parts(settings: Any, data: Any, k_similar: int, seed: int) -> tuple[None, None]:
+        seen["prompt_parts"] = (k_similar, seed)
+        return None, None
+
+    monkeypatch.setattr(mmsrarec.training.summarizer, "train_summarizer", train)
+    monkeypatch.setattr(mmsrarec.training.recommender, "train_recommender", train)
+    monkeypatch.setattr(mmsrarec.graph.trained, "inference_prompt_parts", prompt_parts)
+    return seen
+
+
+def _fields(config: Any) -> dict[str, Any]:
+    values = config.to_dict()
+    values.pop("logging_dir", None)  # TRL stamps it with the time of construction
+    return values
+
+
+@pytest.mark.parametrize(
+    ("command", "config_class"),
+    [("summarizer", SummarizerTrainConfig), ("recommender", RecommenderTrainConfig)],
+)
+def test_cli_defaults_are_the_config_defaults(captured, command, config_class) -> None:
+    assert run_guarded(app, [command]) == 0
+    built = captured["config"]
+    assert isinstance(built, config_class)
+    assert _fields(built) == _fields(config_class(output_dir=built.output_dir))
+
+
+def test_recommender_prompts_use_the_configs_k_similar_and_seed(captured) -> None:
+    assert run_guarded(app, ["recommender"]) == 0
+    assert captured["prompt_parts"] == (RecommenderTrainConfig.k_similar, 0) == (3, 0)
+    assert run_guarded(app, ["recommender", "--k-similar", "0", "--seed", "5"]) == 0
+    assert captured["prompt_parts"] == (0, 5)
+    assert (captured["config"].k_similar, captured["config"].seed) == (0, 5)
+
+
+def test_an_option_reaches_its_field(captured) -> None:
+    args = ["--steps", "7", "--items", "9", "--heldout", "3", "--learning-rate", "0.01", "--cpu"]
+    assert run_guarded(app, ["summarizer", *args]) == 0
+    built = captured["config"]
+    assert (built.max_steps, built.n_items, built.n_heldout) == (7, 9, 3)
+    assert (built.learning_rate, built.use_cpu) == (0.01, True)
+
+
+class _LLMRecommender:
+    def __init__(self, name: str, seen: dict[str, Any]) -> None:
+        self.config = ItemLMConfig(**LLM_VARIANTS[name])  # type: ignore[arg-type]
+        self.seen = seen
+        self.meta = {"best_epoch": 1, "best_valid_ndcg5": 0.5}
+
+    def fit(self, dataset: Any, seed: int) -> None:
+        self.seen.setdefault("fitted", []).append(self.config)
+
+    def save_dir(self, seed: int) -> str:
+        return f"seed{seed}"
+
+
+@pytest.mark.parametrize("variant", ["llm-recommender", "llm-recommender-retrieval"])
+def test_llm_recommender_options_default_to_the_variants_config(
+    captured, monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    import mmsrarec.recommenders.methods
+
+    monkeypatch.setattr(
+        mmsrarec.recommenders.methods,
+        "build_recommender",
+        lambda name, settings: _LLMRecommender(name, captured),
+    )
+    assert run_guarded(app, ["llm-recommender", "--variant", variant]) == 0
+    assert captured.pop("fitted") == [ItemLMConfig(**LLM_VARIANTS[variant])]  # type: ignore[arg-type]
+    flags = ["--layers", "2", "--epochs", "3", "--k-similar", "1"]
+    assert run_guarded(app, ["llm-recommender", "--variant", variant, *flags]) == 0
+    expected = dataclasses.replace(
+        ItemLMConfig(**LLM_VARIANTS[variant]),  # type: ignore[arg-type]
+        layers=2,
+        max_epochs=3,
+        k_similar=1,
+    )
+    assert captured["fitted"] == [expected]
