@@ -37,7 +37,8 @@ MAIN = ["random", "most-popular", "item-knn", "sasrec", "cf-ensemble", "llm-reco
         "mmsrarec"]  # fmt: skip
 CONTROLS = ["llm-recommender-id-only", "llm-recommender-text-only",
             "llm-recommender-permuted-text", "llm-recommender-random-init",
-            "llm-recommender-minilm", "llm-recommender-retrieval"]  # fmt: skip
+            "llm-recommender-minilm", "llm-recommender-retrieval",
+            "llm-recommender-text-init-normal"]  # fmt: skip
 REFERENCES = ("sasrec", "cf-ensemble")
 RARE = 20  # a target with at most this many training interactions counts as rare
 DRAWS = 2000
@@ -119,8 +120,8 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
         for result in (sampled, full):
             plain = RANKINGS / f"{result.protocol.value}.{method}.jsonl"
             write_rankings(plain, result, dataset)
-            with plain.open("rb") as src, gzip.open(f"{plain}.gz", "wb", mtime=0) as dst:
-                shutil.copyfileobj(src, dst)
+            with plain.open("rb") as src, gzip.GzipFile(f"{plain}.gz", "wb", mtime=0) as dst:
+                shutil.copyfileobj(src, dst)  # mtime 0: equal rows give equal files
             plain.unlink()
     atomic_write_json(row_path(method, seed), row)
     print(f"{method} seed {seed}: NDCG@5 {sampled.metrics['NDCG@5']:.4f}, full NDCG@10 "

@@ -327,3 +327,61 @@ def test_recommend_unknown_scorer_is_one_line(capsys):
     code = run_guarded(app, ["recommend", "--user", "1", "--scorer", "oracle"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "unknown scorer" in err
+
+
+KILL_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+torch.set_num_threads(1)
+from pathlib import Path
+from mmsrarec.config import Settings
+from mmsrarec.data import load_dataset
+from mmsrarec.models.item_lm import ItemLMConfig
+from mmsrarec.recommenders.llm_recommender import LLMRecommender
+from mmsrarec.recommenders.sasrec import SASRecConfig
+root = Path(sys.argv[1])
+settings = Settings(cache_dir=root / "c", data_dir={data!r}, run_dir=root / "r",
+                    model={model!r}, dataset="tiny")
+config = ItemLMConfig(layers=2, bf16=False, max_epochs=150, patience=150, batch_size=4)
+LLMRecommender(settings, config, progress=False,
+               sasrec_config=SASRecConfig(hidden=8, heads=1, max_epochs=2)).fit(
+    load_dataset(Path({data!r}) / "tiny"), 0)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_training_resumes_to_the_same_result(tiny_source, tiny_lm_dir, tmp_path):
+    """kill -9 in the middle of training, run again: it continues from the last finished
+    epoch and ends where an uninterrupted run ends."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    prepare_dataset(tiny_source, tmp_path / "data", negatives=5)
+    script = tmp_path / "fit.py"
+    tests = str(Path(__file__).parent)
+    script.write_text(KILL_SCRIPT.format(tests=tests, data=str(tmp_path / "data"),
+                                         model=str(tiny_lm_dir)))  # fmt: skip
+
+    def run(root: Path) -> dict:
+        subprocess.run([sys.executable, str(script), str(root)], check=True, timeout=600)
+        folder = root / "r" / "llm-recommender" / "tiny" / "llm-recommender" / "seed0"
+        return json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+
+    straight = run(tmp_path / "straight")
+    killed = tmp_path / "killed"
+    checkpoint = killed / "r" / "llm-recommender" / "tiny" / "llm-recommender" / "seed0"
+    process = subprocess.Popen([sys.executable, str(script), str(killed)])
+    deadline = time.monotonic() + 300
+    while not (checkpoint / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # a few more epochs, then the kill lands mid-epoch or mid-write
+    process.kill()
+    process.wait()
+    assert not (checkpoint / "meta.json").exists(), "the run finished before the kill"
+    resumed = run(killed)
+    assert [r["loss"] for r in resumed["log"]] == pytest.approx(
+        [r["loss"] for r in straight["log"]]
+    )
+    assert resumed["best_epoch"] == straight["best_epoch"]

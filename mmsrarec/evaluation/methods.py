@@ -15,6 +15,7 @@ LLM_VARIANTS: dict[str, dict[str, object]] = {
     "llm-recommender-random-init": {"backbone": "random"},
     "llm-recommender-minilm": {"text_features": "minilm"},
     "llm-recommender-retrieval": {"k_similar": 3},
+    "llm-recommender-text-init-normal": {"text_init": "normal"},
 }
 # Gated z-score fusions (fitted on validation): the full system and its baseline.
 FUSIONS = {

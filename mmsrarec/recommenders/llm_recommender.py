@@ -182,7 +182,7 @@ class LLMRecommender(Recommender):
             id_init = sasrec.model.item_embedding.weight.detach().cpu()
         text = torch.from_numpy(features) if features is not None else None
         return ItemLM(backbone, llm.model.config.hidden_size, id_init, text, config.item_tokens,
-                      config.dropout)  # fmt: skip
+                      config.dropout, config.text_init)  # fmt: skip
 
     def _load(self, folder: Path) -> None:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
