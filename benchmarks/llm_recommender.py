@@ -38,7 +38,7 @@ MAIN = ["random", "most-popular", "item-knn", "sasrec", "cf-ensemble", "llm-reco
 CONTROLS = ["llm-recommender-id-only", "llm-recommender-text-only",
             "llm-recommender-permuted-text", "llm-recommender-random-init",
             "llm-recommender-minilm", "llm-recommender-retrieval",
-            "llm-recommender-text-init-normal"]  # fmt: skip
+            "llm-recommender-text-init-normal", "llm-recommender-keywords"]  # fmt: skip
 REFERENCES = ("sasrec", "cf-ensemble")
 RARE = 20  # a target with at most this many training interactions counts as rare
 DRAWS = 2000
@@ -71,11 +71,13 @@ def plan(rows: str, seeds: int) -> list[tuple[str, int]]:
 
 
 def row_key(method: str, seed: int, dataset, settings) -> str:
-    from mmsrarec.evaluation.methods import FUSIONS, LLM_VARIANTS
+    from mmsrarec.evaluation.methods import FUSIONS, KEYWORD_VARIANTS, LLM_VARIANTS
     from mmsrarec.models.item_lm import ItemLMConfig
 
     members = FUSIONS.get(method, (method,))
-    llm = {m: ItemLMConfig(**LLM_VARIANTS[m]).to_dict() for m in members if m in LLM_VARIANTS}
+    variants = {m: KEYWORD_VARIANTS.get(m, m) for m in members}
+    llm = {m: ItemLMConfig(**LLM_VARIANTS[v]).to_dict() for m, v in variants.items()
+           if v in LLM_VARIANTS}  # fmt: skip
     parts = {
         "version": ROW_VERSION, "method": method, "seed": seed, "llm": llm,
         "model": settings.model, "members": members, "dataset": dataset.name,

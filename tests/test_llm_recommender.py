@@ -385,3 +385,25 @@ def test_a_killed_training_resumes_to_the_same_result(tiny_source, tiny_lm_dir, 
         [r["loss"] for r in straight["log"]]
     )
     assert resumed["best_epoch"] == straight["best_epoch"]
+
+
+def test_keyword_texts_come_from_the_summarizers_cache(tiny_dataset, tmp_path):
+    from mmsrarec.errors import NotPreparedError
+    from mmsrarec.models.item_text import item_texts
+    from mmsrarec.recommenders.llm_recommender import stored_keywords
+    from mmsrarec.summarization.cache import KeywordCache
+    from mmsrarec.summarization.prompts import PROMPT_VERSION
+
+    settings = Settings(cache_dir=tmp_path)
+    with pytest.raises(NotPreparedError, match="mmsrarec summarize"):
+        stored_keywords(settings, tiny_dataset, "m")
+    item = tiny_dataset.item(3)
+    with KeywordCache(tmp_path / "keywords.sqlite", "m", PROMPT_VERSION) as cache:
+        cache.put(item, ["space", "laser duel"], 0.7)
+        cache.put(tiny_dataset.item(4), [], 0.1)  # an empty list is no keywords
+    keywords = stored_keywords(settings, tiny_dataset, "m")
+    assert keywords == {item.item_id: ["space", "laser duel"]}
+    texts = item_texts(tiny_dataset, keywords)
+    assert texts[2] == f"{item.title}: space, laser duel"
+    assert texts[3].startswith(tiny_dataset.item(4).title)
+    assert stored_keywords(settings, tiny_dataset, "another-model") == {}

@@ -17,6 +17,9 @@ LLM_VARIANTS: dict[str, dict[str, object]] = {
     "llm-recommender-retrieval": {"k_similar": 3},
     "llm-recommender-text-init-normal": {"text_init": "normal"},
 }
+# Variants whose item texts hold the summarizer's cached, critic-scored keywords (run
+# `mmsrarec summarize --critic` first) instead of the item's own text: variant -> base.
+KEYWORD_VARIANTS = {"llm-recommender-keywords": "llm-recommender"}
 # Gated z-score fusions (fitted on validation): the full system and its baseline.
 FUSIONS = {
     "mmsrarec": ("llm-recommender", "sasrec", "item-knn"),
@@ -30,7 +33,8 @@ YES_NO = (
     "mmsrarec-yes-no-no-rl",
     "mmsrarec-yes-no-no-sft",
 )
-METHODS = ("random", "most-popular", "item-knn", "sasrec", *FUSIONS, *LLM_VARIANTS, *YES_NO)
+METHODS = ("random", "most-popular", "item-knn", "sasrec", *FUSIONS, *LLM_VARIANTS,
+           *KEYWORD_VARIANTS, *YES_NO)  # fmt: skip
 # Methods that score the whole catalog in one pass: what the graph's recommend node can use.
 CATALOG_SCORERS = tuple(m for m in METHODS if m not in YES_NO)
 REFERENCES = ("random", "most-popular")  # always evaluated beside the requested methods
@@ -72,11 +76,13 @@ def build_method(name: str, settings: Settings) -> Recommender:
 
         members = {member: build_method(member, settings) for member in FUSIONS[name]}
         return FusionRecommender(members, name)
-    if name in LLM_VARIANTS:
+    if name in LLM_VARIANTS or name in KEYWORD_VARIANTS:
         from mmsrarec.models.item_lm import ItemLMConfig
         from mmsrarec.recommenders.llm_recommender import LLMRecommender
 
-        return LLMRecommender(settings, ItemLMConfig(**LLM_VARIANTS[name]), name)  # type: ignore[arg-type]
+        config = ItemLMConfig(**LLM_VARIANTS[KEYWORD_VARIANTS.get(name, name)])  # type: ignore[arg-type]
+        summarizer = settings.model if name in KEYWORD_VARIANTS else None
+        return LLMRecommender(settings, config, name, keyword_summarizer=summarizer)
     if name == "mmsrarec-yes-no-zeroshot":
         from mmsrarec.recommenders.graph import GraphRecommender
 
