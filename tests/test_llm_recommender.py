@@ -40,6 +40,7 @@ def walk_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 
 def tiny_item_lm(lm_dir: Path, tmp_path: Path, n_items: int, **overrides) -> ItemLM:
     config = ItemLMConfig(layers=2, bf16=False, **overrides)
+    torch.manual_seed(0)  # LoRA's initial weights come from the global generator
     llm = load_llm(str(lm_dir), Settings(cache_dir=tmp_path / "cache", offline=True))
     backbone = add_lora(truncated_backbone(llm.model, 2, config.backbone), config.lora_rank)
     generator = torch.Generator().manual_seed(0)
