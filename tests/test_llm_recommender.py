@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -73,16 +72,29 @@ def test_training_learns_a_planted_next_item_pattern(walk_dataset, tiny_lm_dir, 
     assert result.log[0]["loss"] > result.log[-1]["loss"]
 
 
-def test_resumed_training_equals_an_uninterrupted_run(walk_dataset, tiny_lm_dir, tmp_path):
-    config = ItemLMConfig(layers=2, bf16=False, max_epochs=2, patience=5, batch_size=16)
+def test_resumed_training_equals_an_uninterrupted_run(
+    walk_dataset, tiny_lm_dir, tmp_path, monkeypatch
+):
+    from mmsrarec.training import item_lm_trainer
+
+    config = ItemLMConfig(layers=2, bf16=False, max_epochs=3, patience=5, batch_size=16)
     windows = user_windows(walk_dataset.train_sequences(), config.max_len)
     straight = tiny_item_lm(tiny_lm_dir, tmp_path, walk_dataset.n_items)
     done = train_item_lm(straight, walk_dataset, config, 0, windows, progress=False)
 
+    save = item_lm_trainer._save_checkpoint
+
+    def save_then_die(*args, **kwargs):  # stands in for a kill right after epoch 1's save
+        save(*args, **kwargs)
+        raise KeyboardInterrupt
+
     checkpoint = tmp_path / "checkpoint.pt"
     killed = tiny_item_lm(tiny_lm_dir, tmp_path, walk_dataset.n_items)
-    one = dataclasses.replace(config, max_epochs=1)  # stands in for a kill after epoch 1
-    train_item_lm(killed, walk_dataset, one, 0, windows, checkpoint=checkpoint, progress=False)
+    monkeypatch.setattr(item_lm_trainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_item_lm(killed, walk_dataset, config, 0, windows, checkpoint=checkpoint,
+                      progress=False)  # fmt: skip
+    monkeypatch.setattr(item_lm_trainer, "_save_checkpoint", save)
     resumed = tiny_item_lm(tiny_lm_dir, tmp_path, walk_dataset.n_items)
     again = train_item_lm(resumed, walk_dataset, config, 0, windows, checkpoint=checkpoint,
                           progress=False)  # fmt: skip
