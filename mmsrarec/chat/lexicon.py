@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import re
 
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 # Spellings folded to one token before parsing ("science fiction" -> "scifi").
 PHRASES = [
     (r"\bscience[ -]fiction\b|\bsci[ -]?fi\b", "scifi"),
@@ -53,165 +58,33 @@ GENRE_WORDS: dict[str, tuple[str, ...]] = {
 } | {"romcom": ("Romance", "Comedy")}
 
 # "without violence", "less violent": these genres are excluded (a hard condition).
-VIOLENCE_WORDS = frozenset(["violence", "violent", "gory", "gore", "bloody", "brutal"])
+VIOLENCE_WORDS = _words("violence violent gory gore bloody brutal")
 VIOLENT_GENRES = ("Action", "Crime", "Horror", "War", "Thriller")
 
 # Moods and topics kept as soft wishes even when the catalog text lacks the word.
-MOOD_WORDS = frozenset(
-    [
-        "tense",
-        "dark",
-        "light",
-        "lighthearted",
-        "feelgood",
-        "heartwarming",
-        "uplifting",
-        "sad",
-        "emotional",
-        "thoughtful",
-        "clever",
-        "smart",
-        "witty",
-        "quirky",
-        "weird",
-        "slow",
-        "epic",
-        "intense",
-        "gritty",
-        "suspenseful",
-        "atmospheric",
-        "mindbending",
-        "twist",
-        "twists",
-        "cozy",
-        "sweet",
-        "cute",
-        "silly",
-        "inspiring",
-        "moving",
-        "touching",
-        "beautiful",
-        "realistic",
-        "surreal",
-        "psychological",
-        "philosophical",
-        "historical",
-        "political",
-        "true",
-        "biopic",
-        "sports",
-        "music",
-        "space",
-        "alien",
-        "aliens",
-        "robots",
-        "robot",
-        "time",
-        "travel",
-        "zombies",
-        "zombie",
-        "vampires",
-        "vampire",
-        "ghosts",
-        "ghost",
-        "monsters",
-        "monster",
-        "dogs",
-        "dog",
-        "christmas",
-        "teen",
-        "teens",
-        "school",
-        "college",
-        "wedding",
-        "friendship",
-        "revenge",
-        "spy",
-        "spies",
-        "superhero",
-        "superheroes",
-        "magic",
-        "dragons",
-        "pirates",
-        "prison",
-        "courtroom",
-        "lawyer",
-        "disaster",
-        "survival",
-        "road",
-        "trip",
-        "coming",
-        "age",
-        "classic",
-        "cult",
-        "quiet",
-        "calm",
-        "relaxing",
-        "exciting",
-        "fun",
-        "violence",
-        "violent",
-        "gory",
-        "gore",
-        "bloody",
-        "brutal",
-    ]
+MOOD_WORDS = _words(
+    "tense dark light lighthearted feelgood heartwarming uplifting sad emotional "
+    "thoughtful clever smart witty quirky weird slow epic intense gritty suspenseful "
+    "atmospheric mindbending twist twists cozy sweet cute silly inspiring moving touching "
+    "beautiful realistic surreal psychological philosophical historical political true "
+    "biopic sports music space alien aliens robots robot time travel zombies zombie "
+    "vampires vampire ghosts ghost monsters monster dogs dog christmas teen teens school "
+    "college wedding friendship revenge spy spies superhero superheroes magic dragons "
+    "pirates prison courtroom lawyer disaster survival road trip coming age classic cult "
+    "quiet calm relaxing exciting fun violence violent gory gore bloody brutal"
 )
 
 # Negation cues: what follows them in the clause is not wanted.
-NEGATIONS = frozenset(
-    [
-        "not",
-        "no",
-        "without",
-        "nothing",
-        "never",
-        "avoid",
-        "except",
-        "dont",
-        "doesnt",
-        "didnt",
-        "cant",
-        "wont",
-        "hate",
-        "hated",
-        "hates",
-        "dislike",
-        "disliked",
-        "dislikes",
-        "less",
-        "skip",
-        "none",
-        "nor",
-        "neither",
-        "isnt",
-        "wasnt",
-    ]
+NEGATIONS = _words(
+    "not no without nothing never avoid except dont doesnt didnt cant wont hate hated "
+    "hates dislike disliked dislikes less skip none nor neither isnt wasnt"
 )
 # Words after a title that say the user disliked it ("Titanic was awful").
-DISLIKE_AFTER = frozenset(
-    ["awful", "terrible", "boring", "bad", "overrated", "worst", "dull", "hated", "horrible"]
-)
+DISLIKE_AFTER = _words("awful terrible boring bad overrated worst dull hated horrible")
 # Positive cues: a negation before them (3 words back at most) keeps its scope, else it ends.
-POSITIVES = frozenset(
-    ["want", "wanted", "prefer", "love", "loved", "looking", "give", "show", "something", "instead"]
-)
-LIKES = frozenset(
-    [
-        "like",
-        "liked",
-        "loved",
-        "love",
-        "enjoyed",
-        "enjoy",
-        "adore",
-        "adored",
-        "great",
-        "amazing",
-        "favorite",
-    ]
-)
-SEEN = frozenset(["seen", "watched", "saw"])
+POSITIVES = _words("want wanted prefer love loved looking give show something instead")
+LIKES = _words("like liked loved love enjoyed enjoy adore adored great amazing favorite")
+SEEN = _words("seen watched saw")
 # Clause ends: a negation's scope stops here.
 CLAUSE_END = re.compile(r"[,;.!?]|\b(?:but|however|though|although|instead|rather|except that)\b")
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5, "last": -1}
@@ -226,182 +99,17 @@ DECADE_WORDS = {
     "nineties": 1990,
 }
 # Words that say how the user asks, not what they want; never soft wishes.
-FILLER = frozenset(
-    [
-        "i",
-        "me",
-        "my",
-        "we",
-        "us",
-        "you",
-        "it",
-        "its",
-        "it's",
-        "that",
-        "this",
-        "those",
-        "these",
-        "them",
-        "they",
-        "loved",
-        "love",
-        "liked",
-        "like",
-        "likes",
-        "enjoyed",
-        "enjoy",
-        "want",
-        "wants",
-        "wanted",
-        "need",
-        "looking",
-        "look",
-        "something",
-        "anything",
-        "recommend",
-        "recommendation",
-        "recommendations",
-        "suggest",
-        "suggestions",
-        "please",
-        "give",
-        "show",
-        "find",
-        "watch",
-        "watched",
-        "seen",
-        "see",
-        "saw",
-        "good",
-        "great",
-        "nice",
-        "best",
-        "really",
-        "also",
-        "maybe",
-        "kind",
-        "sort",
-        "similar",
-        "else",
-        "another",
-        "one",
-        "ones",
-        "thing",
-        "things",
-        "tonight",
-        "today",
-        "hi",
-        "hello",
-        "hey",
-        "thanks",
-        "thank",
-        "would",
-        "could",
-        "should",
-        "do",
-        "does",
-        "did",
-        "what",
-        "which",
-        "how",
-        "why",
-        "movie",
-        "movies",
-        "film",
-        "films",
-        "flick",
-        "flicks",
-        "more",
-        "some",
-        "any",
-        "very",
-        "too",
-        "so",
-        "just",
-        "actually",
-        "instead",
-        "rather",
-        "prefer",
-        "one's",
-        "ve",
-        "ive",
-        "id",
-        "i'd",
-        "i'm",
-        "im",
-        "am",
-        "is",
-        "are",
-        "was",
-        "were",
-        "be",
-        "been",
-        "have",
-        "has",
-        "had",
-        "a",
-        "an",
-        "the",
-        "and",
-        "or",
-        "of",
-        "to",
-        "in",
-        "on",
-        "for",
-        "with",
-        "at",
-        "from",
-        "by",
-        "about",
-        "as",
-        "into",
-        "than",
-        "then",
-        "there",
-        "here",
-        "all",
-        "let",
-        "lets",
-        "let's",
-        "can",
-        "cant",
-        "will",
-        "wont",
-        "maybe",
-        "perhaps",
-        "quite",
-        "pretty",
-        "bit",
-        "little",
-        "lot",
-        "lots",
-        "much",
-        "mood",
-        "feel",
-        "feeling",
-        "time",
-        "go",
-        "ok",
-        "okay",
-        "yes",
-        "yeah",
-        "sure",
-        "now",
-        "again",
-        "same",
-        "kinda",
-        "sorta",
-        "type",
-        "types",
-        "number",
-        "already",
-        "enough",
-        "i've",
-        "we've",
-        "you've",
-        "that's",
-        "let's",
-        "what's",
-    ]
+FILLER = _words(
+    "i me my we us you it its it's that this those these them they loved love liked like "
+    "likes enjoyed enjoy want wants wanted need looking look something anything recommend "
+    "recommendation recommendations suggest suggestions please give show find watch "
+    "watched seen see saw good great nice best really also maybe kind sort similar else "
+    "another one ones thing things tonight today hi hello hey thanks thank would could "
+    "should do does did what which how why movie movies film films flick flicks more some "
+    "any very too so just actually instead rather prefer one's ve ive id i'd i'm im am is "
+    "are was were be been have has had a an the and or of to in on for with at from by "
+    "about as into than then there here all let lets let's can cant will wont maybe "
+    "perhaps quite pretty bit little lot lots much mood feel feeling time go ok okay yes "
+    "yeah sure now again same kinda sorta type types number already enough i've we've "
+    "you've that's let's what's"
 )
