@@ -218,4 +218,6 @@ def _retriever_name(ctx: ChatContext) -> str | None:
     retriever = ctx.graph.retriever
     if retriever is None:
         return None
+    if hasattr(retriever, "sasrec"):  # `CollaborativeRetriever`: SASRec states in Chroma
+        return "SASRec user states (Chroma)"
     return getattr(retriever, "name", None) or type(retriever).__name__
