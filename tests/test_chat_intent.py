@@ -271,3 +271,12 @@ def test_duplicate_entries_of_one_film_are_not_asked_about(chat):
     assert "1. Sabrina (1954)" in asked["question"] and "2. Sabrina (1995)" in asked["question"]
     answered = chat.chat(thread, "the 1995 one")
     assert answered["liked"] == ["d1", "d2", "s2"]
+
+
+def test_the_intent_loads_back_from_the_checkpointer_without_warnings(chat, caplog):
+    thread = chat.new_thread()
+    chat.chat(thread, "a romantic comedy from the 90s")
+    chat.chat(thread, "not too dark")
+    assert chat.graph.get_state({"configurable": {"thread_id": thread}}).values["intent"].genres
+    assert chat.trace(thread)
+    assert "unregistered type" not in caplog.text

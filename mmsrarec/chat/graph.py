@@ -11,12 +11,15 @@ so the intent (likes, dislikes, conditions, what was shown) carries over between
 
 from __future__ import annotations
 
+import copy
 import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.base import maybe_add_typed_methods
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
@@ -71,8 +74,18 @@ def build_chat_graph(
     graph.add_edge("final_filter", "reply")
     graph.add_edge("reply", END)
     if checkpointer is not None:  # load the state's pydantic types back without a warning
-        checkpointer = checkpointer.with_allowlist(STATE_TYPES)
+        checkpointer = with_state_types(checkpointer)
     return graph.compile(checkpointer=checkpointer)
+
+
+def with_state_types(checkpointer: BaseCheckpointSaver) -> BaseCheckpointSaver:
+    """A shallow copy of `checkpointer` whose serializer loads the state's pydantic types
+    (`STATE_TYPES`) and, as LangGraph's strict mode, no other custom type. (LangGraph's own
+    `with_allowlist` is a no-op in its default permissive mode, which logs a warning per type.)
+    """
+    clone = copy.copy(checkpointer)
+    clone.serde = maybe_add_typed_methods(JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
+    return clone
 
 
 def _with_default(node: Node, default_context: Callable[[], ChatContext]) -> Node:
@@ -106,7 +119,7 @@ class ChatService:
 
     def __init__(self, context: ChatContext, checkpointer: BaseCheckpointSaver) -> None:
         self.context = context
-        self.checkpointer = checkpointer
+        self.checkpointer = with_state_types(checkpointer)
         self.graph = build_chat_graph(checkpointer)
         self._lock = threading.Lock()
 
