@@ -236,11 +236,17 @@ def run_turns(client: httpx.Client, catalog, turns) -> list[dict]:
         body = reply.json()
         thread = body["thread_id"]
         ids = [r["item_id"] for r in body["recommendations"]][:5]
+        turns_view = client.get(f"/api/traces/{thread}").json().get("turns", [{}])
+        summarized = any(
+            r["node"] == "summarize" and r["inputs"].get("items")
+            for r in turns_view[-1].get("records", [])
+        )
         banned_ids = {i for title in banned for i in by_title.get(title, [])}
         rows.append(
             {
                 "text": text,
                 "seconds": round(seconds, 3),
+                "summarized": summarized,  # the LLM wrote keywords for a new title this turn
                 "titles": [catalog[i]["title"] for i in ids],
                 "n_ok": sum(satisfied(catalog[i], genres, avoid, years) for i in ids),
                 "n": len(ids),
@@ -264,11 +270,20 @@ def summary(rows: list[dict]) -> dict:
 
 
 def latency(rows: list[dict]) -> dict:
-    seconds = sorted(r["seconds"] for r in rows[1:])  # the first turn warms the server up
-    return {
-        "p50_s": round(statistics.median(seconds), 3),
-        "p95_s": round(seconds[min(len(seconds) - 1, int(0.95 * len(seconds)))], 3),
-    }
+    """p50 / p95 of all turns but the first (warm-up), and of those without a first-time
+    summarization (the LLM writing keywords for a title it had not seen; cached after)."""
+    out = {}
+    for name, chosen in (
+        ("all", rows[1:]),
+        ("without_first_summarization", [r for r in rows[1:] if not r.get("summarized")]),
+    ):
+        seconds = sorted(r["seconds"] for r in chosen)
+        out[name] = {
+            "turns": len(seconds),
+            "p50_s": round(statistics.median(seconds), 3),
+            "p95_s": round(seconds[min(len(seconds) - 1, int(0.95 * len(seconds)))], 3),
+        }
+    return out
 
 
 def main() -> None:
@@ -276,7 +291,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, default=Path("/work/main/runs"))
     parser.add_argument("--scorer", default="sasrec")
     parser.add_argument("--k-similar", type=int, default=3)
-    parser.add_argument("--port", type=int, default=8765)
+    parser.add_argument("--port", type=int, default=8766)
     parser.add_argument("--start-timeout", type=int, default=420)
     parser.add_argument("--before", action="store_true", help=f"serve the chat of {BASE_COMMIT}")
     parser.add_argument("--out", type=Path, default=None)
