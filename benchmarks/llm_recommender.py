@@ -38,7 +38,8 @@ MAIN = ["random", "most-popular", "item-knn", "sasrec", "cf-ensemble", "llm-reco
 CONTROLS = ["llm-recommender-id-only", "llm-recommender-text-only",
             "llm-recommender-permuted-text", "llm-recommender-random-init",
             "llm-recommender-minilm", "llm-recommender-retrieval",
-            "llm-recommender-text-init-normal", "llm-recommender-keywords"]  # fmt: skip
+            "llm-recommender-text-init-normal", "llm-recommender-keywords",
+            "mmsrarec-id-only"]  # fmt: skip
 REFERENCES = ("sasrec", "cf-ensemble")
 RARE = 20  # a target with at most this many training interactions counts as rare
 DRAWS = 2000

@@ -24,6 +24,7 @@ KEYWORD_VARIANTS = {"llm-recommender-keywords": "llm-recommender"}
 FUSIONS = {
     "mmsrarec": ("llm-recommender", "sasrec", "item-knn"),
     "cf-ensemble": ("sasrec", "item-knn"),
+    "mmsrarec-id-only": ("llm-recommender-id-only", "sasrec", "item-knn"),  # control
 }
 # The paper's yes/no scorer in the graph (`mmsrarec train ...` adapters) and its ablations.
 YES_NO = (
