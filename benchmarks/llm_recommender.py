@@ -37,7 +37,9 @@ MAIN = ["random", "most-popular", "item-knn", "sasrec", "cf-ensemble", "llm-reco
         "mmsrarec"]  # fmt: skip
 CONTROLS = ["llm-recommender-id-only", "llm-recommender-text-only",
             "llm-recommender-permuted-text", "llm-recommender-random-init",
-            "llm-recommender-minilm", "llm-recommender-retrieval"]  # fmt: skip
+            "llm-recommender-minilm", "llm-recommender-retrieval",
+            "llm-recommender-text-init-normal", "llm-recommender-keywords",
+            "mmsrarec-id-only"]  # fmt: skip
 REFERENCES = ("sasrec", "cf-ensemble")
 RARE = 20  # a target with at most this many training interactions counts as rare
 DRAWS = 2000
@@ -71,10 +73,12 @@ def plan(rows: str, seeds: int) -> list[tuple[str, int]]:
 
 def row_key(method: str, seed: int, dataset, settings) -> str:
     from mmsrarec.models.item_lm import ItemLMConfig
-    from mmsrarec.recommenders.methods import FUSIONS, LLM_VARIANTS
+    from mmsrarec.recommenders.methods import FUSIONS, KEYWORD_VARIANTS, LLM_VARIANTS
 
     members = FUSIONS.get(method, (method,))
-    llm = {m: ItemLMConfig(**LLM_VARIANTS[m]).to_dict() for m in members if m in LLM_VARIANTS}
+    variants = {m: KEYWORD_VARIANTS.get(m, m) for m in members}
+    llm = {m: ItemLMConfig(**LLM_VARIANTS[v]).to_dict() for m, v in variants.items()
+           if v in LLM_VARIANTS}  # fmt: skip
     parts = {
         "version": ROW_VERSION, "method": method, "seed": seed, "llm": llm,
         "model": settings.model, "members": members, "dataset": dataset.name,
@@ -119,8 +123,8 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
         for result in (sampled, full):
             plain = RANKINGS / f"{result.protocol.value}.{method}.jsonl"
             write_rankings(plain, result, dataset)
-            with plain.open("rb") as src, gzip.open(f"{plain}.gz", "wb", mtime=0) as dst:
-                shutil.copyfileobj(src, dst)
+            with plain.open("rb") as src, gzip.GzipFile(f"{plain}.gz", "wb", mtime=0) as dst:
+                shutil.copyfileobj(src, dst)  # mtime 0: equal rows give equal files
             plain.unlink()
     atomic_write_json(row_path(method, seed), row)
     print(f"{method} seed {seed}: NDCG@5 {sampled.metrics['NDCG@5']:.4f}, full NDCG@10 "

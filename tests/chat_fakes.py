@@ -6,10 +6,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from mmsrarec.chat.candidates import KNNCandidates
-from mmsrarec.chat.catalog import CatalogIndex
+from mmsrarec.chat.catalog import CatalogIndex, vocabulary
 from mmsrarec.chat.context import ChatContext, ChatSettings
 from mmsrarec.chat.graph import ChatService
 from mmsrarec.chat.parse import TitleIndex
+from mmsrarec.chat.sqlcatalog import CatalogDB
+from mmsrarec.critic.rewards import RewardWeights
 from mmsrarec.data import Dataset, Item
 from mmsrarec.graph.graph import build_graph, open_checkpointer
 from mmsrarec.nodes.context import GraphContext, GraphSettings
@@ -30,6 +32,7 @@ class FixedCritic:
     """Every draft scores 0.8 (above the default threshold: one round)."""
 
     name = "fixed-critic"
+    weights = RewardWeights()
 
     def judge(self, items: Sequence[Item], drafts: Mapping[str, list[str]]) -> dict[str, Judgement]:
         return {
@@ -105,7 +108,9 @@ def make_chat_context(dataset: Dataset, encoder, client) -> ChatContext:
         recommender=build_graph(),
         graph=graph,
         titles=TitleIndex.from_items(dataset.items),
-        settings=ChatSettings(min_similarity=-1.0, top_k=3, n_candidates=8),
+        db=CatalogDB.build(dataset),
+        vocabulary=vocabulary(dataset, {}),
+        settings=ChatSettings(min_similarity=-1.0, top_k=3, n_candidates=8, min_pool=3),
     )
 
 
@@ -115,3 +120,47 @@ def make_chat_service(dataset: Dataset, encoder) -> ChatService:
 
     client = chromadb.EphemeralClient(settings=ChromaSettings(anonymized_telemetry=False))
     return ChatService(make_chat_context(dataset, encoder, client), open_checkpointer(None))
+
+
+GENRE_CYCLE = [
+    ("Comedy", "Romance"),
+    ("Horror",),
+    ("Drama",),
+    ("Action", "Thriller"),
+    ("Comedy",),
+    ("Children's", "Comedy"),
+]
+
+
+def write_genre_catalog(folder, n_items: int = 36, n_users: int = 14):
+    """A tiny catalog in ML-100K's item-text format ("Film 3 (1961). Genres: Drama."): six
+    genre patterns in turn, years spread over 1950-1998, one film listed twice ("Twin (1997)",
+    ids d1 and d2, as ML-100K does) and two "Sabrina"s (1954, 1995). Users walk it in order."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(1, n_items + 1):
+        genres = GENRE_CYCLE[i % len(GENRE_CYCLE)]
+        year = 1950 + (i * 7) % 49
+        rows.append((f"f{i}", f"Film {i} ({year})", ", ".join(genres)))
+    rows += [
+        ("d1", "Twin (1997)", "Comedy, Drama"),
+        ("d2", "Twin (1997)", "Comedy, Drama"),
+        ("s1", "Sabrina (1954)", "Comedy, Romance"),
+        ("s2", "Sabrina (1995)", "Comedy, Romance"),
+    ]
+    with (folder / "catalog.jsonl").open("w", encoding="utf-8") as handle:
+        for item_id, title, genres in rows:
+            row = {"item_id": item_id, "title": title, "description": f"Genres: {genres}."}
+            handle.write(json.dumps(row) + "\n")
+    ids = [row[0] for row in rows]
+    with (folder / "interactions.jsonl").open("w", encoding="utf-8") as handle:
+        for u in range(n_users):
+            start = (3 * u) % (len(ids) - 10)
+            for step in range(6 + u % 4):
+                row = {"user_id": f"u{u}", "item_id": ids[start + step], "timestamp": 1000 + step}
+                handle.write(json.dumps(row) + "\n")
+    return folder

@@ -7,6 +7,7 @@ Skipped only when Chromium or its driver is not installed; `.ci/run` installs bo
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
@@ -84,12 +85,19 @@ def test_chat_recommend_and_open_the_trace(server, browser):
     browser.find_element(By.ID, "send").click()
     question = wait_for(browser, "#log .msg.assistant:nth-of-type(3)")
     assert "film" in question.text  # a clarifying question, no recommendation yet
+    assert not question.find_elements(By.CSS_SELECTOR, ".trace-link")  # nothing to inspect
 
     box.send_keys("loved Movie 3 and Movie 12, want a space opera but not horror")
     browser.find_element(By.ID, "send").click()
     rec = wait_for(browser, ".rec .title")
     assert rec.text.startswith("Movie ")
-    assert browser.find_element(By.CSS_SELECTOR, ".rec .evidence").text
+    answer = browser.find_elements(By.CSS_SELECTOR, "#log .msg.assistant")[-1]
+    intent = answer.find_element(By.CSS_SELECTOR, ".intent").text
+    assert intent == "Looking for: space, opera; not: horror; liked: Movie 3, Movie 12"
+    titles = [e.text for e in answer.find_elements(By.CSS_SELECTOR, ".rec .title")]
+    assert titles and all(answer.text.count(t + "\n") == 1 for t in titles)  # each once
+    reason = answer.find_element(By.CSS_SELECTOR, ".rec .evidence").text
+    assert "picked for fans of Movie 3, Movie 12" in reason
     if os.environ.get("MMSRAREC_SCREENSHOTS"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         browser.save_screenshot(str(SCREENSHOTS / "chat.png"))
@@ -109,9 +117,24 @@ def test_chat_recommend_and_open_the_trace(server, browser):
         "retrieve",
         "recommend",
         "reply",
+        "hard_filter",
+        "soft_search",
+        "final_filter",
     } <= visited
-    assert "r_info" in browser.find_element(By.ID, "critic").text
-    assert "u0" in browser.find_element(By.ID, "similar").text
+    critic = browser.find_element(By.ID, "critic").text
+    assert "r_info" in critic and "alpha=0.5" in critic and "alpha*info" in critic
+    assert re.search(r"Movie \d+ \(m\d+\)", critic)  # titles with ids
+    assert "none needed: total 0.800 vs threshold 0.6" in critic  # feedback text
+    similar = browser.find_element(By.ID, "similar").text
+    assert "u0" in similar and re.search(r"Movie \d+ \(m\d+\)", similar)
+    assert "Looking for: space, opera" in browser.find_element(By.ID, "intent").text
+    timings = browser.find_element(By.ID, "timings").text
+    assert "↳ recommend" in timings and "rank (with children" in timings
+    summaries = [
+        e.get_attribute("textContent")
+        for e in browser.find_elements(By.CSS_SELECTOR, "#records summary")
+    ]
+    assert any("retrieve" in s and "retriever: FirstUsersRetriever" in s for s in summaries)
     if os.environ.get("MMSRAREC_SCREENSHOTS"):
         browser.save_screenshot(str(SCREENSHOTS / "inspector.png"))
 

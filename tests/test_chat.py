@@ -17,7 +17,6 @@ from mmsrarec.chat.graph import build_chat_graph, split_runs
 from mmsrarec.chat.parse import (
     TitleIndex,
     avoided,
-    parse_request,
     resolve_choice,
     title_aliases,
 )
@@ -49,15 +48,6 @@ def test_remakes_are_one_ambiguous_mention():
     titles = TitleIndex.from_items(items("Sabrina (1954)", "Sabrina (1995)"))
     (mention,) = titles.mentions("I liked Sabrina")
     assert mention.item_ids == ("i0", "i1")
-
-
-def test_parse_request_splits_titles_avoid_and_description():
-    titles = TitleIndex.from_items(items("Alien (1979)", "Star Wars (1977)"))
-    request = parse_request("loved Alien and Star Wars, want something tense but not gory", titles)
-    assert [m.phrase for m in request.mentions] == ["Alien", "Star Wars"]
-    assert request.avoid == ["gory"]
-    assert request.description == "tense"
-    assert parse_request("recommend me a good movie please", titles).description == ""
 
 
 def test_avoided_matches_word_stems():
@@ -112,10 +102,11 @@ def test_memory_carries_over_turns_and_threads_are_separate(service):
 def test_avoid_words_drop_candidates(service, tiny_dataset):
     thread = service.new_thread()
     out = service.chat(thread, "loved Movie 3 and Movie 12 but nothing horror")
+    assert out["recommendations"]
     for rec in out["recommendations"]:
         assert "horror" not in tiny_dataset.item(tiny_dataset.index_of(rec["item_id"])).text
-    rank = next(r for r in service.trace(thread) if r["node"] == "rank")
-    assert rank["outputs"]["dropped_as_avoided"]
+    final = next(r for r in service.trace(thread) if r["node"] == "final_filter")
+    assert "avoided word" in final["outputs"]["dropped"].values()
 
 
 def test_trace_holds_the_whole_path_and_verifies(service):
@@ -126,7 +117,8 @@ def test_trace_holds_the_whole_path_and_verifies(service):
     assert verify_trace(records) is None
     paths = [[r["node"] for r in run] for run in split_runs(records)]
     assert paths[0] == ["understand", "clarify"]
-    assert paths[1][:2] == ["understand", "rank"] and paths[1][-1] == "reply"
+    assert paths[1][:3] == ["understand", "hard_filter", "soft_search"]
+    assert paths[1][3] == "rank" and paths[1][-2:] == ["final_filter", "reply"]
     assert {"load_user", "summarize", "critique", "retrieve", "recommend"} <= set(paths[1])
 
 
@@ -185,5 +177,7 @@ def test_langgraph_json_points_at_a_chat_graph(tiny_dataset, tiny_encoder, monke
     )
     graph = getattr(module, attr)()
     assert isinstance(graph, CompiledStateGraph)
-    assert {"understand", "clarify", "rank", "reply"} <= set(graph.get_graph().nodes)
+    assert {"understand", "clarify", "hard_filter", "relax", "rank", "reply"} <= set(
+        graph.get_graph().nodes
+    )
     assert graph.invoke({"message": "loved Movie 3"})["recommendations"]  # no context given

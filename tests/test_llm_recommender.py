@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +39,7 @@ def walk_dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
 
 def tiny_item_lm(lm_dir: Path, tmp_path: Path, n_items: int, **overrides) -> ItemLM:
     config = ItemLMConfig(layers=2, bf16=False, **overrides)
+    torch.manual_seed(0)  # LoRA's initial weights come from the global generator
     llm = load_llm(str(lm_dir), Settings(cache_dir=tmp_path / "cache", offline=True))
     backbone = add_lora(truncated_backbone(llm.model, 2, config.backbone), config.lora_rank)
     generator = torch.Generator().manual_seed(0)
@@ -72,16 +72,29 @@ def test_training_learns_a_planted_next_item_pattern(walk_dataset, tiny_lm_dir, 
     assert result.log[0]["loss"] > result.log[-1]["loss"]
 
 
-def test_resumed_training_equals_an_uninterrupted_run(walk_dataset, tiny_lm_dir, tmp_path):
-    config = ItemLMConfig(layers=2, bf16=False, max_epochs=2, patience=5, batch_size=16)
+def test_resumed_training_equals_an_uninterrupted_run(
+    walk_dataset, tiny_lm_dir, tmp_path, monkeypatch
+):
+    from mmsrarec.training import item_lm_trainer
+
+    config = ItemLMConfig(layers=2, bf16=False, max_epochs=3, patience=5, batch_size=16)
     windows = user_windows(walk_dataset.train_sequences(), config.max_len)
     straight = tiny_item_lm(tiny_lm_dir, tmp_path, walk_dataset.n_items)
     done = train_item_lm(straight, walk_dataset, config, 0, windows, progress=False)
 
+    save = item_lm_trainer._save_checkpoint
+
+    def save_then_die(*args, **kwargs):  # stands in for a kill right after epoch 1's save
+        save(*args, **kwargs)
+        raise KeyboardInterrupt
+
     checkpoint = tmp_path / "checkpoint.pt"
     killed = tiny_item_lm(tiny_lm_dir, tmp_path, walk_dataset.n_items)
-    one = dataclasses.replace(config, max_epochs=1)  # stands in for a kill after epoch 1
-    train_item_lm(killed, walk_dataset, one, 0, windows, checkpoint=checkpoint, progress=False)
+    monkeypatch.setattr(item_lm_trainer, "_save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_item_lm(killed, walk_dataset, config, 0, windows, checkpoint=checkpoint,
+                      progress=False)  # fmt: skip
+    monkeypatch.setattr(item_lm_trainer, "_save_checkpoint", save)
     resumed = tiny_item_lm(tiny_lm_dir, tmp_path, walk_dataset.n_items)
     again = train_item_lm(resumed, walk_dataset, config, 0, windows, checkpoint=checkpoint,
                           progress=False)  # fmt: skip
@@ -329,3 +342,83 @@ def test_recommend_unknown_scorer_is_one_line(capsys):
     code = run_guarded(app, ["recommend", "--user", "1", "--scorer", "oracle"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and "unknown scorer" in err
+
+
+KILL_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {tests!r})
+torch.set_num_threads(1)
+from pathlib import Path
+from mmsrarec.config import Settings
+from mmsrarec.data import load_dataset
+from mmsrarec.models.item_lm import ItemLMConfig
+from mmsrarec.recommenders.llm_recommender import LLMRecommender
+from mmsrarec.recommenders.sasrec import SASRecConfig
+root = Path(sys.argv[1])
+settings = Settings(cache_dir=root / "c", data_dir={data!r}, run_dir=root / "r",
+                    model={model!r}, dataset="tiny")
+config = ItemLMConfig(layers=2, bf16=False, max_epochs=40, patience=40, batch_size=4)
+LLMRecommender(settings, config, progress=False,
+               sasrec_config=SASRecConfig(hidden=8, heads=1, max_epochs=2)).fit(
+    load_dataset(Path({data!r}) / "tiny"), 0)
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_training_resumes_to_the_same_result(tiny_source, tiny_lm_dir, tmp_path):
+    """kill -9 in the middle of training, run again: it continues from the last finished
+    epoch and ends where an uninterrupted run ends."""
+    import json
+    import subprocess
+    import sys
+    import time
+
+    prepare_dataset(tiny_source, tmp_path / "data", negatives=5)
+    script = tmp_path / "fit.py"
+    tests = str(Path(__file__).parent)
+    script.write_text(KILL_SCRIPT.format(tests=tests, data=str(tmp_path / "data"),
+                                         model=str(tiny_lm_dir)))  # fmt: skip
+
+    def run(root: Path) -> dict:
+        subprocess.run([sys.executable, str(script), str(root)], check=True, timeout=600)
+        folder = root / "r" / "llm-recommender" / "tiny" / "llm-recommender" / "seed0"
+        return json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+
+    straight = run(tmp_path / "straight")
+    killed = tmp_path / "killed"
+    checkpoint = killed / "r" / "llm-recommender" / "tiny" / "llm-recommender" / "seed0"
+    process = subprocess.Popen([sys.executable, str(script), str(killed)])
+    deadline = time.monotonic() + 300
+    while not (checkpoint / "checkpoint.pt").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)  # a little later: the kill lands mid-epoch or mid-write
+    process.kill()
+    process.wait()
+    assert not (checkpoint / "meta.json").exists(), "the run finished before the kill"
+    resumed = run(killed)
+    assert [r["loss"] for r in resumed["log"]] == pytest.approx(
+        [r["loss"] for r in straight["log"]]
+    )
+    assert resumed["best_epoch"] == straight["best_epoch"]
+
+
+def test_keyword_texts_come_from_the_summarizers_cache(tiny_dataset, tmp_path):
+    from mmsrarec.errors import NotPreparedError
+    from mmsrarec.models.item_text import item_texts
+    from mmsrarec.recommenders.llm_recommender import stored_keywords
+    from mmsrarec.summarization.cache import KeywordCache
+    from mmsrarec.summarization.prompts import PROMPT_VERSION
+
+    settings = Settings(cache_dir=tmp_path)
+    with pytest.raises(NotPreparedError, match="mmsrarec summarize"):
+        stored_keywords(settings, tiny_dataset, "m")
+    item = tiny_dataset.item(3)
+    with KeywordCache(tmp_path / "keywords.sqlite", "m", PROMPT_VERSION) as cache:
+        cache.put(item, ["space", "laser duel"], 0.7)
+        cache.put(tiny_dataset.item(4), [], 0.1)  # an empty list is no keywords
+    keywords = stored_keywords(settings, tiny_dataset, "m")
+    assert keywords == {item.item_id: ["space", "laser duel"]}
+    texts = item_texts(tiny_dataset, keywords)
+    assert texts[2] == f"{item.title}: space, laser duel"
+    assert texts[3].startswith(tiny_dataset.item(4).title)
+    assert stored_keywords(settings, tiny_dataset, "another-model") == {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from chat_fakes import make_chat_service
 from fastapi.testclient import TestClient
@@ -57,9 +59,25 @@ def test_trace_endpoint_gives_the_inspector_view(client):
     assert view["verified"] is True
     (turn,) = view["turns"]
     assert turn["path"][0] == "understand" and "recommend" in turn["path"]
-    assert turn["critic_rounds"][0]["scores"]  # per-item totals and components
+    (item, score), *_ = turn["critic_rounds"][0]["scores"].items()
+    assert re.fullmatch(r"Movie \d+ \(m\d+\)", item)  # titles with ids
+    assert score["feedback"].startswith("none needed: total 0.800 vs threshold 0.6")
+    assert turn["critic"]["weights"] == {"alpha": 0.5, "beta": 0.3, "gamma": 0.2}
+    assert "alpha*info" in turn["critic"]["formula"]
     assert turn["similar_users"][0]["keywords"]
-    assert all(t["seconds"] >= 0 for t in turn["timings"])
+    assert re.fullmatch(r"Movie \d+ \(m\d+\)", turn["similar_users"][0]["next_item"])
+    assert turn["intent_line"] == "Looking for: anything; liked: Movie 3"
+    retrieve = next(r for r in turn["records"] if r["node"] == "retrieve")
+    assert retrieve["label"].startswith("retriever: FirstUsersRetriever")
+    # rank's own time excludes the recommendation graph it ran: no second counting
+    rank = next(r for r in turn["records"] if r["node"] == "rank")
+    rows = {t["node"]: t for t in turn["timings"]}
+    children = sum(t["seconds"] for t in turn["timings"] if t["depth"] == 1)
+    assert rows["rank"]["seconds"] == pytest.approx(rank["seconds"] - children, abs=2e-4)
+    assert turn["seconds"] == pytest.approx(
+        sum(r["seconds"] for r in turn["records"]) - rank["seconds"] + rows["rank"]["seconds"],
+        abs=1e-3,
+    )
     assert "understand" in client.get("/api/graph").json()["chat"]
 
 

@@ -29,8 +29,15 @@ class KNNCandidates:
         knn.fit(dataset, seed=0)
         return cls(dataset, knn)
 
-    def top(self, history: Sequence[str], n: int, exclude: Collection[str]) -> list[str]:
-        """The `n` best-scored items for `history`, none in `exclude` or `history`."""
+    def top(
+        self,
+        history: Sequence[str],
+        n: int,
+        exclude: Collection[str],
+        within: Collection[str] | None = None,
+    ) -> list[str]:
+        """The `n` best-scored items for `history`, none in `exclude` or `history`, all in
+        `within` when given."""
         indices = tuple(self.dataset.index_of(item_id) for item_id in history)
         scores = self.knn.score_catalog([Query("chat", indices)])[0]  # [n_items + 1]
         scores[0] = -np.inf  # padding
@@ -38,7 +45,7 @@ class KNNCandidates:
         ranked = []
         for index in np.argsort(-scores, kind="stable"):
             item_id = self.dataset.item(int(index)).item_id
-            if item_id not in banned:
+            if item_id not in banned and (within is None or item_id in within):
                 ranked.append(item_id)
             if len(ranked) == n:
                 break

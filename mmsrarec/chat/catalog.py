@@ -14,7 +14,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
@@ -42,9 +43,10 @@ def collection_name(dataset: Dataset) -> str:
 class CatalogIndex:
     """Implements `CatalogSearch` over a built Chroma collection."""
 
-    def __init__(self, collection: Collection, dataset: Dataset) -> None:
+    def __init__(self, collection: Collection, dataset: Dataset, name: str = "") -> None:
         self.collection = collection
         self.dataset = dataset
+        self.name = name  # the sentence encoder that embeds queries and items
 
     @classmethod
     def build(
@@ -72,7 +74,7 @@ class CatalogIndex:
             existing = client.get_collection(name, embedding_function=embedding)
             meta = existing.metadata or {}
             if meta.get("complete") is True and meta.get("fingerprint") == digest:
-                return cls(existing, dataset)
+                return cls(existing, dataset, Path(embedding.get_config()["model"]).name)
             client.delete_collection(name)
         except NotFoundError:
             pass
@@ -90,13 +92,19 @@ class CatalogIndex:
                 metadatas=[{"title": item.title} for item in dataset.items[start:stop]],
             )
         collection.modify(metadata={"fingerprint": digest, "complete": True})
-        return cls(collection, dataset)
+        return cls(collection, dataset, Path(embedding.get_config()["model"]).name)
 
-    def search(self, text: str, k: int) -> list[Match]:
-        """The `k` items closest to `text` (cosine similarity), best first."""
-        if not text.strip() or k < 1:
+    def search(self, text: str, k: int, within: Sequence[str] | None = None) -> list[Match]:
+        """The `k` items closest to `text` (cosine similarity), best first; only items in
+        `within` when given (Chroma's `ids` filter)."""
+        size = self.dataset.n_items if within is None else len(within)
+        if not text.strip() or k < 1 or size == 0:
             return []
-        found = self.collection.query(query_texts=[text], n_results=min(k, self.dataset.n_items))
+        found = self.collection.query(
+            query_texts=[text],
+            n_results=min(k, size),
+            ids=None if within is None else list(within),
+        )
         ids, distances = found["ids"][0], (found["distances"] or [[]])[0]
         return [
             Match(
@@ -106,3 +114,13 @@ class CatalogIndex:
             )
             for item_id, distance in zip(ids, distances, strict=True)
         ]
+
+
+def vocabulary(dataset: Dataset, keywords: Mapping[str, list[str]]) -> frozenset[str]:
+    """Words of the catalog's documents: a message word outside it (and outside the mood list)
+    is not taken for a soft wish, so gibberish is not searched for."""
+    words: set[str] = set()
+    for item in dataset.items:
+        document = item_document(item, keywords.get(item.item_id)).lower()
+        words.update(re.findall(r"[a-z][a-z'-]+", document))
+    return frozenset(words)

@@ -10,6 +10,8 @@ from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmsrarec.chat.parse import TitleIndex
+from mmsrarec.chat.replies import Facts
+from mmsrarec.chat.sqlcatalog import CatalogDB
 from mmsrarec.chat.state import Match
 from mmsrarec.data import Dataset
 from mmsrarec.nodes.context import GraphContext
@@ -18,16 +20,24 @@ from mmsrarec.nodes.context import GraphContext
 class CatalogSearch(Protocol):
     """Finds catalog items that fit a description."""
 
-    def search(self, text: str, k: int) -> list[Match]:
-        """The `k` items closest to `text`, best first."""
+    name: str  # the sentence encoder, recorded in traces
+
+    def search(self, text: str, k: int, within: Sequence[str] | None = None) -> list[Match]:
+        """The `k` items closest to `text`, best first (only items in `within` when given)."""
         ...
 
 
 class CandidateSource(Protocol):
     """Proposes items to re-rank for a history (a cheap first stage before the LLM)."""
 
-    def top(self, history: Sequence[str], n: int, exclude: Collection[str]) -> list[str]:
-        """Up to `n` raw item ids, best first, none of them in `exclude`."""
+    def top(
+        self,
+        history: Sequence[str],
+        n: int,
+        exclude: Collection[str],
+        within: Collection[str] | None = None,
+    ) -> list[str]:
+        """Up to `n` raw item ids, best first, none in `exclude`, all in `within` if given."""
         ...
 
 
@@ -38,11 +48,16 @@ class ChatSettings(BaseModel):
 
     top_k: int = Field(5, ge=1, le=50, description="Recommendations per answer.")
     n_candidates: int = Field(
-        20, ge=1, le=500, description="Candidates the recommendation graph re-ranks per turn."
+        30, ge=1, le=500, description="Candidates the recommendation graph re-ranks per turn."
     )
-    n_matches: int = Field(5, ge=1, le=50, description="Catalog matches kept for a description.")
+    n_matches: int = Field(
+        20, ge=1, le=200, description="Soft-wish matches kept from the hard-filtered items."
+    )
     min_similarity: float = Field(
-        0.3, description="Catalog matches below this similarity are ignored."
+        0.3, description="Soft-wish matches below this similarity are ignored."
+    )
+    min_pool: int = Field(
+        5, ge=1, description="Fewer items than this pass the hard filter: relax one condition."
     )
     max_message_chars: int = Field(2000, ge=1, description="Longest message accepted.")
 
@@ -57,4 +72,15 @@ class ChatContext:
     recommender: CompiledStateGraph  # the recommendation graph (`build_graph()`)
     graph: GraphContext  # its context
     titles: TitleIndex
+    db: CatalogDB  # the hard-condition filter (SQLite)
+    vocabulary: frozenset[str]  # words that may be soft wishes (catalog text and keywords)
     settings: ChatSettings = field(default_factory=ChatSettings)
+
+    def facts(self, item_id: str) -> Facts:
+        """Title, year, genres and popularity of one item."""
+        year, genres, popularity = self.db.facts(item_id)
+        title = self.dataset.item(self.dataset.index_of(item_id)).title
+        return Facts(item_id, title, year, tuple(genres), popularity)
+
+    def title(self, item_id: str) -> str:
+        return self.dataset.item(self.dataset.index_of(item_id)).title

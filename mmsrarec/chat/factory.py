@@ -12,10 +12,11 @@ import logging
 from pathlib import Path
 
 from mmsrarec.chat.candidates import KNNCandidates
-from mmsrarec.chat.catalog import CatalogIndex
+from mmsrarec.chat.catalog import CatalogIndex, vocabulary
 from mmsrarec.chat.context import ChatContext, ChatSettings
 from mmsrarec.chat.graph import ChatService
 from mmsrarec.chat.parse import TitleIndex
+from mmsrarec.chat.sqlcatalog import CatalogDB
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, load_dataset, prepare_dataset
 from mmsrarec.graph.graph import build_graph, open_checkpointer
@@ -44,7 +45,8 @@ def build_chat_context(
     chat: ChatSettings | None = None,
 ) -> ChatContext:
     """The chat parts around a recommendation-graph context: the catalog index (embedded
-    with `settings.embedding_model`, keywords from the graph's keyword store) and item-kNN."""
+    with `settings.embedding_model`, keywords from the graph's keyword store), the SQLite
+    metadata for the hard filter, and item-kNN."""
     dataset = graph.dataset
     keywords = graph.keywords.get_many(dataset.items)
     client = chroma_client(settings.dataset_dir / "chroma", settings.chroma_url)
@@ -57,6 +59,8 @@ def build_chat_context(
         recommender=build_graph(),
         graph=graph,
         titles=TitleIndex.from_items(dataset.items),
+        db=CatalogDB.build(dataset),
+        vocabulary=vocabulary(dataset, keywords),
         settings=chat or ChatSettings(),
     )
 

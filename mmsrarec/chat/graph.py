@@ -1,27 +1,33 @@
 """The chat graph and the service that runs it for many conversations.
 
-    understand -> clarify -> END            (the request is ambiguous: ask)
-    understand -> rank -> reply -> END      (rank runs the recommendation graph)
+    understand -> clarify -> END       (ambiguous title, nothing understood: ask)
+    understand -> hard_filter <-> relax -> soft_search -> rank -> final_filter -> reply -> END
+                  (SQL)          (one      (Chroma)       (the recommendation graph)
+                                 condition)
 
 A conversation is a checkpointer thread: `ChatService.chat(thread_id, message)` resumes it,
-so liked items and what was already shown carry over between turns.
+so the intent (likes, dislikes, conditions, what was shown) carries over between turns.
 """
 
 from __future__ import annotations
 
+import copy
 import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.base import maybe_add_typed_methods
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from mmsrarec.chat.context import ChatContext
-from mmsrarec.chat.nodes import after_understand, clarify, rank, reply, understand
-from mmsrarec.chat.state import ChatInput, ChatOutput, ChatState
+from mmsrarec.chat.nodes import after_understand, clarify, reply, understand
+from mmsrarec.chat.state import STATE_TYPES, ChatInput, ChatOutput, ChatState
+from mmsrarec.chat.tools import after_filter, final_filter, hard_filter, rank, relax, soft_search
 from mmsrarec.errors import DataError
 from mmsrarec.graph.graph import thread_config, thread_trace
 
@@ -46,16 +52,40 @@ def build_chat_graph(
     for name, node in (
         ("understand", understand),
         ("clarify", clarify),
+        ("hard_filter", hard_filter),
+        ("relax", relax),
+        ("soft_search", soft_search),
         ("rank", rank),
+        ("final_filter", final_filter),
         ("reply", reply),
     ):
         graph.add_node(name, _with_default(node, default_context) if default_context else node)
     graph.add_edge(START, "understand")
-    graph.add_conditional_edges("understand", after_understand, ["clarify", "rank"])
+    graph.add_conditional_edges("understand", after_understand, ["clarify", "hard_filter"])
     graph.add_edge("clarify", END)
-    graph.add_edge("rank", "reply")
+    graph.add_conditional_edges(
+        "hard_filter",
+        _with_default(after_filter, default_context) if default_context else after_filter,
+        ["relax", "soft_search"],
+    )
+    graph.add_edge("relax", "hard_filter")
+    graph.add_edge("soft_search", "rank")
+    graph.add_edge("rank", "final_filter")
+    graph.add_edge("final_filter", "reply")
     graph.add_edge("reply", END)
+    if checkpointer is not None:  # load the state's pydantic types back without a warning
+        checkpointer = with_state_types(checkpointer)
     return graph.compile(checkpointer=checkpointer)
+
+
+def with_state_types(checkpointer: BaseCheckpointSaver) -> BaseCheckpointSaver:
+    """A shallow copy of `checkpointer` whose serializer loads the state's pydantic types
+    (`STATE_TYPES`) and, as LangGraph's strict mode, no other custom type. (LangGraph's own
+    `with_allowlist` is a no-op in its default permissive mode, which logs a warning per type.)
+    """
+    clone = copy.copy(checkpointer)
+    clone.serde = maybe_add_typed_methods(JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
+    return clone
 
 
 def _with_default(node: Node, default_context: Callable[[], ChatContext]) -> Node:
@@ -89,7 +119,7 @@ class ChatService:
 
     def __init__(self, context: ChatContext, checkpointer: BaseCheckpointSaver) -> None:
         self.context = context
-        self.checkpointer = checkpointer
+        self.checkpointer = with_state_types(checkpointer)
         self.graph = build_chat_graph(checkpointer)
         self._lock = threading.Lock()
 
@@ -105,7 +135,9 @@ class ChatService:
                 {"message": message}, thread_config(thread_id), context=self.context
             )
             turn = self.graph.get_state(thread_config(thread_id)).values.get("turn", 0)
-        return {**output, "thread_id": thread_id, "turn": turn}
+        intent = output.get("intent")
+        intent = intent.model_dump() if intent is not None else None
+        return {**output, "intent": intent, "thread_id": thread_id, "turn": turn}
 
     def trace(self, thread_id: str) -> list[dict[str, Any]]:
         """The thread's trace records. Raises `DataError` for an unknown thread."""

@@ -1,8 +1,7 @@
-"""Chat nodes: understand -> clarify (a question) | rank (the recommendation graph) -> reply.
+"""Conversation nodes: understand -> clarify | (the tools in `tools.py`) -> reply.
 
 Each is `fn(state, runtime) -> dict` over `ChatState`, with a `ChatContext` as
-`runtime.context`, and appends one trace record; `rank` also appends the records of the
-recommendation graph run it made, so one trace shows the whole path of a turn.
+`runtime.context`, and appends one trace record.
 """
 
 from __future__ import annotations
@@ -12,85 +11,102 @@ from typing import Any, Literal
 from langgraph.runtime import Runtime
 
 from mmsrarec.chat.context import ChatContext
-from mmsrarec.chat.parse import avoided, parse_request, resolve_choice
-from mmsrarec.chat.state import ChatMessage, ChatState, Match
-from mmsrarec.data import Item
+from mmsrarec.chat.intent import Intent, intent_line, update_intent
+from mmsrarec.chat.parse import Mention, resolve_choice
+from mmsrarec.chat.replies import ASK_FOR_TASTE, HELP, option_labels, reply_text, same_film
+from mmsrarec.chat.rules import Parsed, parse_message
+from mmsrarec.chat.sqlcatalog import Conditions
+from mmsrarec.chat.state import ChatMessage, ChatState
 from mmsrarec.trace import traced
 
-ASK_FOR_TASTE = (
-    "Tell me a film or two you liked, or what you are in the mood for "
-    "(for example: 'loved Alien and Star Wars, want something tense but not gory')."
-)
-CHAT_USER = "chat-user"  # user id given to the recommendation graph (never a dataset user)
+KINDS = ("liked", "disliked", "seen")
 
 
-def _item(ctx: ChatContext, item_id: str) -> Item:
-    return ctx.dataset.item(ctx.dataset.index_of(item_id))
+def resolve_mentions(
+    ctx: ChatContext, parsed: Parsed, chosen: str | None
+) -> tuple[dict[str, list[str]], list[str]]:
+    """Item ids per kind (`liked`, `disliked`, `seen`) and, when a title means several
+    different films, the options to ask about (else [])."""
+    resolved: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    for kind in KINDS:
+        mention: Mention
+        for mention in getattr(parsed, kind):
+            ids = list(mention.item_ids)
+            if chosen in ids:
+                ids = [chosen]
+            elif len(ids) > 1 and not same_film([ctx.facts(i) for i in ids]):
+                return resolved, ids[:5]
+            resolved[kind] += ids  # one id, or one film listed several times
+    return resolved, []
 
 
 def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Map the message to catalog items, or decide to ask.
+    """Read the message (rules, `rules.py`), update the intent, or decide to ask.
 
     Returns:
-        The turn's `liked`, `matches`, `avoid`, `question` (+ `options`, `pending`), the
-        user's message in `messages`, reset per-turn outputs and a `trace` record.
+        `intent` and the turn's `conditions`, `question` (+ `options`, `pending`), the user's
+        message in `messages`, reset per-turn outputs and a `trace` record.
     """
     ctx = runtime.context
     message = state["message"].strip()
     turn = state.get("turn", 0) + 1
-    liked = list(state.get("liked") or [])
-    offered = [_item(ctx, item_id) for item_id in state.get("options") or []]
-    with traced("understand", turn=turn, message=message, liked_before=liked) as trace:
-        chosen = resolve_choice(message, offered) if offered else None
+    before = state.get("intent") or Intent()
+    offered = state.get("options") or []
+    with traced("understand", turn=turn, message=message, intent=before.model_dump()) as trace:
+        picked = resolve_choice(
+            message, [ctx.dataset.item(ctx.dataset.index_of(i)) for i in offered]
+        )
+        chosen = picked.item_id if picked and offered else None
         text = state.get("pending", "") if chosen else message
-        if chosen is not None:
-            liked.append(chosen.item_id)
-        request = parse_request(text, ctx.titles)
-        question, options = "", []
-        for mention in request.mentions:
-            if chosen is not None and chosen.item_id in mention.item_ids:
-                continue  # the question this message answered
-            if len(mention.item_ids) == 1:
-                liked.append(mention.item_ids[0])
-            elif not question:
-                options = list(mention.item_ids[:5])
-                listed = "; ".join(
-                    f"{n}. {_item(ctx, i).title}" for n, i in enumerate(options, start=1)
-                )
-                question = (
-                    f"Which '{mention.phrase}' do you mean: {listed}? "
-                    "Answer with the number or the year."
-                )
-        liked = list(dict.fromkeys(liked))
-        matches: list[Match] = []
-        if request.description:
-            found = ctx.catalog.search(request.description, ctx.settings.n_matches)
-            matches = [m for m in found if m["similarity"] >= ctx.settings.min_similarity]
-            if not matches and not liked and not question:
-                question = (
-                    f"I found nothing in the catalog close to '{request.description}'. "
-                    + ASK_FOR_TASTE
-                )
-        if not question and not liked and not matches:
-            question = ASK_FOR_TASTE
+        parsed = parse_message(text, ctx.titles, ctx.db.genres, ctx.vocabulary)
+        resolved, options = resolve_mentions(ctx, parsed, chosen)
+        intent, question = before, ""
+        if options:
+            labels = option_labels([ctx.facts(i) for i in options])
+            listed = "; ".join(f"{n}. {label}" for n, label in enumerate(labels, start=1))
+            phrase = next(
+                m.phrase for k in KINDS for m in getattr(parsed, k) if options[0] in m.item_ids
+            )
+            question = (
+                f"Which '{phrase}' do you mean: {listed}? Answer with the number or the year."
+            )
+        else:
+            intent = update_intent(before, parsed, resolved, _year_of(ctx), ctx.db.span)
+            if not parsed.understood():
+                seen = f"I did not catch a request in '{message[:80]}'. " if turn > 1 else ""
+                question = seen + (HELP if before.has_request() else ASK_FOR_TASTE)
+            elif not intent.has_request():
+                start = "Starting over. " if "startover" in parsed.refine else "Noted. "
+                question = start + ASK_FOR_TASTE
+        line = intent_line(intent, ctx.title)
         trace["outputs"] = {
-            "chosen": chosen.item_id if chosen else None,
-            "mentions": {m.phrase: list(m.item_ids) for m in request.mentions},
-            "liked": liked,
-            "description": request.description,
-            "matches": matches,
-            "avoid": request.avoid,
+            "chosen": chosen,
+            "parsed": {k: v for k, v in vars(parsed).items() if k not in KINDS and v},
+            "titles": resolved,
+            "intent": intent.model_dump(),
+            "intent_line": line,
+            "unknown_words": parsed.unknown,
             "question": question,
         }
     return {
         "turn": turn,
         "messages": [ChatMessage(role="user", text=message)],
-        "liked": liked,
-        "matches": matches,
-        "avoid": request.avoid,
+        "intent": intent,
+        "liked": intent.liked,
+        "intent_line": line,
+        "conditions": Conditions(
+            genres=tuple(intent.genres),
+            avoid_genres=tuple(intent.avoid_genres),
+            year_min=intent.year_min,
+            year_max=intent.year_max,
+        ),
+        "relaxed": [],
+        "pool": [],
+        "matches": [],
         "question": question,
         "options": options,
         "pending": text if options else "",
+        "ranked": [],
         "recommendations": [],
         "similar_users": [],
         "reply": "",
@@ -98,9 +114,13 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
     }
 
 
-def after_understand(state: ChatState) -> Literal["clarify", "rank"]:
-    """Ask when `understand` left a question, else recommend."""
-    return "clarify" if state.get("question") else "rank"
+def _year_of(ctx: ChatContext):
+    return lambda item_id: ctx.facts(item_id).year
+
+
+def after_understand(state: ChatState) -> Literal["clarify", "hard_filter"]:
+    """Ask when `understand` left a question, else run the tools."""
+    return "clarify" if state.get("question") else "hard_filter"
 
 
 def clarify(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
@@ -114,73 +134,11 @@ def clarify(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     }
 
 
-def rank(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Pick candidates (item-kNN over the liked items plus the description's matches), drop
-    what the user asked to avoid or has seen, and let the recommendation graph re-rank them.
-
-    Returns:
-        `recommendations`, `similar_users`, `shown` and the trace: this node's record followed
-        by the recommendation graph's records.
-    """
-    ctx = runtime.context
-    settings = ctx.settings
-    matched = [m["item_id"] for m in state.get("matches") or []]
-    history = list(state.get("liked") or []) or matched[:3]  # a description stands in
-    exclude = set(history) | set(state.get("shown") or [])
-    avoid = state.get("avoid") or []
-    with traced("rank", turn=state["turn"], history=history, avoid=avoid) as trace:
-        pool = [i for i in matched if i not in exclude]
-        pool += ctx.candidates.top(history, settings.n_candidates * 2, exclude | set(pool))
-        kept = [i for i in dict.fromkeys(pool) if not avoided(_item(ctx, i).text, avoid)]
-        candidates = kept[: settings.n_candidates]
-        output: dict[str, Any] = {"recommendations": [], "similar_users": [], "trace": []}
-        if candidates:
-            output = ctx.recommender.invoke(
-                {
-                    "user_id": CHAT_USER,
-                    "history": history,
-                    "candidates": candidates,
-                    "top_k": settings.top_k,
-                },
-                context=ctx.graph,
-            )
-        trace["outputs"] = {
-            "candidates": candidates,
-            "dropped_as_avoided": [i for i in dict.fromkeys(pool) if i not in kept],
-            "ranked": [r["item_id"] for r in output["recommendations"]],
-        }
-    recommendations = output["recommendations"]
-    return {
-        "recommendations": recommendations,
-        "similar_users": output["similar_users"],
-        "shown": [*state.get("shown", []), *(r["item_id"] for r in recommendations)],
-        "trace": [trace["record"], *output["trace"]],
-    }
-
-
 def reply(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Write the answer: what was understood, then each pick with its keyword evidence."""
-    ctx = runtime.context
-    liked = [_item(ctx, i).title for i in state.get("liked") or []]
-    matches = state.get("matches") or []
+    """Write the answer: the intent line, what was relaxed, each pick once with its reason."""
     recommendations = state.get("recommendations") or []
     with traced("reply", turn=state["turn"], n_recommendations=len(recommendations)) as trace:
-        lines = []
-        if liked:
-            lines.append(f"Since you liked {', '.join(liked[-5:])}")
-        if matches:
-            lines.append(f"closest to your description: {', '.join(m['title'] for m in matches)}")
-        if state.get("avoid"):
-            lines.append(f"avoiding: {', '.join(state['avoid'])}")
-        header = ("; ".join(lines) + ".") if lines else ""
-        if recommendations:
-            picks = [
-                f"{n}. {r['title']} ({r['score']:.2f}): {r['evidence']}"
-                for n, r in enumerate(recommendations, start=1)
-            ]
-            text = "\n".join([header, "You might enjoy:", *picks]).strip()
-        else:
-            text = f"{header}\nI have nothing new to suggest: name another film you liked.".strip()
+        text = reply_text(state["intent_line"], state.get("relaxed") or [], recommendations)
         trace["outputs"] = {"reply": text}
     return {
         "reply": text,

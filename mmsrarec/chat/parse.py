@@ -1,5 +1,6 @@
-"""Pure text helpers of the chat: which titles a message names, what it asks to avoid, which
-words describe what the user wants, and which offered option an answer picks.
+"""Pure text helpers of the chat: which titles a message names, whether a text holds an
+avoided word, and which offered option an answer picks (the rest of a message is read by
+`rules.py`).
 
 Titles are matched as whole words, case-insensitively, longest first, without the year and
 with a trailing article moved to the front ("Godfather, The (1972)" is "the godfather" and
@@ -14,25 +15,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from mmsrarec.data import Item
-from mmsrarec.scoring.evidence import STOPWORDS
 
 YEAR = re.compile(r"\s*\((\d{4})\)\s*$")
 ARTICLE = re.compile(r"^(.*), (the|a|an)$", re.IGNORECASE)
-NEGATION = re.compile(
-    r"\b(?:not|no|without|nothing|avoid|except|never)\s+(?:too\s+|very\s+|so\s+|any\s+)?"
-    r"([a-z][a-z-]{2,})",
-    re.IGNORECASE,
-)
 WORD = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*")
-# Words that say how the user asks, not what they want.
-_REQUEST_TEXT = (
-    "i me my we us loved love liked like likes enjoyed enjoy want wants wanted need looking "
-    "look something anything recommend recommendation recommendations suggest suggestions "
-    "please give show find watch watched seen see good great nice best really also maybe "
-    "kind sort similar else another one ones thing things tonight today hi hello thanks "
-    "thank would could should do does did what which how why"
-)
-REQUEST_WORDS = frozenset(_REQUEST_TEXT.split())
 ORDINALS = {"first": 1, "second": 2, "third": 3, "fourth": 4, "fifth": 5}
 
 
@@ -64,11 +50,14 @@ class TitleIndex:
 
     by_alias: dict[str, list[str]] = field(default_factory=dict)
     pattern: re.Pattern[str] | None = None
+    by_title: dict[str, list[str]] = field(default_factory=dict)  # full title -> item ids
 
     @classmethod
     def from_items(cls, items: Sequence[Item]) -> TitleIndex:
         by_alias: dict[str, list[str]] = {}
+        by_title: dict[str, list[str]] = {}
         for item in items:
+            by_title.setdefault(item.title, []).append(item.item_id)
             for alias in title_aliases(item.title):
                 ids = by_alias.setdefault(alias, [])
                 if item.item_id not in ids:
@@ -79,7 +68,11 @@ class TitleIndex:
             if aliases
             else None
         )
-        return cls(by_alias, pattern)
+        return cls(by_alias, pattern, by_title)
+
+    def ids_of_title(self, title: str) -> list[str]:
+        """Every item with exactly this title (ML-100K lists some films twice)."""
+        return self.by_title.get(title, [])
 
     def mentions(self, text: str) -> list[Mention]:
         """Titles named in `text`, in order of appearance (each phrase once)."""
@@ -93,26 +86,6 @@ class TitleIndex:
             alias = phrase.lower()
             found.setdefault(alias, Mention(phrase, tuple(self.by_alias[alias])))
         return list(found.values())
-
-
-@dataclass(frozen=True)
-class Request:
-    """What one message asks for."""
-
-    mentions: list[Mention]  # titles named
-    avoid: list[str]  # words after "not", "no", "without", ...
-    description: str  # the rest, for the catalog search ("" when nothing is left)
-
-
-def parse_request(text: str, titles: TitleIndex) -> Request:
-    """Split `text` into named titles, things to avoid and a free description."""
-    mentions = titles.mentions(text)
-    avoid = list(dict.fromkeys(word.lower() for word in NEGATION.findall(text)))
-    rest = NEGATION.sub(" ", text)
-    for mention in mentions:
-        rest = re.sub(rf"(?<![\w]){re.escape(mention.phrase)}(?![\w])", " ", rest, flags=re.I)
-    words = [w for w in WORD.findall(rest.lower()) if w not in STOPWORDS | REQUEST_WORDS]
-    return Request(mentions, avoid, " ".join(words))
 
 
 def avoided(text: str, avoid: Sequence[str]) -> bool:

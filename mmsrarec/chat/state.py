@@ -1,7 +1,9 @@
 """The typed state of the chat graph.
 
-One checkpointer thread is one conversation: `messages`, `liked` and `shown` carry over from
-turn to turn; every other key describes the latest turn and is reset by `understand`.
+One checkpointer thread is one conversation: `messages` and `intent` carry over from turn to
+turn (`intent` holds liked, disliked, seen and shown titles, genres, years and wishes, see
+`mmsrarec.chat.intent`); every other key describes the latest turn and is reset by
+`understand`.
 """
 
 from __future__ import annotations
@@ -9,8 +11,13 @@ from __future__ import annotations
 import operator
 from typing import Annotated, TypedDict
 
+from mmsrarec.chat.intent import Intent
+from mmsrarec.chat.sqlcatalog import Conditions
 from mmsrarec.trace import TraceRecord, chain_trace
 from mmsrarec.types import Recommendation, SimilarUser
+
+# Pydantic types stored in the state: the checkpointer is told to load them back.
+STATE_TYPES = [(cls.__module__, cls.__name__) for cls in (Intent, Conditions)]
 
 
 class ChatMessage(TypedDict):
@@ -40,14 +47,18 @@ class ChatState(ChatInput):
 
     turn: int  # user messages so far in this thread, this one included
     messages: Annotated[list[ChatMessage], operator.add]  # the conversation, oldest first
-    liked: list[str]  # item ids the user said they liked, over the whole conversation
-    shown: list[str]  # item ids recommended so far in this thread (not offered again)
-    matches: list[Match]  # this turn's catalog matches for the description
-    avoid: list[str]  # this turn's words to steer clear of ("not gory" -> "gory")
+    intent: Intent  # what the user asked for so far (carried over, updated by `understand`)
+    liked: list[str]  # = intent.liked, for callers that only want the liked item ids
+    intent_line: str  # "Looking for: romance + comedy, 1990–1999; ..."
+    conditions: Conditions  # this turn's hard conditions after any relaxation
+    relaxed: list[str]  # the hard conditions dropped this turn, in order ("years 1990–1999")
+    pool: list[str]  # items meeting `conditions`, not banned, most popular first
+    matches: list[Match]  # soft-wish matches inside `pool` (Chroma), best first
     question: str  # this turn's clarifying question, "" when none
     options: list[str]  # item ids the pending question offers (answered by number or year)
     pending: str  # the request waiting for the answer to `question`
-    recommendations: list[Recommendation]  # this turn's ranked items, best first
+    ranked: list[Recommendation]  # `rank`'s order, before the final filter (`evidence` = reason)
+    recommendations: list[Recommendation]  # this turn's picks, best first
     similar_users: list[SimilarUser]  # the recommendation graph's neighbours this turn
     reply: str  # this turn's answer
     trace: Annotated[list[TraceRecord], chain_trace]  # chat and recommendation node runs
@@ -57,8 +68,11 @@ class ChatOutput(TypedDict):
     """What `graph.invoke` returns."""
 
     reply: str
+    intent_line: str
     question: str
     recommendations: list[Recommendation]
+    relaxed: list[str]
     matches: list[Match]
     liked: list[str]
+    intent: Intent
     similar_users: list[SimilarUser]

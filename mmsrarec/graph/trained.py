@@ -13,7 +13,7 @@ Adapters come from `mmsrarec train summarizer|recommender` (trained once, seed 0
 evaluation seeds vary SASRec, hence the similar users. Keywords of the tuned summarizer are
 cached under their own name (base name + adapter digest), apart from the base model's. Like
 the zero-shot graph, the prompt has no older-history sentence and `fit` summarizes the catalog
-offline (see `recommenders.graph`).
+offline (see `graph.recommender`).
 """
 
 from __future__ import annotations

@@ -59,6 +59,14 @@ class ItemLMConfig:
             "`permuted`: the LLM's features shuffled across items (control)."
         },
     )
+    text_init: Literal["zero", "normal"] = field(
+        default="zero",
+        metadata={
+            "help": "Hybrid tokens: `zero` starts the text projection at 0, so training starts "
+            "from the ID tokens and adds text where it lowers the loss; `normal` starts both "
+            "at random (the text part then outweighs the IDs about 5 to 1)."
+        },
+    )
     backbone: Backbone = field(
         default="pretrained",
         metadata={"help": "`random`: same shape, randomly initialised (control)."},
@@ -95,6 +103,8 @@ class ItemLMConfig:
             raise ConfigError(f"`item_tokens` must be hybrid, id or text, got {self.item_tokens}")
         if self.text_features not in ("llm", "minilm", "permuted"):
             raise ConfigError("`text_features` must be llm, minilm or permuted")
+        if self.text_init not in ("zero", "normal"):
+            raise ConfigError(f"`text_init` must be zero or normal, got {self.text_init}")
         if self.schedule not in ("cosine", "constant"):
             raise ConfigError(f"`schedule` must be cosine or constant, got {self.schedule}")
         if self.backbone not in ("pretrained", "random"):
@@ -160,6 +170,7 @@ class ItemLM(nn.Module):
             with `item_tokens="id"`.
         item_tokens: which parts make an item's vector.
         dropout: dropout on the input item vectors.
+        text_init: `zero` starts the text projection of hybrid tokens at 0.
     """
 
     def __init__(
@@ -170,6 +181,7 @@ class ItemLM(nn.Module):
         text_features: torch.Tensor | None,
         item_tokens: ItemTokens = "hybrid",
         dropout: float = 0.1,
+        text_init: str = "zero",
     ) -> None:
         super().__init__()
         if item_tokens != "text" and id_init is None:
@@ -195,6 +207,11 @@ class ItemLM(nn.Module):
         for linear in (self.id_proj, self.text_proj, self.output):
             if linear is not None:
                 nn.init.normal_(linear.weight, std=linear.in_features**-0.5)
+        if item_tokens == "hybrid" and text_init == "zero":
+            # Standardised text features projected at random are ~5x larger than the ID
+            # part and drown the collaborative signal (validation NDCG@5 0.52 vs 0.72 after
+            # one epoch on ML-100K); from 0, text enters only where it lowers the loss.
+            nn.init.zeros_(self.text_proj.weight)
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """e_i for `items` (any shape of indices) or for the whole catalog [n_items + 1, H]."""

@@ -62,6 +62,8 @@ class LLMRecommender(Recommender):
         device: where the model trains and scores (default: the GPU when there is one).
         sasrec_config: settings of the SASRec whose item embeddings start the ID part
             (default: `SASRecConfig()`, the one the evaluator trains).
+        keyword_summarizer: read `keywords` at `fit` from the keyword cache of this
+            summarizer (its name, e.g. the model preset after `mmsrarec summarize`).
     """
 
     def __init__(
@@ -73,6 +75,7 @@ class LLMRecommender(Recommender):
         progress: bool = True,
         device: str | None = None,
         sasrec_config: SASRecConfig | None = None,
+        keyword_summarizer: str | None = None,
     ) -> None:
         self.settings = settings
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -81,6 +84,7 @@ class LLMRecommender(Recommender):
         self.keywords = dict(keywords or {})
         self.progress = progress
         self.sasrec_config = sasrec_config
+        self.keyword_summarizer = keyword_summarizer
         self.model: ItemLM | None = None
         self.retriever: RetrievalTokens | None = None
         self.meta: dict[str, Any] = {}
@@ -99,6 +103,8 @@ class LLMRecommender(Recommender):
     def fit(self, dataset: Dataset, seed: int) -> None:
         """Train on the training split (validation for the checkpoint), or reload."""
         config = self.config
+        if self.keyword_summarizer is not None:
+            self.keywords = stored_keywords(self.settings, dataset, self.keyword_summarizer)
         sasrec = SASRecRecommender(
             self.sasrec_config, save_dir=sasrec_dir(self.settings), progress=self.progress
         )
@@ -181,7 +187,7 @@ class LLMRecommender(Recommender):
             id_init = sasrec.model.item_embedding.weight.detach().cpu()
         text = torch.from_numpy(features) if features is not None else None
         return ItemLM(backbone, llm.model.config.hidden_size, id_init, text, config.item_tokens,
-                      config.dropout)  # fmt: skip
+                      config.dropout, config.text_init)  # fmt: skip
 
     def _load(self, folder: Path) -> None:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
@@ -238,6 +244,21 @@ class RetrievalTokens:
                 others = [m for m in metas if str(m["user_id"]) != user][: self.k]
                 out.append([self.dataset.index_of(str(m["next_item_id"])) for m in others])
         return out
+
+
+def stored_keywords(settings: Settings, dataset: Dataset, summarizer: str) -> dict[str, list[str]]:
+    """The summarizer's cached keywords of the catalog (`mmsrarec summarize`); items it has
+    not summarized are left out."""
+    from mmsrarec.summarization.cache import KeywordCache
+    from mmsrarec.summarization.prompts import PROMPT_VERSION
+
+    path = settings.cache_dir / "keywords.sqlite"
+    if not path.exists():
+        raise NotPreparedError(
+            f"no keyword cache at `{path}`: run `mmsrarec summarize --critic` first"
+        )
+    with KeywordCache(path, summarizer, PROMPT_VERSION) as cache:
+        return {k: v for k, v in cache.get_many(dataset.items).items() if v}
 
 
 def _fingerprint(config, dataset, seed, sasrec, features, model: str) -> str:

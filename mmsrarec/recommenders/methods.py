@@ -20,14 +20,20 @@ LLM_VARIANTS: dict[str, dict[str, object]] = {
     "llm-recommender-random-init": {"backbone": "random"},
     "llm-recommender-minilm": {"text_features": "minilm"},
     "llm-recommender-retrieval": {"k_similar": 3},
+    "llm-recommender-text-init-normal": {"text_init": "normal"},
 }
+# Variants whose item texts hold the summarizer's cached, critic-scored keywords (run
+# `mmsrarec summarize --critic` first) instead of the item's own text: variant -> base.
+KEYWORD_VARIANTS = {"llm-recommender-keywords": "llm-recommender"}
 # Gated z-score fusions (fitted on validation): the full system and its baseline.
 FUSIONS = {
     "mmsrarec": ("llm-recommender", "sasrec", "item-knn"),
     "cf-ensemble": ("sasrec", "item-knn"),
+    "mmsrarec-id-only": ("llm-recommender-id-only", "sasrec", "item-knn"),  # control
 }
 # Methods that score the whole catalog in one pass: what the graph's recommend node can use.
-CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", *FUSIONS, *LLM_VARIANTS)
+CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", *FUSIONS, *LLM_VARIANTS,
+                   *KEYWORD_VARIANTS)  # fmt: skip
 
 
 def build_recommender(name: str, settings: Settings) -> Recommender:
@@ -60,11 +66,13 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
 
         members = {member: build_recommender(member, settings) for member in FUSIONS[name]}
         return FusionRecommender(members, name)
-    if name in LLM_VARIANTS:
+    if name in LLM_VARIANTS or name in KEYWORD_VARIANTS:
         from mmsrarec.models.item_lm import ItemLMConfig
         from mmsrarec.recommenders.llm_recommender import LLMRecommender
 
-        return LLMRecommender(settings, ItemLMConfig(**LLM_VARIANTS[name]), name)  # type: ignore[arg-type]
+        config = ItemLMConfig(**LLM_VARIANTS[KEYWORD_VARIANTS.get(name, name)])  # type: ignore[arg-type]
+        summarizer = settings.model if name in KEYWORD_VARIANTS else None
+        return LLMRecommender(settings, config, name, keyword_summarizer=summarizer)
     from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
 
     return SASRecRecommender(save_dir=sasrec_dir(settings))

@@ -179,7 +179,7 @@ def create_app(service: ChatService, sessions: SessionStore | None = None) -> Fa
     @app.get("/api/traces/{thread_id}")
     def trace(thread_id: str, request: Request) -> dict[str, Any]:
         owned(request, thread_id)
-        return inspect_thread(thread_id, service.trace(thread_id))
+        return inspect_thread(thread_id, service.trace(thread_id), service.context.title)
 
     diagrams = {
         "chat": build_chat_graph().get_graph().draw_mermaid(),

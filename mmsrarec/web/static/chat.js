@@ -20,20 +20,27 @@ function showInspectLink() {
   if (thread) inspect.href = "/inspect/" + encodeURIComponent(thread);
 }
 
+// A question is shown alone (no inspector link: nothing was recommended). Recommendations are
+// shown once, as cards (title + the one-line reason), under the intent line.
 function answer(data) {
   const box = el("div", "msg assistant");
-  box.appendChild(el("div", "reply", data.reply));
-  if (data.recommendations && data.recommendations.length) {
-    const list = el("ul", "recs");
-    for (const rec of data.recommendations) {
-      const item = el("li", "rec");
-      item.dataset.itemId = rec.item_id;
-      item.appendChild(el("div", "title", rec.title + "  (" + rec.score.toFixed(2) + ")"));
-      item.appendChild(el("div", "evidence", rec.evidence));
-      list.appendChild(item);
-    }
-    box.appendChild(list);
+  if (data.question || !data.recommendations || !data.recommendations.length) {
+    box.appendChild(el("div", "reply", data.reply));
+    log.appendChild(box);
+    return;
   }
+  box.appendChild(el("div", "intent", data.intent_line));
+  if (data.relaxed && data.relaxed.length)
+    box.appendChild(el("div", "relaxed", "Too few matches, so I dropped: " + data.relaxed.join("; then ") + "."));
+  const list = el("ol", "recs");
+  for (const rec of data.recommendations) {
+    const item = el("li", "rec");
+    item.dataset.itemId = rec.item_id;
+    item.appendChild(el("div", "title", rec.title));
+    item.appendChild(el("div", "evidence", rec.evidence));
+    list.appendChild(item);
+  }
+  box.appendChild(list);
   const link = el("a", "trace-link", "Why these? Open the run inspector");
   link.href = "/inspect/" + encodeURIComponent(data.thread_id) + "#turn-" + data.turn;
   box.appendChild(link);

@@ -2,7 +2,7 @@
 // it) and /api/graph, and renders one turn at a time.
 "use strict";
 const thread = decodeURIComponent(location.pathname.split("/").pop());
-const CHAT = ["understand", "clarify", "rank", "reply"];
+const CHAT = ["understand", "clarify", "hard_filter", "relax", "soft_search", "rank", "final_filter", "reply"];
 const GRAPH = ["load_user", "summarize", "critique", "retrieve", "recommend"];
 let view = null;
 
@@ -40,7 +40,7 @@ function render(index) {
   const visits = {};
   for (const name of turn.path) visits[name] = (visits[name] || 0) + 1;
   const graph = clear("graph");
-  graph.appendChild(el("div", null, "Chat graph (understand → clarify | rank → reply):"));
+  graph.appendChild(el("div", null, "Chat graph (understand → clarify | hard_filter ⇄ relax → soft_search → rank → final_filter → reply):"));
   chain(graph, CHAT, visits);
   graph.appendChild(el("div", null, "Recommendation graph run by rank (critique may loop back to summarize):"));
   chain(graph, GRAPH, visits);
@@ -51,19 +51,33 @@ function render(index) {
     path.appendChild(el("span", "node", name));
   });
 
+  const intent = clear("intent");
+  intent.appendChild(el("div", "intent", turn.intent_line || "(no intent this turn)"));
+  if (turn.relaxed.length) intent.appendChild(el("div", "relaxed", "relaxed: " + turn.relaxed.join("; then ")));
+  intent.appendChild(el("pre", null, JSON.stringify(turn.intent, null, 2)));
+
+  // Own time per node: rank's children (the recommendation graph) are indented and not
+  // counted again in rank's bar.
   const timings = clear("timings");
-  row(timings, ["node", "seconds", ""], true);
+  row(timings, ["node", "own seconds", ""], true);
   const longest = Math.max(...turn.timings.map((t) => t.seconds), 1e-6);
   for (const t of turn.timings) {
     const bar = el("div", "bar");
     bar.style.width = Math.round(300 * t.seconds / longest) + "px";
-    row(timings, [t.node, t.seconds.toFixed(4), bar]);
+    const name = (t.depth ? "\u00a0\u00a0\u21b3 " : "") + t.node + (t.total !== undefined && t.total !== t.seconds ? " (with children " + t.total.toFixed(4) + ")" : "");
+    row(timings, [name, t.seconds.toFixed(4), bar]);
   }
+  row(timings, ["turn total", turn.seconds.toFixed(4), ""]);
 
   const critic = clear("critic");
   if (!turn.critic_rounds.length) row(critic, ["no critic scores this turn (cached keywords or no critic)"]);
   else {
-    row(critic, ["round", "item", "total", "components", "feedback"], true);
+    if (turn.critic) {
+      const w = turn.critic.weights;
+      row(critic, ["weights: alpha=" + w.alpha + " (info), beta=" + w.beta + " (recon), gamma=" + w.gamma +
+        " (len); " + turn.critic.formula + "; threshold " + turn.critic.threshold], false);
+    }
+    row(critic, ["round", "item", "total", "components (raw)", "feedback"], true);
     for (const r of turn.critic_rounds)
       for (const [item, s] of Object.entries(r.scores))
         row(critic, [r.round, item, s.total.toFixed(3),
@@ -82,7 +96,7 @@ function render(index) {
   turn.records.forEach((r, i) => {
     const box = el("details", "record");
     box.appendChild(el("summary", null, i + ". " + r.node + " · " + r.seconds.toFixed(4) + "s" +
-      (r.model ? " · " + r.model : "") + " · " + r.hash.slice(0, 12)));
+      (r.label ? " · " + r.label : "") + " · " + r.hash.slice(0, 12)));
     box.appendChild(el("div", null, "inputs"));
     box.appendChild(el("pre", null, JSON.stringify(r.inputs, null, 2)));
     box.appendChild(el("div", null, "outputs"));
