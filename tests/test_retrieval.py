@@ -182,7 +182,13 @@ def test_persists_across_processes_and_is_not_rebuilt(kb):
     index = CollaborativeIndex(store)  # a new PersistentClient in this process
     retriever = CollaborativeRetriever(index, kb.dataset, kb.sasrec)
     for user, expected in built["found"].items():
-        assert retriever.similar_users(user, _visible(kb.dataset, user), 3) == expected
+        found = retriever.similar_users(user, _visible(kb.dataset, user), 3)
+        # Same neighbours; the cosine may differ in the 6th decimal between processes
+        # (the float sums of the SASRec states depend on the thread count).
+        assert [{**n, "similarity": 0} for n in found] == [{**n, "similarity": 0} for n in expected]
+        assert [n["similarity"] for n in found] == pytest.approx(
+            [n["similarity"] for n in expected], abs=1e-5
+        )
     again = index.build(kb.dataset, kb.sasrec)
     assert not again.rebuilt and again.entries == built["entries"]
 
