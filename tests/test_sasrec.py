@@ -163,7 +163,8 @@ def test_embed_histories_is_the_scoring_state(tiny_dataset):
     assert states.shape == (len(histories), TINY.hidden)
     assert np.all(np.linalg.norm(states, axis=1) > 0)
     model = recommender.model
-    logits = model.item_logits(torch.from_numpy(states)).numpy()
+    with torch.no_grad():
+        logits = model.item_logits(torch.from_numpy(states)).numpy()
     np.testing.assert_allclose(logits[:, 1:], score_histories(model, histories)[:, 1:], atol=1e-5)
 
 
