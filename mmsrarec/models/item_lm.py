@@ -64,7 +64,7 @@ class ItemLMConfig:
         metadata={
             "help": "Hybrid tokens: `zero` starts the text projection at 0, so training starts "
             "from the ID tokens and adds text where it lowers the loss; `normal` starts both "
-            "at random (the text part then outweighs the IDs about 5 to 1)."
+            "at random (the text part then outweighs the IDs by an order of magnitude)."
         },
     )
     backbone: Backbone = field(
@@ -208,9 +208,9 @@ class ItemLM(nn.Module):
             if linear is not None:
                 nn.init.normal_(linear.weight, std=linear.in_features**-0.5)
         if item_tokens == "hybrid" and text_init == "zero":
-            # Standardised text features projected at random are ~5x larger than the ID
-            # part and drown the collaborative signal (validation NDCG@5 0.52 vs 0.72 after
-            # one epoch on ML-100K); from 0, text enters only where it lowers the loss.
+            # Standardised text features projected at random are an order of magnitude
+            # larger than the ID part and drown the collaborative signal (measured in
+            # benchmarks/ACCURACY.md); from 0, text enters only where it lowers the loss.
             nn.init.zeros_(self.text_proj.weight)
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
