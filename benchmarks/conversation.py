@@ -2,7 +2,7 @@
 scripted multi-turn conversations, sent over HTTP to the real app (`mmsrarec serve`, packaged
 models) on 127.0.0.1.
 
-    python benchmarks/conversation.py --run-dir /work/main/runs --scorer sasrec
+    python benchmarks/conversation.py                 # the default fused ranker, ./runs
     python benchmarks/conversation.py --before   # the chat of the base commit, same requests
 
 Metrics (per part: `dev`, `measured`, `conversations`):
@@ -288,14 +288,31 @@ def latency(rows: list[dict]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--run-dir", type=Path, default=Path("/work/main/runs"))
-    parser.add_argument("--scorer", default="sasrec")
+    parser.add_argument(
+        "--run-dir",
+        type=Path,
+        default=Path("runs").resolve(),
+        help="Trained models (SASRec, the LLM recommender) to reuse.",
+    )
+    parser.add_argument("--scorer", default="mmsrarec", help="The ranker (`--scorer` of serve).")
     parser.add_argument("--k-similar", type=int, default=3)
     parser.add_argument("--port", type=int, default=8766)
     parser.add_argument("--start-timeout", type=int, default=420)
     parser.add_argument("--before", action="store_true", help=f"serve the chat of {BASE_COMMIT}")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=None,
+        help="Only the first N requests (and conversations) of each part.",
+    )
+    parser.add_argument(
+        "--parts",
+        default="dev,measured,conversations",
+        help="Which parts to run (comma-separated).",
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     label = "before" if args.before else "after"
     with tempfile.TemporaryDirectory() as tmp:
         code = ROOT
@@ -314,13 +331,17 @@ def main() -> None:
             with httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=600) as client:
                 results: dict[str, list[dict]] = {}
                 for part, requests in (("dev", DEV), ("measured", MEASURED)):
-                    results[part] = [
-                        run_turns(client, catalog, [(t, g, a, y, [], True)])[0]
-                        for t, g, a, y in requests
+                    if part in parts:
+                        results[part] = [
+                            run_turns(client, catalog, [(t, g, a, y, [], True)])[0]
+                            for t, g, a, y in requests[: args.limit]
+                        ]
+                if "conversations" in parts:
+                    results["conversations"] = [
+                        row
+                        for turns in CONVERSATIONS[: args.limit]
+                        for row in run_turns(client, catalog, turns)
                     ]
-                results["conversations"] = [
-                    row for turns in CONVERSATIONS for row in run_turns(client, catalog, turns)
-                ]
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -328,6 +349,7 @@ def main() -> None:
     report = {
         "label": label,
         "scorer": args.scorer,
+        "limit": args.limit,
         "parts": {part: summary(rows) for part, rows in results.items()},
         "latency": latency(every),
         "rows": results,
