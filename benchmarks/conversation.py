@@ -278,6 +278,9 @@ def latency(rows: list[dict]) -> dict:
         ("without_first_summarization", [r for r in rows[1:] if not r.get("summarized")]),
     ):
         seconds = sorted(r["seconds"] for r in chosen)
+        if not seconds:  # e.g. the old chat summarizes on every turn
+            out[name] = {"turns": 0, "p50_s": None, "p95_s": None}
+            continue
         out[name] = {
             "turns": len(seconds),
             "p50_s": round(statistics.median(seconds), 3),
