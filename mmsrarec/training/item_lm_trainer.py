@@ -28,6 +28,7 @@ from mmsrarec.data import Dataset
 from mmsrarec.metrics import ndcg, ranks_from_scores
 from mmsrarec.models.item_lm import ItemLM, ItemLMConfig
 from mmsrarec.storage import atomic_write_bytes
+from mmsrarec.training.sasrec_trainer import window_bounds
 
 logger = logging.getLogger(__name__)
 
@@ -38,11 +39,15 @@ Retrieve = Callable[[Sequence[tuple[str, Sequence[int]]]], list[list[int]]]
 
 @dataclass
 class Window:
-    """Training items `items[:-1]` predicting `items[1:]`, `retrieved` known at its start."""
+    """Training items `items[:-1]` predicting `items[1:]`, `retrieved` known at its start.
+
+    `start` is the index of `items[0]` in the user's training sequence.
+    """
 
     user: str
     items: list[int]
     retrieved: list[int] = field(default_factory=list)
+    start: int = 0
 
 
 @dataclass
@@ -58,34 +63,19 @@ class ItemLMResult:
 def user_windows(sequences: dict[str, list[int]], max_len: int) -> list[Window]:
     """Cut each sequence into windows of at most `max_len + 1` items from the end, overlapping
     by one, so every training transition is trained on exactly once."""
-    windows = []
-    for user, seq in sequences.items():
-        end = len(seq)
-        while end >= 2:
-            start = max(0, end - max_len - 1)
-            windows.append(Window(user, list(seq[start:end])))
-            end = start + 1
-    return windows
+    return [
+        Window(user, list(seq[start:end]), start=start)
+        for user, seq in sequences.items()
+        for start, end in window_bounds(len(seq), max_len)
+    ]
 
 
 def add_retrieval(windows: list[Window], sequences: dict[str, list[int]], retrieve: Retrieve):
     """Retrieval items of each window, from the user's items up to the window's first input:
     no position sees the user's own later items."""
-    prefixes = []
-    for window in windows:
-        seq = sequences[window.user]
-        start = _find_start(seq, window.items)
-        prefixes.append((window.user, seq[: start + 1]))
+    prefixes = [(w.user, sequences[w.user][: w.start + 1]) for w in windows]
     for window, retrieved in zip(windows, retrieve(prefixes), strict=True):
         window.retrieved = list(retrieved)
-
-
-def _find_start(seq: list[int], items: list[int]) -> int:
-    # Windows are cut from the end with a fixed stride, so the match is searched backwards.
-    for start in range(len(seq) - len(items), -1, -1):
-        if seq[start : start + len(items)] == items:
-            return start
-    raise ValueError("window is not a slice of its user's sequence")
 
 
 def right_pad(rows: Sequence[Sequence[int]], width: int | None = None) -> torch.Tensor:

@@ -69,14 +69,20 @@ def training_windows(sequences: Sequence[Sequence[int]], max_len: int) -> list[l
     item so every transition of a long sequence is trained on exactly once. Sequences with
     fewer than 2 items hold no transition and are dropped.
     """
-    windows = []
-    for seq in sequences:
-        end = len(seq)
-        while end >= 2:
-            start = max(0, end - max_len - 1)
-            windows.append(list(seq[start:end]))
-            end = start + 1
-    return windows
+    return [
+        list(seq[start:end]) for seq in sequences for start, end in window_bounds(len(seq), max_len)
+    ]
+
+
+def window_bounds(length: int, max_len: int) -> list[tuple[int, int]]:
+    """(start, end) of each window of a sequence of `length` items, from the end (see
+    `training_windows`)."""
+    bounds, end = [], length
+    while end >= 2:
+        start = max(0, end - max_len - 1)
+        bounds.append((start, end))
+        end = start + 1
+    return bounds
 
 
 def masked_full_scores(
