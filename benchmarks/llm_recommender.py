@@ -35,11 +35,14 @@ RANKINGS = HERE / "accuracy" / "rankings"
 ROW_VERSION = 1  # bump when the evaluation or a method's code changes its numbers
 MAIN = ["random", "most-popular", "item-knn", "sasrec", "cf-ensemble", "llm-recommender",
         "mmsrarec"]  # fmt: skip
-CONTROLS = ["llm-recommender-id-only", "llm-recommender-text-only",
+# Keyword sources (the critic's effect), then controls of the design (on the items' own text,
+# as `llm-recommender-item-text`).
+KEYWORDS = ["llm-recommender-base-keywords", "llm-recommender-tuned-no-collab",
+            "llm-recommender-item-text"]  # fmt: skip
+CONTROLS = [*KEYWORDS, "llm-recommender-id-only", "llm-recommender-text-only",
             "llm-recommender-permuted-text", "llm-recommender-random-init",
             "llm-recommender-minilm", "llm-recommender-retrieval",
-            "llm-recommender-text-init-normal", "llm-recommender-keywords",
-            "mmsrarec-id-only"]  # fmt: skip
+            "llm-recommender-text-init-normal", "mmsrarec-id-only"]  # fmt: skip
 REFERENCES = ("sasrec", "cf-ensemble")
 RARE = 20  # a target with at most this many training interactions counts as rare
 DRAWS = 2000
@@ -71,16 +74,27 @@ def plan(rows: str, seeds: int) -> list[tuple[str, int]]:
     return list(dict.fromkeys(out))
 
 
+def item_keywords(method: str, dataset, settings) -> dict[str, tuple[str, dict]]:
+    """LLM member -> (keyword source description, keywords) as its `fit` will read them."""
+    from mmsrarec.recommenders.llm_recommender import resolve_keywords
+    from mmsrarec.recommenders.methods import FUSIONS, KEYWORD_SOURCES, LLM_VARIANTS
+
+    members = [m for m in FUSIONS.get(method, (method,)) if m in LLM_VARIANTS]
+    return {m: resolve_keywords(settings, dataset, KEYWORD_SOURCES.get(m, "none"))
+            for m in members}  # fmt: skip
+
+
 def row_key(method: str, seed: int, dataset, settings) -> str:
     from mmsrarec.models.item_lm import ItemLMConfig
-    from mmsrarec.recommenders.methods import FUSIONS, KEYWORD_VARIANTS, LLM_VARIANTS
+    from mmsrarec.recommenders.methods import FUSIONS, LLM_VARIANTS
 
     members = FUSIONS.get(method, (method,))
-    variants = {m: KEYWORD_VARIANTS.get(m, m) for m in members}
-    llm = {m: ItemLMConfig(**LLM_VARIANTS[v]).to_dict() for m, v in variants.items()
-           if v in LLM_VARIANTS}  # fmt: skip
+    llm = {m: ItemLMConfig(**LLM_VARIANTS[m]).to_dict() for m in members if m in LLM_VARIANTS}
+    keywords = {m: hashlib.sha256(json.dumps(words, sort_keys=True).encode()).hexdigest()
+                for m, (_, words) in item_keywords(method, dataset, settings).items()}  # fmt: skip
     parts = {
         "version": ROW_VERSION, "method": method, "seed": seed, "llm": llm,
+        "keywords": keywords,
         "model": settings.model, "members": members, "dataset": dataset.name,
         "data": hashlib.sha256(json.dumps([dataset.sequences, dataset.negatives],
                                           sort_keys=True).encode()).hexdigest(),
@@ -94,11 +108,16 @@ def row_path(method: str, seed: int) -> Path:
 
 def run_row(method: str, seed: int, dataset, settings) -> None:
     """Fit once, evaluate both protocols on every test user, commit the row."""
+    import torch
+
     from mmsrarec.evaluation.harness import write_rankings
     from mmsrarec.evaluation.methods import build_method
     from mmsrarec.evaluation.protocols import evaluate_full, evaluate_sampled
     from mmsrarec.storage import atomic_write_json
 
+    for member, (source, _) in item_keywords(method, dataset, settings).items():
+        if source.startswith("item text (") and member == "llm-recommender":
+            raise SystemExit(f"error: `{member}` would run without its tuned keywords: {source}")
     recommender = build_method(method, settings)
     started = time.perf_counter()
     recommender.fit(dataset, seed)
@@ -116,7 +135,9 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
     }  # fmt: skip
     meta = getattr(recommender, "meta", None)
     if isinstance(meta, dict) and "log" in meta:
-        row["training"] = {k: meta[k] for k in ("log", "best_epoch", "train_seconds") if k in meta}
+        row["training"] = {k: meta[k] for k in ("log", "best_epoch", "train_seconds", "keywords")
+                           if k in meta}  # fmt: skip
+    row["device"] = "cuda" if torch.cuda.is_available() else "cpu"
     if hasattr(recommender, "describe_gate"):
         row["gate"] = recommender.describe_gate()
     if seed == 0:

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
     )
     seeds: list[int] = Field(default=[0, 1, 2], description="Seeds for training and evaluation.")
     threads: int = Field(default=2, ge=1, description="torch CPU threads.")
+    device: str = Field(
+        default="auto",
+        pattern=r"^(auto|cpu|cuda(:\d+)?)$",
+        description="Where the LLM and the sentence encoder run: `auto` (the GPU when there "
+        "is one), `cpu`, `cuda` or `cuda:N`.",
+    )
     offline: bool = Field(default=True, description="Never contact a model hub.")
 
     @field_validator("cache_dir", "data_dir", "run_dir")

@@ -64,3 +64,17 @@ def sampled_metrics(ranks: np.ndarray, n_negatives: int) -> dict[str, float]:
 def full_metrics(ranks: np.ndarray) -> dict[str, float]:
     """HR@10 and NDCG@10 for full ranking over the catalog."""
     return {"HR@10": hit_rate(ranks, 10), "NDCG@10": ndcg(ranks, 10)}
+
+
+def paired_interval(
+    a: np.ndarray, b: np.ndarray, draws: int = 2000, seed: int = 0
+) -> dict[str, float]:
+    """Mean of `a - b` over paired units (users, items) with a 95% percentile bootstrap
+    interval: `{"diff", "low", "high"}`."""
+    diff = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)
+    if diff.ndim != 1 or len(diff) == 0:
+        raise ValueError("paired_interval needs two equal-length, non-empty 1-D arrays")
+    picks = np.random.default_rng(seed).integers(0, len(diff), size=(draws, len(diff)))
+    means = diff[picks].mean(axis=1)
+    return {"diff": float(diff.mean()), "low": float(np.quantile(means, 0.025)),
+            "high": float(np.quantile(means, 0.975))}  # fmt: skip

@@ -179,7 +179,9 @@ def test_reward_weights_validation() -> None:
     with pytest.raises(ValidationError, match="must be positive"):
         RewardWeights(alpha=0, beta=0, gamma=0)
     with pytest.raises(ValidationError):
-        RewardWeights(delta=1)
+        RewardWeights(delta=-1)
+    with pytest.raises(ValidationError):
+        RewardWeights(epsilon=1)
 
 
 def test_total_reward_is_on_zero_one(tiny_llm) -> None:
@@ -369,3 +371,94 @@ def test_nodes_return_only_declared_state_keys(tiny_dataset, tmp_path: Path) -> 
     assert after_critique({**state, "to_summarize": ["m2"], "critic_round": 2}, runtime) == (
         "retrieve"
     )
+
+
+# --- R_collab and the one-pass total ----------------------------------------------------------
+
+
+def _with_sequence(dataset, user, sequence):
+    import dataclasses
+
+    return dataclasses.replace(dataset, sequences={**dataset.sequences, user: sequence})
+
+
+def test_collab_targets_read_training_interactions_only(tiny_dataset) -> None:
+    from mmsrarec.critic import CollabTargets
+
+    base = CollabTargets.from_dataset(tiny_dataset)
+    assert base.neighbours  # the tiny data has co-chosen items
+    # Swap one user's validation and test items for other items: nothing changes.
+    user = next(u for u in tiny_dataset.eval_users if len(tiny_dataset.sequence(u)) >= 4)
+    sequence = list(tiny_dataset.sequence(user))
+    unseen = [i for i in range(1, tiny_dataset.n_items + 1) if i not in sequence]
+    swapped = _with_sequence(tiny_dataset, user, sequence[:-2] + unseen[:2])
+    again = CollabTargets.from_dataset(swapped)
+    assert again.neighbours == base.neighbours and again.contrast == base.contrast
+    # Swap one of its TRAINING items instead: the targets move.
+    moved = _with_sequence(tiny_dataset, user, [unseen[0], *sequence[1:]])
+    assert CollabTargets.from_dataset(moved).neighbours != base.neighbours
+
+
+def test_collab_reward_prefers_what_the_audience_also_chose(tiny_dataset) -> None:
+    from mmsrarec.critic import CollabTargets, make_collab_reward
+
+    targets = CollabTargets.from_dataset(tiny_dataset, n_neighbours=3, n_contrast=3)
+    r_collab = make_collab_reward(ENCODER, targets)
+    item_id = next(iter(targets.neighbours))
+    near = ", ".join(targets.neighbours[item_id])
+    far = ", ".join(targets.contrast[item_id])
+    good, bad, empty = r_collab([near, far, ""], item_id=[item_id] * 3)
+    assert good > 0 > bad and empty == 0.0
+    unknown = r_collab(["comedy"], item_id=["not-an-item"])
+    assert unknown == [0.0]  # no training user chose it: no neighbours, no signal
+    with pytest.raises(ValueError, match="item_id"):
+        r_collab(["comedy"])
+
+
+def test_total_reward_calls_each_reward_once_on_distinct_completions(
+    tiny_llm, monkeypatch
+) -> None:
+    from mmsrarec.critic import rewards as rewards_module
+
+    calls: dict[str, list[list[str]]] = {}
+    real = rewards_module.make_rewards
+
+    def counting(*args: Any, **kwargs: Any):
+        def wrap(name, function):
+            def counted(completions, **kw):
+                calls.setdefault(name, []).append([completion_text(c) for c in completions])
+                return function(completions, **kw)
+
+            return counted
+
+        return {name: wrap(name, f) for name, f in real(*args, **kwargs).items()}
+
+    monkeypatch.setattr(rewards_module, "make_rewards", counting)
+    r_total = make_total_reward(ENCODER, tiny_llm)
+    logged: dict[str, float] = {}
+    completions = ["space, war", "space, war", "wedding, paris", "space, war"]
+    totals = r_total(completions, description=[SPACE, SPACE, ROMANCE, SPACE],
+                     item_id=["1", "1", "2", "1"], log_metric=logged.__setitem__)  # fmt: skip
+    assert set(calls) == {"r_info", "r_recon", "r_len"}
+    assert all(len(batches) == 1 for batches in calls.values())  # once per batch
+    assert calls["r_recon"][0] == ["space, war", "wedding, paris"]  # repeats scored once
+    assert totals[0] == totals[1] == totals[3] and len(totals) == 4
+    assert {"raw/r_info", "raw/r_recon", "raw/r_len", "norm/info"} <= set(logged)
+
+
+def test_critic_adds_collab_and_names_it_when_weakest(tiny_dataset, tiny_llm) -> None:
+    from mmsrarec.critic import CollabTargets
+
+    targets = CollabTargets.from_dataset(tiny_dataset)
+    item_id = next(iter(targets.neighbours))
+    item = tiny_dataset.by_id(item_id)
+    critic = RewardCritic(ENCODER, tiny_llm, collab=targets, threshold=1.01)
+    judged = critic.judge([item], {item_id: ["alpha", "beta", "gamma"]})[item_id]
+    assert "r_collab" in judged["components"]
+    assert "r_collab" not in RewardCritic(ENCODER, tiny_llm).judge(
+        [item], {item_id: ["alpha"]}
+    )[item_id]["components"]
+    scaled = {"info": 0.9, "recon": 0.9, "len": 1.0, "collab": 0.6}
+    assert "audience" in feedback(scaled, 4)
+    assert "audience" in feedback({**scaled, "collab": 0.2}, 4)
+    assert "audience" not in feedback({"info": 0.9, "recon": 0.7, "len": 1.0}, 4)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -99,47 +101,104 @@ def test_config_checks(tmp_path):
     assert config.bf16 is False and config.task_list == list(TASKS)
 
 
-def test_grpo_few_steps_rewards_and_adapter(tiny_dataset, tiny_lm_dir, tiny_encoder, tmp_path):
+def _grpo_config(out: Path, **changes) -> SummarizerTrainConfig:
+    settings = dict(output_dir=str(out), use_cpu=True, max_steps=2, n_items=4, n_heldout=3,
+                    num_generations=2, per_device_train_batch_size=2, save_steps=1,
+                    learning_rate=1e-2, seed=0)  # fmt: skip
+    return SummarizerTrainConfig(**{**settings, **changes})
+
+
+def test_grpo_few_steps_rewards_and_adapter(
+    tiny_dataset, tiny_lm_dir, tiny_encoder, tmp_path, monkeypatch
+):
+    from mmsrarec.critic import rewards as rewards_module
     from mmsrarec.training.summarizer import train_summarizer
 
     policy = fresh_llm(tiny_lm_dir, tmp_path)
     reward_llm = fresh_llm(tiny_lm_dir, tmp_path)
-    calls = []
-    original = tiny_encoder.encode
+    scored: dict[str, list[int]] = {}  # reward name -> completions per call
+    real = rewards_module.make_rewards
 
-    class SpyEncoder:
-        def encode(self, texts):
-            calls.append(list(texts))
-            return original(texts)
+    def counting(*args, **kwargs):
+        def wrap(name, function):
+            def counted(completions, **kw):
+                scored.setdefault(name, []).append(len(completions))
+                return function(completions, **kw)
 
-    config = SummarizerTrainConfig(
-        output_dir=str(tmp_path / "grpo"), use_cpu=True, max_steps=2, n_items=4, n_heldout=2,
-        num_generations=2, per_device_train_batch_size=2, max_completion_length=8,
-        save_steps=1, learning_rate=1e-2, seed=0,
-    )  # fmt: skip
-    report = train_summarizer(config, tiny_dataset, policy, SpyEncoder(), reward_llm)
+            return counted
+
+        return {name: wrap(name, f) for name, f in real(*args, **kwargs).items()}
+
+    monkeypatch.setattr(rewards_module, "make_rewards", counting)  # inside r_total
+    monkeypatch.setattr("mmsrarec.training.summarizer.make_rewards", counting)  # held-out
+    config = _grpo_config(tmp_path / "grpo")
+    snapshot = dataclasses.asdict(config)
+    report = train_summarizer(config, tiny_dataset, policy, tiny_encoder, reward_llm)
+    assert dataclasses.asdict(config) == snapshot  # the caller's config is not changed
     out = tmp_path / "grpo"
-    assert report["steps"] == 2
+    assert report["steps"] == 2 and report["collab"] is True
     assert (out / "adapter" / "adapter_config.json").exists()
     assert (out / "rewards.png").stat().st_size > 0
-    logged = [row for row in report_history(out) if "rewards/r_info/mean" in row]
-    assert logged and all(math.isfinite(row["rewards/r_recon/mean"]) for row in logged)
-    assert all("rewards/r_len/mean" in row and "rewards/r_total/mean" in row for row in logged)
-    # r_info saw descriptions of training items (the `description` column reached it)
-    descriptions = {tiny_dataset.item(i).text for i in range(1, tiny_dataset.n_items + 1)}
-    assert any(text in descriptions for batch in calls for text in batch)
-    assert set(report["before"]) == {"n_items", "mean_keywords", "r_info", "r_recon"}
+    # One call per reward per scoring pass: held-out before, 2 steps, held-out after. The
+    # training calls see at most the step's 2 completions (repeats are scored once).
+    assert {name: len(calls) for name, calls in scored.items()} == {
+        "r_info": 4, "r_recon": 4, "r_len": 4, "r_collab": 4
+    }  # fmt: skip
+    assert [n <= 2 for n in scored["r_recon"]] == [False, True, True, False]
+    logged = [row for row in report_history(out) if "rewards/r_total/mean" in row]
+    assert logged and all(math.isfinite(row["raw/r_recon"]) for row in logged)
+    assert all({"norm/info", "norm/collab", "raw/r_len"} <= set(row) for row in logged)
+    heldout = report["heldout"]
+    assert heldout["n_items"] == 3 and heldout["ci_low"] <= heldout["diff"] <= heldout["ci_high"]
+    assert {"norm/info", "norm/recon", "norm/len", "norm/collab"} <= set(heldout["components"])
+    assert len(report["examples"]) == 3
     from safetensors.torch import load_file
 
     weights = load_file(out / "adapter" / "adapter_model.safetensors")
     lora_b = [w for name, w in weights.items() if "lora_B" in name]  # peft starts B at zero
     assert lora_b and any(w.abs().sum() > 0 for w in lora_b)  # the policy's adapter moved
 
-    # Resume after a "kill": a longer run picks up the last checkpoint instead of restarting.
-    config.max_steps = 3
+    # Resume: a longer run picks up the newest COMPLETE checkpoint. A half-written newer one
+    # (a kill during its save: files there, no `complete.json`) is skipped.
+    from mmsrarec.training.summarizer import COMPLETE, complete_checkpoints
+
+    assert [p.name for p in complete_checkpoints(out)] == ["checkpoint-1", "checkpoint-2"]
+    broken = out / "checkpoint-3"
+    shutil.copytree(out / "checkpoint-2", broken)
+    (broken / COMPLETE).unlink()
+    (broken / "optimizer.pt").write_bytes(b"half")
     policy = fresh_llm(tiny_lm_dir, tmp_path)  # a new process would load the base again
-    again = train_summarizer(config, tiny_dataset, policy, SpyEncoder(), reward_llm)
+    again = train_summarizer(_grpo_config(out, max_steps=3), tiny_dataset, policy,
+                             tiny_encoder, reward_llm)  # fmt: skip
     assert again["resumed_from"].endswith("checkpoint-2") and again["steps"] == 3
+    assert [p.name for p in complete_checkpoints(out)] == ["checkpoint-2", "checkpoint-3"]
+
+
+def test_grpo_completions_end_where_inference_stops(tiny_llm, tiny_dataset):
+    """The GRPO cut (`stop_length`) keeps exactly the keywords greedy inference returns."""
+    from mmsrarec.summarization import LLMSummarizer
+    from mmsrarec.summarization.parse import parse_keywords
+    from mmsrarec.summarization.stopping import MAX_NEW_TOKENS, stop_length
+
+    summarizer = LLMSummarizer(tiny_llm)
+    assert (
+        summarizer.max_new_tokens == MAX_NEW_TOKENS == SummarizerTrainConfig.max_completion_length
+    )
+    with pytest.raises(ConfigError, match="inference"):
+        _grpo_config(Path("unused"), max_completion_length=MAX_NEW_TOKENS - 8)
+    tokenizer = tiny_llm.tokenizer
+    for item in tiny_dataset.items[:4]:
+        prompt = summarizer.prompt(item)
+        inference = summarizer.generate(tiny_llm, [prompt])[0]
+        inputs = tokenizer([prompt], return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():  # what GRPO samples, greedily and with no stop rule
+            output = tiny_llm.model.generate(**inputs, max_new_tokens=MAX_NEW_TOKENS,
+                                             do_sample=False, min_new_tokens=MAX_NEW_TOKENS,
+                                             pad_token_id=tokenizer.pad_token_id)  # fmt: skip
+        sampled = output[0, inputs["input_ids"].shape[1] :].tolist()
+        cut = sampled[: stop_length(sampled, tokenizer, summarizer.max_keywords)]
+        trained = tokenizer.decode(cut, skip_special_tokens=True)
+        assert parse_keywords(trained, None) == parse_keywords(inference, None)
 
 
 def report_history(out: Path) -> list[dict]:

@@ -106,6 +106,10 @@ def summarize(
         int | None, typer.Option(min=1, help="Only the first N catalog items.")
     ] = None,
     critic: Annotated[bool, typer.Option(help="Score each summary with the critic.")] = False,
+    tuned: Annotated[
+        bool, typer.Option(help="Summarize with the GRPO adapter of `mmsrarec train summarizer`.")
+    ] = False,
+    tag: Annotated[str, typer.Option(help="With --tuned: the adapter of `--tag T`.")] = "",
     batch_size: Annotated[int, typer.Option(min=1, help="Items per model call.")] = 8,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
@@ -113,18 +117,35 @@ def summarize(
     model: ModelOpt = None,
 ) -> None:
     """Summarize the catalog into keywords (cached: a second run costs nothing; resumable)."""
-    from mmsrarec.critic import RewardCritic
-    from mmsrarec.graph.factory import open_keyword_cache
+    from mmsrarec.critic import CollabTargets, RewardCritic
     from mmsrarec.models import ModelCache
-    from mmsrarec.summarization import LLMSummarizer, summarize_catalog
+    from mmsrarec.summarization import KeywordCache, LLMSummarizer, summarize_catalog
+    from mmsrarec.summarization.cache import keyword_cache_path
+    from mmsrarec.summarization.prompts import PROMPT_VERSION
+    from mmsrarec.training.adapters import (
+        SUMMARIZER,
+        OnAdapter,
+        adapter_dir,
+        attach_adapters,
+        tuned_summarizer_name,
+    )
 
     settings = settings_from(config, data_dir=data_dir, dataset=dataset, model=model)
     data = load_dataset(settings.dataset_dir)
     models = ModelCache(settings)
-    summarizer = LLMSummarizer(models.llm(), batch_size=batch_size)
-    judge = RewardCritic(models.encoder(), models.llm()) if critic else None
+    llm, name, adapter = models.llm(), settings.model, None
+    if tuned:
+        name = tuned_summarizer_name(settings, tag)
+        llm = attach_adapters(models.llm(), {SUMMARIZER: adapter_dir(settings, SUMMARIZER, tag)})
+        adapter = SUMMARIZER
+    summarizer = OnAdapter(LLMSummarizer(llm, batch_size=batch_size), llm.model, adapter, name)
+    judge = None
+    if critic:  # the base weights judge, with the collaborative reward from training data
+        judge = OnAdapter(RewardCritic(models.encoder(), llm,
+                                       collab=CollabTargets.from_dataset(data)),
+                          llm.model, None)  # fmt: skip
     items = data.items[:limit] if limit else data.items
-    with open_keyword_cache(settings, summarizer) as cache:
+    with KeywordCache(keyword_cache_path(settings), name, PROMPT_VERSION) as cache:
         stats = summarize_catalog(items, summarizer, cache, judge, batch_size=batch_size)
         sample = cache.get_many(items[:3])
     console.print(

@@ -58,6 +58,10 @@ def summarizer(
     generations: int = field_option(S, "num_generations", "--generations"),
     batch_size: int = field_option(S, "per_device_train_batch_size", "--batch-size"),
     learning_rate: float = field_option(S, "learning_rate", "--learning-rate"),
+    collab_weight: float = field_option(S, "delta_collab", "--collab-weight", min=0.0),
+    tag: Annotated[
+        str, typer.Option(help="Write to `train/summarizer-<tag>/` (e.g. an ablation).")
+    ] = "",
     resume: ResumeOpt = True,
     cpu: bool = field_option(S, "use_cpu", "--cpu", "Train on CPU even when a GPU is present."),
     seed: int = field_option(S, "seed", "--seed"),
@@ -76,9 +80,9 @@ def summarizer(
     from mmsrarec.training.summarizer import load_reward_llm, train_summarizer
 
     train_config = SummarizerTrainConfig(
-        output_dir=str(train_dir(settings, SUMMARIZER)), max_steps=steps, n_items=items,
+        output_dir=str(train_dir(settings, SUMMARIZER, tag)), max_steps=steps, n_items=items,
         n_heldout=heldout, num_generations=generations, per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate, use_cpu=cpu, seed=seed,
+        learning_rate=learning_rate, delta_collab=collab_weight, use_cpu=cpu, seed=seed,
     )  # fmt: skip
     data = load_dataset(settings.dataset_dir)
     models = ModelCache(settings)

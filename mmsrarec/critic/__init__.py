@@ -1,15 +1,19 @@
-"""The summarizer's critic: three verifiable rewards (also GRPO's) and the graph's `Critic`.
+"""The summarizer's critic: verifiable rewards (also GRPO's) and the graph's `Critic`.
 
-- `rewards.py`: `make_info_reward`, `make_recon_reward`, `length_reward` (TRL reward
-  functions), `normalise`, `RewardWeights`, `weighted_total`, `make_total_reward`.
+- `rewards.py`: `make_info_reward`, `make_recon_reward`, `length_reward`,
+  `make_collab_reward` (TRL reward functions), `normalise`, `RewardWeights`,
+  `weighted_total`, `make_total_reward`.
+- `collab.py`: `CollabTargets`, what an item's audience shares (training interactions only).
 - `critic.py`: `RewardCritic`, which judges drafts with exactly those functions.
 """
 
+from mmsrarec.critic.collab import CollabTargets
 from mmsrarec.critic.critic import RewardCritic
 from mmsrarec.critic.rewards import (
     RewardWeights,
     completion_text,
     length_reward,
+    make_collab_reward,
     make_info_reward,
     make_recon_reward,
     make_total_reward,
@@ -18,10 +22,12 @@ from mmsrarec.critic.rewards import (
 )
 
 __all__ = [
+    "CollabTargets",
     "RewardCritic",
     "RewardWeights",
     "completion_text",
     "length_reward",
+    "make_collab_reward",
     "make_info_reward",
     "make_recon_reward",
     "make_total_reward",

@@ -1,18 +1,17 @@
-"""The reward critic: scores draft keywords with the three rewards and says what to fix."""
+"""The reward critic: scores draft keywords with the rewards and says what to fix."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from mmsrarec.critic.collab import CollabTargets
 from mmsrarec.critic.rewards import (
-    RAW_KEYS,
     RewardWeights,
     TextEncoder,
     completion_keywords,
-    length_reward,
-    make_info_reward,
-    make_recon_reward,
+    make_rewards,
     normalise,
+    raw_scores,
     weighted_total,
 )
 from mmsrarec.data import Item
@@ -20,17 +19,25 @@ from mmsrarec.models import LLM
 from mmsrarec.summarization.parse import MAX_KEYWORDS, MIN_KEYWORDS
 from mmsrarec.types import Judgement
 
-WEAK = 0.5  # a normalised info or recon score below this gets its own advice
+WEAK = 0.5  # a normalised info, recon or collab score below this gets its own advice
+ADVICE = {
+    "info": "keywords miss the description's content: name its subject and genre",
+    "recon": "keywords make the description hard to reconstruct: use its own words",
+    "collab": "keywords miss what its audience shares: name the themes and moods it has in "
+    "common with related titles",
+}
 
 
 class RewardCritic:
-    """Implements the `Critic` protocol with `r_info`, `r_recon` and `r_len`.
+    """Implements the `Critic` protocol with `r_info`, `r_recon`, `r_len` and, given
+    collaborative targets, `r_collab` (each called once per `judge`).
 
     Args:
-        encoder: phi of `r_info` (a `SentenceEncoder`).
+        encoder: phi of `r_info` and `r_collab` (a `SentenceEncoder`).
         llm: The language model of `r_recon` (usually the summarizer's own).
         weights: Weights of the normalised rewards.
         threshold: Totals below this get feedback; the graph retries those items.
+        collab: Targets of `r_collab` (`CollabTargets.from_dataset`); None leaves it out.
     """
 
     def __init__(
@@ -39,15 +46,14 @@ class RewardCritic:
         llm: LLM,
         weights: RewardWeights | None = None,
         threshold: float = 0.6,
+        collab: CollabTargets | None = None,
     ) -> None:
         self.weights = weights or RewardWeights()
         self.threshold = threshold
         self.vocab_size = len(llm.tokenizer)
-        self.rewards = {
-            "r_info": make_info_reward(encoder),
-            "r_recon": make_recon_reward(llm),
-            "r_len": length_reward,
-        }
+        if collab is not None and self.weights.delta == 0:
+            collab = None  # a zero weight: not worth encoding the targets
+        self.rewards = make_rewards(encoder, llm, collab)
         self.name = f"reward-critic({getattr(encoder, 'name', 'encoder')}, {llm.name})"
 
     def judge(self, items: Sequence[Item], drafts: Mapping[str, list[str]]) -> dict[str, Judgement]:
@@ -59,14 +65,11 @@ class RewardCritic:
         ids = list(drafts)
         completions = [", ".join(drafts[item_id]) for item_id in ids]
         description = [by_id[item_id].text for item_id in ids]
-        scores = {
-            name: reward(completions, description=description)
-            for name, reward in self.rewards.items()
-        }
+        raws = raw_scores(self.rewards, completions, description, ids)
         counts = [len(k) for k in completion_keywords(completions, None)]
         judgements: dict[str, Judgement] = {}
         for row, item_id in enumerate(ids):
-            raw = {name: scores[name][row] for name in RAW_KEYS}
+            raw = raws[row]
             scaled = normalise(raw, vocab_size=self.vocab_size)
             total = weighted_total(scaled, self.weights)
             advice = feedback(scaled, counts[row]) if total < self.threshold else ""
@@ -87,15 +90,9 @@ def feedback(scaled: Mapping[str, float], n_keywords: int) -> str:
         notes.append(f"too few keywords ({n_keywords}); give {MIN_KEYWORDS} to {MAX_KEYWORDS}")
     elif n_keywords > MAX_KEYWORDS:
         notes.append(f"too many keywords ({n_keywords}); use at most {MAX_KEYWORDS}")
-    if n_keywords and scaled["info"] < WEAK:
-        notes.append("keywords miss the description's content: name its subject and genre")
-    if n_keywords and scaled["recon"] < WEAK:
-        notes.append("keywords make the description hard to reconstruct: use its own words")
+    scored = [key for key in ("info", "recon", "collab") if key in scaled]
+    if n_keywords:
+        notes += [ADVICE[key] for key in scored if scaled[key] < WEAK]
     if not notes:  # below the threshold without one clear cause: name the weakest part
-        weakest = min(("info", "recon"), key=lambda key: scaled[key])
-        notes.append(
-            "keywords miss the description's content: name its subject and genre"
-            if weakest == "info"
-            else "keywords make the description hard to reconstruct: use its own words"
-        )
+        notes.append(ADVICE[min(scored, key=lambda key: scaled[key])])
     return "; ".join(notes)

@@ -1,10 +1,11 @@
-"""The summarizer's three verifiable rewards, as TRL reward functions, and their weighting.
+"""The summarizer's verifiable rewards, as TRL reward functions, and their weighting.
 
 Every reward is `f(completions, **kwargs) -> list[float]`, one float per completion, so the
 very same callables score drafts in the graph (`RewardCritic`) and completions in TRL's
-`GRPOTrainer(reward_funcs=[r_info, r_recon, r_len])`. TRL passes `prompts`, `completions`,
-`completion_ids`, `trainer_state`, `log_extra`, `log_metric` and every dataset column by
-keyword; these rewards read `completions` and the `description` column and ignore the rest.
+`GRPOTrainer` (through `make_total_reward`, which calls each of them once per batch). TRL
+passes `prompts`, `completions`, `completion_ids`, `trainer_state`, `log_extra`,
+`log_metric` and every dataset column by keyword; these rewards read `completions`, the
+`description` column and (R_collab) the `item_id` column, and ignore the rest.
 A completion is a string or a conversation (`[{"role": "assistant", "content": "..."}]`);
 its keywords are `parse_keywords` of the text.
 
@@ -14,6 +15,8 @@ Raw rewards (METHOD.md):
 - `r_recon = -exp(mean_j -log P(d_j | d_<j, RECON_PROMPT(keywords)))`, minus the perplexity
   of the description's tokens, teacher-forced after a fixed prompt holding the keywords.
 - `r_len   = -len(keywords)`, counted without the summarizer's cap of 8.
+- `r_collab` (ours, optional): how much closer the keywords are to the items the item's
+  audience also chose than to random items (`critic.collab`, training interactions only).
 
 `normalise` maps each to [0, 1] (higher is better) so that none dominates the weighted sum:
 
@@ -25,8 +28,10 @@ Raw rewards (METHOD.md):
 - len: a target range. 3..8 keywords score 1.0 down to 0.8 (fewer is still a little better,
   as the paper's `-|k|` wants, but any count in range beats a list out of it); below 3,
   `n / 3` (none = 0); above 8, falling linearly from 0.8 to 0 at 16.
+- collab: `clip(0.5 + r_collab, 0, 1)`: 0.5 = no closer to co-chosen items than to random.
 
-`weighted_total = (alpha*info + beta*recon + gamma*len) / (alpha + beta + gamma)`, in [0, 1].
+`weighted_total = sum(w_k * c_k) / sum(w_k)` over info (alpha), recon (beta), len (gamma)
+and, where the critic has collaborative targets, collab (delta); in [0, 1].
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from mmsrarec.critic.collab import CollabTargets, collab_values
 from mmsrarec.models import LLM
 from mmsrarec.summarization.parse import MAX_KEYWORDS, MIN_KEYWORDS, parse_keywords
 
@@ -47,7 +53,7 @@ RewardFunction = Callable[..., list[float]]
 
 RECON_PROMPT = "Keywords: {keywords}\nDescription:"
 MAX_NLL = 50.0  # nats; caps the perplexity at e^50 so that rewards stay finite
-RAW_KEYS = ("r_info", "r_recon", "r_len")
+RAW_KEYS = ("r_info", "r_recon", "r_len")  # always scored; "r_collab" where targets exist
 NORMALISED_KEYS = ("info", "recon", "len")
 
 
@@ -141,7 +147,8 @@ def make_recon_reward(
             ids.append([pad] * fill + p + t)
             mask.append([0] * fill + [1] * (len(p) + len(t)))
             labels.append([-100] * (fill + len(p)) + t)
-        input_ids, attention = torch.tensor(ids), torch.tensor(mask)
+        input_ids = torch.tensor(ids, device=model.device)
+        attention = torch.tensor(mask, device=model.device)
         positions = (attention.cumsum(1) - 1).clamp(min=0)
         with torch.inference_mode():
             logits = model(
@@ -150,7 +157,7 @@ def make_recon_reward(
                 position_ids=positions,
                 logits_to_keep=keep,
             ).logits  # [b, keep, V]
-        gold = torch.tensor(labels)[:, length - keep + 1 :]  # [b, keep - 1]
+        gold = torch.tensor(labels, device=model.device)[:, length - keep + 1 :]  # [b, keep - 1]
         nll = torch.nn.functional.cross_entropy(
             logits[:, :-1].float().transpose(1, 2), gold, ignore_index=-100, reduction="none"
         )  # [b, keep - 1]
@@ -194,6 +201,20 @@ def r_len(completions: Sequence[Completion], **kwargs: Any) -> list[float]:
 length_reward = r_len  # the name TRL logs is the function's `__name__`: "r_len"
 
 
+def make_collab_reward(encoder: TextEncoder, targets: CollabTargets) -> RewardFunction:
+    """`r_collab(completions, item_id, **kwargs)`: see `critic.collab` for the formula."""
+
+    def r_collab(
+        completions: Sequence[Completion], item_id: Sequence[str] | None = None, **kwargs: Any
+    ) -> list[float]:
+        if item_id is None or isinstance(item_id, str) or len(item_id) != len(completions):
+            raise ValueError("r_collab needs the dataset column `item_id` (one per completion)")
+        joined = [", ".join(keywords) for keywords in completion_keywords(completions)]
+        return _checked("r_collab", collab_values(encoder, targets, joined, item_id), completions)
+
+    return r_collab
+
+
 class RewardWeights(BaseModel):
     """Weights of the normalised rewards (the paper publishes none; these are ours).
 
@@ -210,6 +231,11 @@ class RewardWeights(BaseModel):
     alpha: float = Field(0.5, ge=0.0, description="Weight of the information reward.")
     beta: float = Field(0.3, ge=0.0, description="Weight of the reconstruction reward.")
     gamma: float = Field(0.2, ge=0.0, description="Weight of the length reward.")
+    delta: float = Field(
+        0.3, ge=0.0,
+        description="Weight of the collaborative reward (ours), where the critic has "
+        "collaborative targets; without them the total is over the other three.",
+    )  # fmt: skip
 
     @model_validator(mode="after")
     def _some_weight(self) -> RewardWeights:
@@ -232,55 +258,96 @@ def normalise(raw: Mapping[str, float], *, vocab_size: int) -> dict[str, float]:
     if vocab_size < 2:
         raise ValueError(f"vocab_size must be at least 2, got {vocab_size}")
     perplexity = max(-raw["r_recon"], 1.0)
-    return {
+    scaled = {
         "info": min(max(raw["r_info"], 0.0), 1.0),
         "recon": min(max(1.0 - math.log(perplexity) / math.log(vocab_size), 0.0), 1.0),
         "len": length_score(round(-raw["r_len"])),
     }
+    if "r_collab" in raw:
+        scaled["collab"] = min(max(0.5 + raw["r_collab"], 0.0), 1.0)
+    return scaled
 
 
 def weighted_total(components: Mapping[str, float], weights: RewardWeights) -> float:
-    """`(alpha*info + beta*recon + gamma*len) / (alpha + beta + gamma)` of NORMALISED
-    components (`normalise`'s output), in [0, 1]."""
+    """`sum(w_k * c_k) / sum(w_k)` of NORMALISED components (`normalise`'s output), in
+    [0, 1]; `collab` (weight delta) counts where present."""
     missing = [key for key in NORMALISED_KEYS if key not in components]
     if missing:
         raise ValueError(
             f"weighted_total needs normalised components {NORMALISED_KEYS}, missing {missing}; "
             "pass raw rewards through `normalise` first"
         )
-    total = (
-        weights.alpha * components["info"]
-        + weights.beta * components["recon"]
-        + weights.gamma * components["len"]
-    )
-    return total / (weights.alpha + weights.beta + weights.gamma)
+    pairs = [(weights.alpha, components["info"]), (weights.beta, components["recon"]),
+             (weights.gamma, components["len"])]  # fmt: skip
+    if "collab" in components:
+        pairs.append((weights.delta, components["collab"]))
+    total_weight = sum(weight for weight, _ in pairs)
+    if total_weight <= 0:
+        raise ValueError("the weights of the present components sum to 0")
+    return sum(weight * value for weight, value in pairs) / total_weight
+
+
+def make_rewards(
+    encoder: TextEncoder, llm: LLM, collab: CollabTargets | None = None
+) -> dict[str, RewardFunction]:
+    """The raw reward functions by name: r_info, r_recon, r_len, and r_collab with targets."""
+    rewards = {"r_info": make_info_reward(encoder), "r_recon": make_recon_reward(llm),
+               "r_len": length_reward}  # fmt: skip
+    if collab is not None:
+        rewards["r_collab"] = make_collab_reward(encoder, collab)
+    return rewards
+
+
+def raw_scores(
+    rewards: Mapping[str, RewardFunction],
+    completions: Sequence[Completion],
+    description: Sequence[str] | None = None,
+    item_id: Sequence[str] | None = None,
+) -> list[dict[str, float]]:
+    """Each reward called ONCE over the distinct (completion, item) pairs; one dict of raw
+    rewards per completion. A GRPO group often repeats a completion: it is scored once."""
+    descriptions = _descriptions(completions, description)
+    ids = [""] * len(completions) if item_id is None else [str(i) for i in item_id]
+    keys = [(completion_text(c), d, i) for c, d, i in zip(completions, descriptions, ids,
+                                                         strict=True)]  # fmt: skip
+    unique = list(dict.fromkeys(keys))
+    columns = {"description": [d for _, d, _ in unique]}
+    if item_id is not None:
+        columns["item_id"] = [i for _, _, i in unique]
+    texts = [text for text, _, _ in unique]
+    values = {name: reward(texts, **columns) for name, reward in rewards.items()}
+    row = {key: position for position, key in enumerate(unique)}
+    return [{name: values[name][row[key]] for name in rewards} for key in keys]
 
 
 def make_total_reward(
-    encoder: TextEncoder, llm: LLM, weights: RewardWeights | None = None
+    encoder: TextEncoder,
+    llm: LLM,
+    weights: RewardWeights | None = None,
+    collab: CollabTargets | None = None,
 ) -> RewardFunction:
-    """`r_total(completions, description, **kwargs)`: the weighted, normalised sum as one
-    TRL reward (use it instead of the three when TRL's own `reward_weights` would mix raw
-    scales)."""
+    """`r_total(completions, description, item_id, log_metric, **kwargs)`: the weighted,
+    normalised sum as the one TRL reward. Each raw reward runs once per batch; their means
+    (raw and normalised) go to TRL's `log_metric` as `raw/r_info`, ..., `norm/info`, ..."""
     weights = weights or RewardWeights()
-    r_info, r_recon = make_info_reward(encoder), make_recon_reward(llm)
+    rewards = make_rewards(encoder, llm, collab)
     vocab_size = len(llm.tokenizer)
 
     def r_total(
-        completions: Sequence[Completion], description: Sequence[str] | None = None, **kwargs: Any
+        completions: Sequence[Completion],
+        description: Sequence[str] | None = None,
+        item_id: Sequence[str] | None = None,
+        log_metric: Callable[[str, float], None] | None = None,
+        **kwargs: Any,
     ) -> list[float]:
-        raws = zip(
-            r_info(completions, description),
-            r_recon(completions, description),
-            r_len(completions),
-            strict=True,
-        )
-        totals = [
-            weighted_total(
-                normalise(dict(zip(RAW_KEYS, raw, strict=True)), vocab_size=vocab_size), weights
-            )
-            for raw in raws
-        ]
+        raws = raw_scores(rewards, completions, description, item_id)
+        scaled = [normalise(raw, vocab_size=vocab_size) for raw in raws]
+        totals = [weighted_total(components, weights) for components in scaled]
+        if log_metric is not None and raws:
+            for name in raws[0]:
+                log_metric(f"raw/{name}", float(np.mean([raw[name] for raw in raws])))
+            for name in scaled[0]:
+                log_metric(f"norm/{name}", float(np.mean([c[name] for c in scaled])))
         return _checked("r_total", totals, completions)
 
     return r_total

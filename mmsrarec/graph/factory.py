@@ -13,10 +13,9 @@ Files it uses (all derived, all safe to delete):
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from mmsrarec.config import Settings
-from mmsrarec.critic import RewardCritic
+from mmsrarec.critic import CollabTargets, RewardCritic
 from mmsrarec.data import Dataset
 from mmsrarec.models import LLM, ModelCache
 from mmsrarec.nodes.context import GraphContext, GraphSettings
@@ -25,13 +24,10 @@ from mmsrarec.recommenders.methods import build_recommender
 from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
 from mmsrarec.scoring import LLMPreferenceSummarizer, SharedPrefixScorer
 from mmsrarec.summarization import PROMPT_VERSION, KeywordCache, LLMSummarizer
+from mmsrarec.summarization.cache import keyword_cache_path
 from mmsrarec.tools import CollaborativeIndex, CollaborativeRetriever
 
 logger = logging.getLogger(__name__)
-
-
-def keyword_cache_path(settings: Settings) -> Path:
-    return settings.cache_dir / "keywords.sqlite"
 
 
 def open_keyword_cache(settings: Settings, summarizer: LLMSummarizer) -> KeywordCache:
@@ -84,7 +80,16 @@ def build_context(
     return GraphContext(
         dataset=dataset,
         summarizer=summarizer,
-        critic=RewardCritic(models.encoder(), llm, threshold=run.threshold) if critic else None,
+        critic=(
+            RewardCritic(
+                models.encoder(),
+                llm,
+                threshold=run.threshold,
+                collab=CollabTargets.from_dataset(dataset),
+            )  # fmt: skip
+            if critic
+            else None
+        ),
         keywords=open_keyword_cache(settings, summarizer),
         retriever=retriever,
         scorer=SharedPrefixScorer(llm),

@@ -25,11 +25,12 @@ import numpy as np
 
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset
-from mmsrarec.graph.factory import build_context, keyword_cache_path
+from mmsrarec.graph.factory import build_context
 from mmsrarec.graph.recommender import GraphRecommender, summarize_offline
 from mmsrarec.nodes.context import GraphSettings
 from mmsrarec.recommenders.base import Query, Recommender
 from mmsrarec.summarization import PROMPT_VERSION, KeywordCache
+from mmsrarec.summarization.cache import keyword_cache_path
 from mmsrarec.training.adapters import (
     RECOMMENDER,
     SUMMARIZER,

@@ -2,7 +2,6 @@
 
     encoder = load_encoder("all-minilm-l6-v2", settings)     # the packaged MiniLM
     vectors = encoder.encode(["space adventure film", ...])  # float32 [n, 384], unit rows
-    collection = client.create_collection("items", embedding_function=ChromaEmbedding(encoder))
 
 The pooling (mean or CLS) comes from the folder's sentence-transformers files
 (`1_Pooling/config.json`, `sentence_bert_config.json`) when present; mean pooling otherwise.
@@ -17,13 +16,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
-from chromadb.utils.embedding_functions import register_embedding_function
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.utils import cached_file
 
 from mmsrarec.config import Settings
 from mmsrarec.errors import ConfigError, ModelNotFoundError
+from mmsrarec.models.device import model_device
 from mmsrarec.models.presets import ENCODER_PRESETS, encoder_preset_dir, resolve_pretrained
 
 Pooling = Literal["mean", "cls"]
@@ -78,6 +76,7 @@ class SentenceEncoder:
                     max_length=self.max_length,
                     return_tensors="pt",
                 )
+                batch = batch.to(self.model.device)
                 hidden = self.model(**batch).last_hidden_state  # [b, tokens, dim]
                 if self.pooling == "cls":
                     pooled = hidden[:, 0]
@@ -85,7 +84,7 @@ class SentenceEncoder:
                     mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)  # [b, tokens, 1]
                     pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 pooled = torch.nn.functional.normalize(pooled.float(), p=2, dim=-1)
-                out[rows] = pooled.numpy()
+                out[rows] = pooled.cpu().numpy()
         return out
 
 
@@ -134,7 +133,7 @@ def load_encoder(spec: str, settings: Settings) -> SentenceEncoder:
             f"`embedding_model` `{spec}` is incomplete in `{source}` ({exc}); re-save it with "
             "`save_pretrained`, or download it again with internet (`offline = false`)"
         ) from exc
-    model.eval()
+    model.to(model_device(settings)).eval()
     pooling = _pooling_mode(_optional_json(load_from, "1_Pooling/config.json", local_only), spec)
     limits = [tokenizer.model_max_length, getattr(model.config, "max_position_embeddings", 512)]
     st_config = _optional_json(load_from, "sentence_bert_config.json", local_only)
@@ -151,55 +150,3 @@ def load_encoder(spec: str, settings: Settings) -> SentenceEncoder:
 
 
 # Registered so that Chroma can rebuild it from a persisted collection's configuration.
-@register_embedding_function
-class ChromaEmbedding(EmbeddingFunction[Documents]):
-    """A `SentenceEncoder` as a Chroma embedding function (chromadb 1.5 protocol).
-
-    Chroma stores `name()` and `get_config()` with a collection; `build_from_config` gives back
-    an instance that loads the encoder on its first call, so reopening a collection loads no
-    model until something is embedded. Pass the same instance to `get_collection`: its default
-    would otherwise be Chroma's own ONNX model, which it would try to download.
-    """
-
-    def __init__(self, encoder: SentenceEncoder) -> None:
-        self._encoder: SentenceEncoder | None = encoder
-        spec = encoder.name
-        # A relative path would not find the model again from another working directory.
-        self._spec = str(encoder.source) if Path(spec).expanduser().is_dir() else spec
-
-    def __call__(self, input: Documents) -> Embeddings:
-        if self._encoder is None:
-            self._encoder = load_encoder(self._spec, Settings())
-        return list(self._encoder.encode(list(input)))
-
-    @staticmethod
-    def name() -> str:
-        return "mmsrarec-sentence-encoder"
-
-    def get_config(self) -> dict[str, Any]:
-        return {"model": self._spec}
-
-    @staticmethod
-    def build_from_config(config: dict[str, Any]) -> ChromaEmbedding:
-        instance = ChromaEmbedding.__new__(ChromaEmbedding)
-        instance._encoder = None
-        instance._spec = str(config["model"])
-        return instance
-
-    def is_legacy(self) -> bool:
-        # The inherited check builds a second instance from the config; ours would load a model.
-        return False
-
-    def default_space(self) -> Space:
-        return "cosine"  # rows are unit length: cosine, inner product and L2 rank alike
-
-    def supported_spaces(self) -> list[Space]:
-        return ["cosine", "ip", "l2"]
-
-    def validate_config_update(
-        self, old_config: dict[str, Any], new_config: dict[str, Any]
-    ) -> None:
-        if new_config.get("model", old_config.get("model")) != old_config.get("model"):
-            raise ValueError(
-                "a collection cannot change its embedding model; re-embed into a new collection"
-            )

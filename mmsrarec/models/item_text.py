@@ -52,10 +52,11 @@ def llm_features(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch:
             list(texts[start : start + batch]), return_tensors="pt", padding=True,
             add_special_tokens=False,
         )  # fmt: skip
+        encoded = encoded.to(model.device)
         hidden = model.get_decoder()(**encoded).last_hidden_state  # [B, T, H]
         mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         rows.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
-    return torch.cat(rows).float().numpy()
+    return torch.cat(rows).float().cpu().numpy()
 
 
 def standardize(features: np.ndarray) -> np.ndarray:

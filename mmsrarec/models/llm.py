@@ -29,6 +29,7 @@ from transformers import (
 
 from mmsrarec.config import Settings
 from mmsrarec.errors import ConfigError, ModelNotFoundError
+from mmsrarec.models.device import model_device
 from mmsrarec.models.embeddings import SentenceEncoder, load_encoder
 from mmsrarec.models.presets import LLM_PRESETS, ensure_converted, resolve_pretrained
 
@@ -113,7 +114,7 @@ def load_llm(spec: str, settings: Settings, *, dtype: torch.dtype = torch.float3
             f"`model` `{spec}` needs a package that is not installed: {first_line} "
             "Install it, or pick another model (SmolVLM v1 / Idefics3 works without torchvision)"
         ) from exc
-    model.eval()
+    model.to(model_device(settings)).eval()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.generation_config.pad_token_id is None:

@@ -62,8 +62,9 @@ class LLMRecommender(Recommender):
         device: where the model trains and scores (default: the GPU when there is one).
         sasrec_config: settings of the SASRec whose item embeddings start the ID part
             (default: `SASRecConfig()`, the one the evaluator trains).
-        keyword_summarizer: read `keywords` at `fit` from the keyword cache of this
-            summarizer (its name, e.g. the model preset after `mmsrarec summarize`).
+        keywords_from: where `fit` reads the item keywords (see `resolve_keywords`):
+            `none` (the item's own text), `base` (the base summarizer's cached keywords),
+            `tuned` or `tuned:<tag>` (the GRPO summarizer's), or `given` (`keywords`).
     """
 
     def __init__(
@@ -75,7 +76,7 @@ class LLMRecommender(Recommender):
         progress: bool = True,
         device: str | None = None,
         sasrec_config: SASRecConfig | None = None,
-        keyword_summarizer: str | None = None,
+        keywords_from: str = "given",
     ) -> None:
         self.settings = settings
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -84,7 +85,8 @@ class LLMRecommender(Recommender):
         self.keywords = dict(keywords or {})
         self.progress = progress
         self.sasrec_config = sasrec_config
-        self.keyword_summarizer = keyword_summarizer
+        self.keywords_from = keywords_from
+        self.keywords_source = "given" if keywords else "item text"
         self.model: ItemLM | None = None
         self.retriever: RetrievalTokens | None = None
         self.meta: dict[str, Any] = {}
@@ -103,8 +105,10 @@ class LLMRecommender(Recommender):
     def fit(self, dataset: Dataset, seed: int) -> None:
         """Train on the training split (validation for the checkpoint), or reload."""
         config = self.config
-        if self.keyword_summarizer is not None:
-            self.keywords = stored_keywords(self.settings, dataset, self.keyword_summarizer)
+        if self.keywords_from != "given":
+            self.keywords_source, self.keywords = resolve_keywords(
+                self.settings, dataset, self.keywords_from
+            )
         sasrec = SASRecRecommender(
             self.sasrec_config, save_dir=sasrec_dir(self.settings), progress=self.progress
         )
@@ -139,6 +143,7 @@ class LLMRecommender(Recommender):
             "best_valid_ndcg5": result.best_valid_ndcg5, "train_seconds": result.seconds,
             "log": result.log, "windows": len(windows),
             "items_with_keywords": sum(1 for i in dataset.items if self.keywords.get(i.item_id)),
+            "keywords": self.keywords_source,
         }  # fmt: skip
         buffer = io.BytesIO()
         torch.save(self.model.trainable_state(), buffer)
@@ -244,6 +249,54 @@ class RetrievalTokens:
                 others = [m for m in metas if str(m["user_id"]) != user][: self.k]
                 out.append([self.dataset.index_of(str(m["next_item_id"])) for m in others])
         return out
+
+
+def resolve_keywords(
+    settings: Settings, dataset: Dataset, source: str
+) -> tuple[str, dict[str, list[str]]]:
+    """(what the keywords are, keywords per item id) for `source`:
+
+    - `none`: no keywords (item texts are the items' own text);
+    - `base`: the base summarizer's cached keywords (`mmsrarec summarize --critic`);
+    - `tuned[:tag]`: the GRPO summarizer's (`mmsrarec train summarizer [--tag]`, then
+      `mmsrarec summarize --critic --tuned [--tag]`).
+
+    Every catalog item must have cached keywords. `tuned` alone is the default of
+    `llm-recommender`: without a GRPO adapter or its catalog keywords it uses the item text
+    and says so (in the log and in the returned description, which goes to `meta`), so that
+    the two-command set-up needs no GRPO run. Other sources raise `NotPreparedError`.
+    """
+    if source == "none":
+        return "item text", {}
+    if source == "base":
+        name, fix = settings.model, "mmsrarec summarize --critic"
+    elif source.partition(":")[0] == "tuned":
+        from mmsrarec.training.adapters import tuned_summarizer_name
+
+        tag = source.partition(":")[2]
+        fix = "mmsrarec summarize --critic --tuned" + (f" --tag {tag}" if tag else "")
+        try:
+            name = tuned_summarizer_name(settings, tag)
+        except NotPreparedError:
+            if source != "tuned":
+                raise
+            logger.warning("no GRPO summarizer adapter: item texts without keywords")
+            return "item text (no GRPO summarizer)", {}
+    else:
+        raise ValueError(f"unknown keyword source `{source}`")
+    try:
+        keywords = stored_keywords(settings, dataset, name)
+    except NotPreparedError:
+        keywords = {}
+    missing = dataset.n_items - len(keywords)
+    if missing:
+        if source == "tuned":
+            logger.warning("%d items lack `%s` keywords: item texts without keywords", missing,
+                           name)  # fmt: skip
+            return f"item text ({missing} items lack {name} keywords: run `{fix}`)", {}
+        raise NotPreparedError(f"{missing} of {dataset.n_items} items have no `{name}` "
+                               f"keywords: run `{fix}`")  # fmt: skip
+    return name, keywords
 
 
 def stored_keywords(settings: Settings, dataset: Dataset, summarizer: str) -> dict[str, list[str]]:

@@ -14,6 +14,9 @@ from mmsrarec.recommenders.base import Recommender
 # The LLM recommender (hybrid item tokens) and its controls: one setting changed each.
 LLM_VARIANTS: dict[str, dict[str, object]] = {
     "llm-recommender": {},
+    "llm-recommender-item-text": {},
+    "llm-recommender-base-keywords": {},
+    "llm-recommender-tuned-no-collab": {},
     "llm-recommender-id-only": {"item_tokens": "id"},
     "llm-recommender-text-only": {"item_tokens": "text"},
     "llm-recommender-permuted-text": {"text_features": "permuted"},
@@ -22,9 +25,12 @@ LLM_VARIANTS: dict[str, dict[str, object]] = {
     "llm-recommender-retrieval": {"k_similar": 3},
     "llm-recommender-text-init-normal": {"text_init": "normal"},
 }
-# Variants whose item texts hold the summarizer's cached, critic-scored keywords (run
-# `mmsrarec summarize --critic` first) instead of the item's own text: variant -> base.
-KEYWORD_VARIANTS = {"llm-recommender-keywords": "llm-recommender"}
+# Where each variant's item texts take their keywords (`llm_recommender.resolve_keywords`):
+# the GRPO summarizer's (with R_collab), the base summarizer's, the GRPO summarizer's trained
+# without R_collab, or none. The controls above use the items' own text (`none`), as
+# `llm-recommender-item-text` does.
+KEYWORD_SOURCES = {"llm-recommender": "tuned", "llm-recommender-base-keywords": "base",
+                   "llm-recommender-tuned-no-collab": "tuned:no-collab"}  # fmt: skip
 # Gated z-score fusions (fitted on validation): the full system and its baseline.
 FUSIONS = {
     "mmsrarec": ("llm-recommender", "sasrec", "item-knn"),
@@ -32,8 +38,7 @@ FUSIONS = {
     "mmsrarec-id-only": ("llm-recommender-id-only", "sasrec", "item-knn"),  # control
 }
 # Methods that score the whole catalog in one pass: what the graph's recommend node can use.
-CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", *FUSIONS, *LLM_VARIANTS,
-                   *KEYWORD_VARIANTS)  # fmt: skip
+CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", *FUSIONS, *LLM_VARIANTS)
 
 
 def build_recommender(name: str, settings: Settings) -> Recommender:
@@ -66,13 +71,13 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
 
         members = {member: build_recommender(member, settings) for member in FUSIONS[name]}
         return FusionRecommender(members, name)
-    if name in LLM_VARIANTS or name in KEYWORD_VARIANTS:
+    if name in LLM_VARIANTS:
         from mmsrarec.models.item_lm import ItemLMConfig
         from mmsrarec.recommenders.llm_recommender import LLMRecommender
 
-        config = ItemLMConfig(**LLM_VARIANTS[KEYWORD_VARIANTS.get(name, name)])  # type: ignore[arg-type]
-        summarizer = settings.model if name in KEYWORD_VARIANTS else None
-        return LLMRecommender(settings, config, name, keyword_summarizer=summarizer)
+        config = ItemLMConfig(**LLM_VARIANTS[name])  # type: ignore[arg-type]
+        return LLMRecommender(settings, config, name,
+                              keywords_from=KEYWORD_SOURCES.get(name, "none"))  # fmt: skip
     from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
 
     return SASRecRecommender(save_dir=sasrec_dir(settings))

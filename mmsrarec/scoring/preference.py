@@ -128,6 +128,7 @@ class LLMPreferenceSummarizer:
         """The summary after reading `chunk`; the previous one when the model writes nothing."""
         tokenizer = self.llm.tokenizer
         ids = torch.tensor([encode_prefix(tokenizer, self._prompt(summary, chunk))])
+        ids = ids.to(self.llm.model.device)
         output = self.llm.model.generate(
             input_ids=ids,
             attention_mask=torch.ones_like(ids),

@@ -98,7 +98,7 @@ class _YesNoReader:
         `p(yes) / (p(yes) + p(no)) = sigmoid(logsumexp(yes logits) - logsumexp(no logits))`,
         computed in float64 so that confident answers stay strictly inside (0, 1).
         """
-        logits = logits.double()
+        logits = logits.double().cpu()
         margin = logits[:, self.yes_ids].logsumexp(-1) - logits[:, self.no_ids].logsumexp(-1)
         return torch.sigmoid(margin).tolist()
 
@@ -117,6 +117,7 @@ class NaiveScorer(_YesNoReader):
         scores = []
         for suffix in suffixes:
             ids = torch.tensor([prefix_ids + encode_suffix(self.llm.tokenizer, suffix)])
+            ids = ids.to(self.llm.model.device)
             logits = self.llm.model(input_ids=ids, use_cache=False, logits_to_keep=1).logits
             scores += self.probabilities(logits[:, -1])
         return scores
@@ -148,7 +149,9 @@ class SharedPrefixScorer(_YesNoReader):
             raise ValueError("the prompt prefix is empty: nothing to share between candidates")
         encoded = [encode_suffix(tokenizer, suffix) for suffix in suffixes]
         prefix_out = self.llm.model(
-            input_ids=torch.tensor([prefix_ids]), use_cache=True, logits_to_keep=1
+            input_ids=torch.tensor([prefix_ids], device=self.llm.model.device),
+            use_cache=True,
+            logits_to_keep=1,
         )
         cache = prefix_out.past_key_values
         # Similar lengths share a batch: less padding, fewer distinct last positions.
@@ -180,12 +183,13 @@ class SharedPrefixScorer(_YesNoReader):
         last = torch.tensor([len(ids) - 1 for ids in batch])  # [B]
         # Only the positions some row ends at need logits: [B, U, vocab] instead of [B, S, vocab].
         keep, where = torch.unique(last, return_inverse=True)
+        device = self.llm.model.device
         logits = self.llm.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
+            input_ids=input_ids.to(device),
+            attention_mask=attention_mask.to(device),
+            position_ids=position_ids.to(device),
             past_key_values=cache,
             use_cache=True,
-            logits_to_keep=keep,
+            logits_to_keep=keep.to(device),
         ).logits
-        return self.probabilities(logits[torch.arange(size), where])
+        return self.probabilities(logits[torch.arange(size, device=device), where.to(device)])

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from mmsrarec.config import Settings
 from mmsrarec.data import Item
 from mmsrarec.errors import DataError
 from mmsrarec.storage import sha256_text
@@ -138,3 +139,8 @@ class KeywordCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def keyword_cache_path(settings: Settings) -> Path:
+    """The one keyword store of a cache dir (graph, `mmsrarec summarize`, recommenders)."""
+    return settings.cache_dir / "keywords.sqlite"

@@ -11,7 +11,6 @@ repeats, which is how a small model shows it has run out of things to say.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,39 +22,23 @@ from mmsrarec.errors import DataError
 from mmsrarec.models import LLM
 from mmsrarec.prompt_text import sanitize
 from mmsrarec.summarization import prompts
-from mmsrarec.summarization.parse import (
-    MAX_KEYWORDS,
-    clean_keyword,
-    merge_keywords,
-    parse_keywords,
-    same_keyword_key,
-)
-
-_PIECES = re.compile(r"[,;]")
+from mmsrarec.summarization.parse import MAX_KEYWORDS, merge_keywords, parse_keywords
+from mmsrarec.summarization.stopping import MAX_NEW_TOKENS, answered
 
 
 class _StopWhenAnswered(StoppingCriteria):
-    """Per row: stop after a newline that follows some text, once a keyword repeats, or
-    once more than `max_keywords` complete keywords are out."""
+    """Per row: stop once `stopping.answered` holds for the row's text (GRPO uses the same)."""
 
     def __init__(self, tokenizer: Any, prompt_length: int, max_keywords: int) -> None:
         self.tokenizer = tokenizer
         self.prompt_length = prompt_length
         self.max_keywords = max_keywords
 
-    def answered(self, text: str) -> bool:
-        text = text.lstrip()
-        if "\n" in text:
-            return True
-        complete = [clean_keyword(piece) for piece in _PIECES.split(text)[:-1]]
-        keys = [same_keyword_key(keyword) for keyword in complete if keyword]
-        return len(set(keys)) < len(keys) or len(keys) > self.max_keywords
-
     def __call__(self, input_ids: torch.LongTensor, scores: Any, **kwargs: Any) -> torch.BoolTensor:
         texts = self.tokenizer.batch_decode(
             input_ids[:, self.prompt_length :], skip_special_tokens=True
         )
-        done = [self.answered(text) for text in texts]
+        done = [answered(text, self.max_keywords) for text in texts]
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
@@ -77,7 +60,7 @@ class LLMSummarizer:
         llm: LLM,
         *,
         vision_llm: LLM | None = None,
-        max_new_tokens: int = 40,
+        max_new_tokens: int = MAX_NEW_TOKENS,
         batch_size: int = 8,
         max_keywords: int = MAX_KEYWORDS,
     ) -> None:
@@ -161,6 +144,7 @@ class LLMSummarizer:
                 )  # fmt: skip
         finally:
             tokenizer.padding_side = side
+        inputs = inputs.to(llm.model.device)
         prompt_length = inputs["input_ids"].shape[1]
         stop = _StopWhenAnswered(tokenizer, prompt_length, self.max_keywords)
         with torch.inference_mode():

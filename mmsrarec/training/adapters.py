@@ -30,14 +30,20 @@ RECOMMENDER = "recommender"
 ROLES = (SUMMARIZER, RECOMMENDER)
 
 
-def train_dir(settings: Settings, role: str) -> Path:
-    """Where `mmsrarec train <role>` writes checkpoints, curves and the adapter."""
-    return settings.run_dir / "train" / role / settings.dataset
+def train_dir(settings: Settings, role: str, tag: str = "") -> Path:
+    """Where `mmsrarec train <role> [--tag T]` writes checkpoints, curves and the adapter."""
+    return settings.run_dir / "train" / (f"{role}-{tag}" if tag else role) / settings.dataset
 
 
-def adapter_dir(settings: Settings, role: str) -> Path:
+def adapter_dir(settings: Settings, role: str, tag: str = "") -> Path:
     """The saved adapter of `role` (what `mmsrarec evaluate --method mmsrarec` loads)."""
-    return train_dir(settings, role) / "adapter"
+    return train_dir(settings, role, tag) / "adapter"
+
+
+def tuned_summarizer_name(settings: Settings, tag: str = "") -> str:
+    """The keyword-cache name of the summarizer with the GRPO adapter (`train summarizer`)."""
+    path = check_adapter(adapter_dir(settings, SUMMARIZER, tag), SUMMARIZER)
+    return f"{settings.model}+grpo-{adapter_digest(path)}"
 
 
 def adapter_digest(path: Path) -> str:

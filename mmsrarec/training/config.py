@@ -17,6 +17,7 @@ from trl import GRPOConfig, SFTConfig
 
 from mmsrarec.critic.rewards import RewardWeights
 from mmsrarec.errors import ConfigError
+from mmsrarec.summarization.stopping import MAX_NEW_TOKENS
 
 
 def _precision(config: GRPOConfig | SFTConfig) -> None:
@@ -71,12 +72,22 @@ class SummarizerTrainConfig(LoraFields, GRPOConfig):
         default=64, metadata={"help": "Training items (prompts) for GRPO, drawn with `seed`."}
     )
     n_heldout: int = field(
-        default=32,
-        metadata={"help": "Items kept out of GRPO to report keywords/R_info/R_recon before/after."},
+        default=128,
+        metadata={"help": "Items kept out of GRPO, summarised and scored before and after."},
     )
-    alpha: float = field(default=0.5, metadata={"help": "Weight of the normalised R_info."})
-    beta_recon: float = field(default=0.3, metadata={"help": "Weight of the normalised R_recon."})
-    gamma: float = field(default=0.2, metadata={"help": "Weight of the normalised R_len."})
+    alpha: float = field(
+        default=RewardWeights().alpha, metadata={"help": "Weight of the normalised R_info."}
+    )
+    beta_recon: float = field(
+        default=RewardWeights().beta, metadata={"help": "Weight of the normalised R_recon."}
+    )
+    gamma: float = field(
+        default=RewardWeights().gamma, metadata={"help": "Weight of the normalised R_len."}
+    )
+    delta_collab: float = field(
+        default=RewardWeights().delta,
+        metadata={"help": "Weight of the normalised R_collab (ours; 0 leaves it out)."},
+    )
     # TRL field defaults we change: a short CPU run, few, short completions; every component
     # logged. `mmsrarec train summarizer` takes its option defaults from these fields.
     max_steps: int = field(default=40, metadata={"help": "Optimizer steps (-1: run epochs)."})
@@ -87,7 +98,8 @@ class SummarizerTrainConfig(LoraFields, GRPOConfig):
         default=4, metadata={"help": "Completions per prompt (the GRPO group)."}
     )
     max_completion_length: int | None = field(
-        default=32, metadata={"help": "Tokens per completion (8 keywords fit in about 30)."}
+        default=MAX_NEW_TOKENS,
+        metadata={"help": "Tokens per completion: the summarizer's inference budget."},
     )
     per_device_train_batch_size: int = field(
         default=4, metadata={"help": "Completions per device per step (a multiple of the group)."}
@@ -107,15 +119,22 @@ class SummarizerTrainConfig(LoraFields, GRPOConfig):
             raise ConfigError("`n_items` must be at least 1 and `n_heldout` at least 0")
         if self.num_generations is None or self.num_generations < 2:
             raise ConfigError("`num_generations` must be at least 2: GRPO compares a group")
+        if self.max_completion_length != MAX_NEW_TOKENS:
+            raise ConfigError(f"`max_completion_length` must equal the summarizer's inference "
+                              f"budget ({MAX_NEW_TOKENS}): GRPO trains the answers inference "
+                              "gives")  # fmt: skip
         self.reward_weights_model()  # fail early on bad weights
         super().__post_init__()
 
     def reward_weights_model(self) -> RewardWeights:
-        """The critic's `RewardWeights` for these alpha, beta_recon, gamma."""
+        """The critic's `RewardWeights` for these alpha, beta_recon, gamma, delta_collab."""
         try:
-            return RewardWeights(alpha=self.alpha, beta=self.beta_recon, gamma=self.gamma)
+            return RewardWeights(alpha=self.alpha, beta=self.beta_recon, gamma=self.gamma,
+                                 delta=self.delta_collab)  # fmt: skip
         except ValueError as exc:
-            raise ConfigError(f"reward weights `alpha`/`beta_recon`/`gamma`: {exc}") from None
+            raise ConfigError(
+                f"reward weights `alpha`/`beta_recon`/`gamma`/`delta_collab`: {exc}"
+            ) from None
 
 
 @dataclass

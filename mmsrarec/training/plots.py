@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-REWARD_KEYS = ("rewards/r_total/mean", "rewards/r_info/mean", "rewards/r_recon/mean",
-               "rewards/r_len/mean")  # fmt: skip
+# GRPO: the total drives the advantages; the components are logged by `r_total` itself.
+REWARD_KEYS = ("rewards/r_total/mean", "norm/info", "norm/recon", "norm/len", "norm/collab")
 LOSS_KEYS = ("loss", "eval_loss")
 
 

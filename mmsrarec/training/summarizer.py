@@ -2,59 +2,111 @@
 
 Prompts are exactly the graph summarizer's (`LLMSummarizer.prompt`: the chat template with
 the few-shot examples, or the base model's plain prompt), one per training item; the dataset
-column `description` (the item text) reaches the rewards by keyword.
+columns `description` (the item text) and `item_id` reach the rewards by keyword.
 
-Rewards: `reward_funcs = [r_total, r_info, r_recon, r_len]` with `reward_weights =
-[1, 0, 0, 0]`. Only `r_total` (the critic's normalised, weighted sum in [0, 1]) drives the
-advantages; the three raw rewards are the critic's own functions, weight 0, so TRL logs each
-component per step (`rewards/r_info/mean`, ...) without letting their raw scales mix: raw
-`r_recon` is minus a perplexity (tens to thousands) and would swamp `r_info` (a cosine) under
-any fixed linear weights. `r_recon` is computed under a frozen copy of the base model, so the
-policy cannot lower its own perplexity yardstick.
+- Reward: one TRL reward function, the critic's `r_total` (`make_total_reward`): each raw
+  reward (R_info, R_recon, R_len and, with a positive `delta_collab`, R_collab) runs once
+  per batch on the distinct completions, and their means go to TRL's metric log
+  (`raw/r_info`, `norm/info`, ...). `r_recon` runs under a frozen copy of the base model,
+  so the policy cannot lower its own perplexity yardstick.
+- Generation is inference's: the same token budget (`stopping.MAX_NEW_TOKENS`) and each
+  sampled completion cut where the summarizer's stop rule ends greedy generation
+  (`StopRuleGRPOTrainer`); tokens after that point get no gradient.
+- Checkpoints: TRL writes `checkpoint-N/`, then `complete.json` (its files' names and sizes)
+  is written atomically; resume takes the newest checkpoint whose files all match it, so a
+  kill during a save never resumes from a half-written one. The adapter and the report are
+  replaced atomically too.
+- Held-out items (never prompted) are summarised greedily before and after training and
+  scored with the same rewards; the report holds the paired 95% interval of tuned - base.
 
 Items: those that occur in training sequences, shuffled with `seed`; the first `n_heldout`
-are held out (never prompted) and summarised greedily before and after training.
+are held out.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
 import random
-from dataclasses import dataclass
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from transformers import TrainerCallback
+from trl import GRPOTrainer
 
+from mmsrarec.critic.collab import CollabTargets
 from mmsrarec.critic.rewards import (
-    length_reward,
-    make_info_reward,
-    make_recon_reward,
+    RewardWeights,
+    make_rewards,
     make_total_reward,
+    normalise,
+    raw_scores,
+    weighted_total,
 )
 from mmsrarec.data import Dataset, Item
 from mmsrarec.errors import DataError
+from mmsrarec.metrics import paired_interval
 from mmsrarec.models import LLM
 from mmsrarec.models.llm import load_llm
+from mmsrarec.storage import atomic_write_json
+from mmsrarec.summarization.parse import MAX_KEYWORDS
+from mmsrarec.summarization.stopping import stop_length
 from mmsrarec.training.config import SummarizerTrainConfig
 from mmsrarec.training.plots import REWARD_KEYS, plot_curves, write_log_history
 
 logger = logging.getLogger(__name__)
+COMPLETE = "complete.json"
 
 
-@dataclass
-class KeywordQuality:
-    """Greedy keywords of held-out items, scored with the raw rewards."""
+class StopRuleGRPOTrainer(GRPOTrainer):
+    """GRPO whose completions end where greedy inference would stop (`stopping.answered`)."""
 
-    n_items: int
-    mean_keywords: float
-    r_info: float
-    r_recon: float
+    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> tuple[list, Any]:
+        completion_ids, logprobs = super()._generate_single_turn(*args, **kwargs)
+        tokenizer = self.processing_class
+        cut = [ids[: stop_length(ids, tokenizer, MAX_KEYWORDS)] for ids in completion_ids]
+        if logprobs is not None:
+            logprobs = [row[: len(ids)] for row, ids in zip(logprobs, cut, strict=True)]
+        return cut, logprobs
 
-    def as_dict(self) -> dict[str, float]:
-        return dict(self.__dict__)
+
+class MarkComplete(TrainerCallback):
+    """After each save: write `complete.json` in the new checkpoint, then keep only the
+    newest `keep` complete checkpoints (TRL's own rotation is off)."""
+
+    def __init__(self, keep: int | None) -> None:
+        self.keep = keep
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if not folder.is_dir():
+            return
+        files = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()
+                 and p.name != COMPLETE}  # fmt: skip
+        atomic_write_json(folder / COMPLETE, {"step": state.global_step, "files": files})
+        if self.keep:
+            for old in complete_checkpoints(Path(args.output_dir))[: -self.keep]:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+def _is_complete(folder: Path) -> bool:
+    try:
+        files = json.loads((folder / COMPLETE).read_text(encoding="utf-8"))["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return all((folder / name).is_file() and (folder / name).stat().st_size == size
+               for name, size in files.items())  # fmt: skip
+
+
+def complete_checkpoints(out: Path) -> list[Path]:
+    """`checkpoint-N` folders under `out` whose files all match their `complete.json`,
+    oldest first."""
+    found = [p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    return sorted((p for p in found if _is_complete(p)), key=lambda p: int(p.name.split("-")[-1]))
 
 
 def split_items(dataset: Dataset, n_items: int, n_heldout: int, seed: int) -> tuple[list, list]:
@@ -69,7 +121,7 @@ def split_items(dataset: Dataset, n_items: int, n_heldout: int, seed: int) -> tu
 
 
 def prompt_rows(llm: LLM, items: list[Item]) -> list[dict[str, str]]:
-    """GRPO rows: the summarizer's exact prompt text and the item description."""
+    """GRPO rows: the summarizer's exact prompt text, the item description and id."""
     from mmsrarec.summarization import LLMSummarizer
 
     summarizer = LLMSummarizer(llm)
@@ -77,21 +129,58 @@ def prompt_rows(llm: LLM, items: list[Item]) -> list[dict[str, str]]:
             for item in items]  # fmt: skip
 
 
-def keyword_quality(llm: LLM, items: list[Item], r_info: Any, r_recon: Any) -> KeywordQuality:
-    """Summarise `items` greedily with `llm` and score the keywords with the raw rewards."""
+def heldout_scores(
+    llm: LLM, items: list[Item], rewards: dict[str, Any], weights: RewardWeights, vocab: int
+) -> list[dict[str, Any]]:
+    """Greedy keywords of `items` (the summarizer as the graph runs it), each scored with the
+    raw and normalised rewards and the total."""
     from mmsrarec.summarization import LLMSummarizer
 
     if not items:
-        return KeywordQuality(0, 0.0, 0.0, 0.0)
+        return []
     keywords = LLMSummarizer(llm).summarize(items, {})
     completions = [", ".join(keywords[item.item_id]) for item in items]
-    description = [item.text for item in items]
-    return KeywordQuality(
-        n_items=len(items),
-        mean_keywords=float(np.mean([len(keywords[item.item_id]) for item in items])),
-        r_info=float(np.mean(r_info(completions, description=description))),
-        r_recon=float(np.mean(r_recon(completions, description=description))),
-    )
+    raws = raw_scores(rewards, completions, [item.text for item in items],
+                      [item.item_id for item in items])  # fmt: skip
+    rows = []
+    for item, raw in zip(items, raws, strict=True):
+        scaled = normalise(raw, vocab_size=vocab)
+        rows.append({"item_id": item.item_id, "title": item.title,
+                     "keywords": keywords[item.item_id], "raw": raw, "norm": scaled,
+                     "total": weighted_total(scaled, weights)})  # fmt: skip
+    return rows
+
+
+def compare_heldout(base: list[dict[str, Any]], tuned: list[dict[str, Any]]) -> dict[str, Any]:
+    """`benchmarks/critic/heldout.json`'s shape: means and paired 95% intervals (tuned - base)."""
+    if not base:
+        return {"n_items": 0}
+
+    def column(rows: list[dict[str, Any]], part: str, key: str | None = None) -> np.ndarray:
+        return np.array([row[part] if key is None else row[part][key] for row in rows])
+
+    total = paired_interval(column(tuned, "total"), column(base, "total"))
+    components = {}
+    for part in ("norm", "raw"):
+        for key in base[0][part]:
+            a, b = column(tuned, part, key), column(base, part, key)
+            components[f"{part}/{key}"] = {"base": float(b.mean()), "tuned": float(a.mean()),
+                                           **paired_interval(a, b)}  # fmt: skip
+    counts = [len(row["keywords"]) for row in base], [len(row["keywords"]) for row in tuned]
+    components["keywords"] = {"base": float(np.mean(counts[0])), "tuned": float(np.mean(counts[1]))}
+    return {"n_items": len(base), "r_total_base": float(column(base, "total").mean()),
+            "r_total_tuned": float(column(tuned, "total").mean()), "diff": total["diff"],
+            "ci_low": total["low"], "ci_high": total["high"], "components": components}  # fmt: skip
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Put folder `tmp` at `final`: readers see the old folder or the new one, whole."""
+    old = final.with_name(final.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if final.exists():
+        final.rename(old)
+    tmp.rename(final)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def train_summarizer(
@@ -104,41 +193,48 @@ def train_summarizer(
     resume: bool = True,
 ) -> dict[str, Any]:
     """Run GRPO; write the adapter, log history, reward-curve PNG and report under
-    `config.output_dir`; return the report.
+    `config.output_dir`; return the report (`config` is not changed).
 
     Args:
         config: Trainer and data settings (`output_dir` must be set).
         dataset: Prepared dataset; only items of training sequences are used.
         policy: The summarizer LLM to tune (LoRA is added on top of its model).
-        encoder: phi of `r_info` (a `SentenceEncoder`).
+        encoder: phi of `r_info` and `r_collab` (a `SentenceEncoder`).
         reward_llm: A frozen copy of the base model for `r_recon` (not `policy`).
-        resume: Continue from the last checkpoint in `output_dir` when there is one.
+        resume: Continue from the newest complete checkpoint in `output_dir`.
     """
     from datasets import Dataset as HFDataset
-    from transformers.trainer_utils import get_last_checkpoint
-    from trl import GRPOTrainer
 
     out = Path(config.output_dir)
     train_items, heldout = split_items(dataset, config.n_items, config.n_heldout, config.seed)
-    r_info, r_recon = make_info_reward(encoder), make_recon_reward(reward_llm)
-    r_total = make_total_reward(encoder, reward_llm, config.reward_weights_model())
-    config.reward_weights = [1.0, 0.0, 0.0, 0.0]
-    before = keyword_quality(policy, heldout, r_info, r_recon)
-    logger.info("held-out keywords before GRPO: %s", before)
-    trainer = GRPOTrainer(
+    weights = config.reward_weights_model()
+    collab = CollabTargets.from_dataset(dataset, seed=config.seed) if weights.delta else None
+    rewards = make_rewards(encoder, reward_llm, collab)
+    vocab = len(reward_llm.tokenizer)
+    before = heldout_scores(policy, heldout, rewards, weights, vocab)
+    # TRL rotates checkpoints before our marker exists; MarkComplete rotates instead. A copy,
+    # since `replace` would run TRL's `__post_init__` again on its derived fields.
+    args = copy.copy(config)
+    args.save_total_limit = None
+    trainer = StopRuleGRPOTrainer(
         model=policy.model,
-        reward_funcs=[r_total, r_info, r_recon, length_reward],
-        args=config,
+        reward_funcs=[make_total_reward(encoder, reward_llm, weights, collab)],
+        args=args,
         train_dataset=HFDataset.from_list(prompt_rows(policy, train_items)),
         processing_class=policy.tokenizer,
         peft_config=config.lora_config(),
+        callbacks=[MarkComplete(config.save_total_limit)],
     )
-    last = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
+    checkpoints = complete_checkpoints(out) if resume and out.is_dir() else []
+    last = str(checkpoints[-1]) if checkpoints else None
     trainer.train(resume_from_checkpoint=last)
-    trainer.save_model(str(out / "adapter"))
+    staging = out / "adapter.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    trainer.save_model(str(staging))
+    _replace_dir(staging, out / "adapter")
     trained = dataclasses.replace(policy, model=trainer.model)
     trainer.model.eval()
-    after = keyword_quality(trained, heldout, r_info, r_recon)
+    after = heldout_scores(trained, heldout, rewards, weights, vocab)
     history = trainer.state.log_history
     write_log_history(history, out / "log_history.jsonl")
     plot_curves(history, REWARD_KEYS, out / "rewards.png", f"GRPO rewards ({policy.name})")
@@ -148,12 +244,30 @@ def train_summarizer(
         "train_items": len(train_items),
         "heldout_items": len(heldout),
         "steps": trainer.state.global_step,
-        "reward_weights": config.reward_weights_model().model_dump(),
-        "before": before.as_dict(),
-        "after": after.as_dict(),
+        "step_seconds": _step_seconds(history),
+        "reward_weights": weights.model_dump(),
+        "collab": collab is not None,
+        "heldout": compare_heldout(before, after),
+        "examples": [
+            {
+                "title": b["title"],
+                "base": b["keywords"],
+                "tuned": a["keywords"],
+                "total_base": b["total"],
+                "total_tuned": a["total"],
+            }
+            for b, a in zip(before, after, strict=True)
+        ],  # fmt: skip
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(out / "report.json", report)
     return report
+
+
+def _step_seconds(history: list[dict[str, Any]]) -> float | None:
+    """Mean wall seconds per optimizer step from TRL's final log row."""
+    final = next((row for row in reversed(history) if "train_runtime" in row), None)
+    steps = max((int(row.get("step", 0)) for row in history), default=0)
+    return final["train_runtime"] / steps if final and steps else None
 
 
 def load_reward_llm(spec: str, settings: Any) -> LLM:
