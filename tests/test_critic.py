@@ -415,9 +415,7 @@ def test_collab_reward_prefers_what_the_audience_also_chose(tiny_dataset) -> Non
         r_collab(["comedy"])
 
 
-def test_total_reward_calls_each_reward_once_on_distinct_completions(
-    tiny_llm, monkeypatch
-) -> None:
+def test_total_reward_calls_each_reward_once_on_distinct_completions(tiny_llm, monkeypatch) -> None:
     from mmsrarec.critic import rewards as rewards_module
 
     calls: dict[str, list[list[str]]] = {}
@@ -455,9 +453,12 @@ def test_critic_adds_collab_and_names_it_when_weakest(tiny_dataset, tiny_llm) ->
     critic = RewardCritic(ENCODER, tiny_llm, collab=targets, threshold=1.01)
     judged = critic.judge([item], {item_id: ["alpha", "beta", "gamma"]})[item_id]
     assert "r_collab" in judged["components"]
-    assert "r_collab" not in RewardCritic(ENCODER, tiny_llm).judge(
-        [item], {item_id: ["alpha"]}
-    )[item_id]["components"]
+    assert (
+        "r_collab"
+        not in RewardCritic(ENCODER, tiny_llm).judge([item], {item_id: ["alpha"]})[item_id][
+            "components"
+        ]
+    )
     scaled = {"info": 0.9, "recon": 0.9, "len": 1.0, "collab": 0.6}
     assert "audience" in feedback(scaled, 4)
     assert "audience" in feedback({**scaled, "collab": 0.2}, 4)
