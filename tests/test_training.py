@@ -370,3 +370,15 @@ def test_unexpected_errors_keep_their_own_traceback():
 
     with pytest.raises(RuntimeError, match="the real cause"):
         run_guarded(app, [])
+
+
+def test_grpo_stops_after_its_time_budget():
+    from types import SimpleNamespace
+
+    from mmsrarec.training.summarizer import StopAfter
+
+    control = SimpleNamespace(should_training_stop=False, should_save=False)
+    StopAfter(0).on_step_end(None, None, control)  # 0: no budget
+    assert not control.should_training_stop
+    StopAfter(1e-9).on_step_end(None, None, control)
+    assert control.should_training_stop and control.should_save

@@ -22,17 +22,17 @@ run() {  # run NAME CMD...: log to $OUT/NAME.log's tail in log.txt, never stop t
     "$@" > "/tmp/$name.log" 2>&1
     local rc=$?
     stamp "end $name rc=$rc in $((SECONDS - started)) s"
-    tail -n 25 "/tmp/$name.log" >> "$LOG"
+    tr '\r' '\n' < "/tmp/$name.log" | grep -v "it/s\]$" | tail -n 60 >> "$LOG"
     return $rc
 }
 
 if [ "${DRY:-0}" = 1 ]; then
     STEPS=1 ITEMS=8 HELDOUT=4 BATCH=4 GENS=2 LIMIT="--limit 12" SEEDS=1
 else
-    STEPS=${STEPS:-60} ITEMS=${ITEMS:-1024} HELDOUT=128 BATCH=${BATCH:-192} GENS=8 LIMIT=""
+    STEPS=${STEPS:-300} ITEMS=${ITEMS:-1024} HELDOUT=128 BATCH=${BATCH:-192} GENS=8 LIMIT=""
     SEEDS=3
 fi
-GRPO=(--steps "$STEPS" --items "$ITEMS" --heldout "$HELDOUT" --batch-size "$BATCH"
+GRPO=(--steps "$STEPS" --max-minutes "${MINUTES:-3}" --items "$ITEMS" --heldout "$HELDOUT" --batch-size "$BATCH"
       --generations "$GENS" --learning-rate "${LR:-2e-4}")
 RUNS=${MMSRAREC_RUN_DIR:-runs}
 
@@ -66,7 +66,13 @@ lane_base() {  # the base summarizer's keywords -> `llm-recommender-base-keyword
     run rows-base python3 benchmarks/llm_recommender.py --rows llm-recommender-base-keywords
 }
 lane_collab & lane_no_collab & lane_base &
-wait
+deadline=$((SECONDS + ${BUDGET:-900}))  # then stop what still runs and keep what finished
+while [ -n "$(jobs -r)" ] && [ $SECONDS -lt $deadline ]; do sleep 5; done
+if [ -n "$(jobs -r)" ]; then
+    stamp "budget spent: stopping the lanes"
+    pkill -f "mmsrarec.cli import main"; pkill -f "benchmarks/llm_recommender.py"
+    wait
+fi
 
 # Outputs (at most 8 files): logs, adapters and reports, keywords, features, rows, weights.
 tar -czf "$OUT/summarizers.tar.gz" --exclude='checkpoint-*' "$RUNS"/train/summarizer* 2>/dev/null

@@ -53,6 +53,7 @@ S, R = SummarizerTrainConfig, RecommenderTrainConfig
 @app.command()
 def summarizer(
     steps: int = field_option(S, "max_steps", "--steps", "Optimizer steps (-1: run `epochs`)."),
+    max_minutes: float = field_option(S, "max_minutes", "--max-minutes", min=0.0),
     items: int = field_option(S, "n_items", "--items"),
     heldout: int = field_option(S, "n_heldout", "--heldout"),
     generations: int = field_option(S, "num_generations", "--generations"),
@@ -83,6 +84,7 @@ def summarizer(
         output_dir=str(train_dir(settings, SUMMARIZER, tag)), max_steps=steps, n_items=items,
         n_heldout=heldout, num_generations=generations, per_device_train_batch_size=batch_size,
         learning_rate=learning_rate, delta_collab=collab_weight, use_cpu=cpu, seed=seed,
+        max_minutes=max_minutes,
     )  # fmt: skip
     data = load_dataset(settings.dataset_dir)
     models = ModelCache(settings)

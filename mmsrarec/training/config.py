@@ -91,6 +91,10 @@ class SummarizerTrainConfig(LoraFields, GRPOConfig):
     # TRL field defaults we change: a short CPU run, few, short completions; every component
     # logged. `mmsrarec train summarizer` takes its option defaults from these fields.
     max_steps: int = field(default=40, metadata={"help": "Optimizer steps (-1: run epochs)."})
+    max_minutes: float = field(
+        default=0.0,
+        metadata={"help": "Stop after this many minutes of training, at a step's end (0: none)."},
+    )
     seed: int = field(
         default=0, metadata={"help": "Seed of item sampling, LoRA init and generation."}
     )

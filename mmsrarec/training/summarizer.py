@@ -31,6 +31,7 @@ import json
 import logging
 import random
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,17 @@ class StopRuleGRPOTrainer(GRPOTrainer):
         if logprobs is not None:
             logprobs = [row[: len(ids)] for row, ids in zip(logprobs, cut, strict=True)]
         return cut, logprobs
+
+
+class StopAfter(TrainerCallback):
+    """End training (with a checkpoint) once `minutes` of wall time have passed."""
+
+    def __init__(self, minutes: float) -> None:
+        self.seconds, self.started = minutes * 60, time.monotonic()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if self.seconds and time.monotonic() - self.started >= self.seconds:
+            control.should_training_stop = control.should_save = True
 
 
 class MarkComplete(TrainerCallback):
@@ -223,7 +235,7 @@ def train_summarizer(
         train_dataset=HFDataset.from_list(prompt_rows(policy, train_items)),
         processing_class=policy.tokenizer,
         peft_config=config.lora_config(),
-        callbacks=[MarkComplete(config.save_total_limit)],
+        callbacks=[StopAfter(config.max_minutes), MarkComplete(config.save_total_limit)],
     )
     checkpoints = complete_checkpoints(out) if resume and out.is_dir() else []
     last = str(checkpoints[-1]) if checkpoints else None
