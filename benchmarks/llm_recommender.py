@@ -44,6 +44,12 @@ CONTROLS = [*KEYWORDS, "llm-recommender-id-only", "llm-recommender-text-only",
             "llm-recommender-minilm", "llm-recommender-retrieval",
             "llm-recommender-text-init-normal", "mmsrarec-id-only"]  # fmt: skip
 REFERENCES = ("sasrec", "cf-ensemble")
+# The critic's effect on recommendations: (row, against) on the seeds both have.
+KEYWORD_PAIRS = [("llm-recommender", "llm-recommender-base-keywords"),
+                 ("llm-recommender-tuned-no-collab", "llm-recommender-base-keywords"),
+                 ("llm-recommender", "llm-recommender-tuned-no-collab"),
+                 ("llm-recommender", "llm-recommender-item-text"),
+                 ("llm-recommender-base-keywords", "llm-recommender-item-text")]  # fmt: skip
 RARE = 20  # a target with at most this many training interactions counts as rare
 DRAWS = 2000
 
@@ -62,15 +68,16 @@ def parse_args() -> argparse.Namespace:
 
 
 def plan(rows: str, seeds: int) -> list[tuple[str, int]]:
-    """(method, seed) pairs: main rows over `seeds` seeds, controls on seed 0."""
+    """(method, seed) pairs: main and keyword rows over `seeds` seeds, other controls on 0."""
     out = []
     for part in filter(None, rows.split(",")):
         if part == "main":
             out += [(m, s) for s in range(seeds) for m in MAIN]
         elif part == "controls":
-            out += [(m, 0) for m in CONTROLS]
+            out += [(m, s) for m in CONTROLS for s in (range(seeds) if m in KEYWORDS else [0])]
         else:
-            out += [(part, s) for s in (range(seeds) if part in MAIN else [0])]
+            several = part in MAIN or part in KEYWORDS
+            out += [(part, s) for s in (range(seeds) if several else [0])]
     return list(dict.fromkeys(out))
 
 
@@ -210,11 +217,24 @@ def report(dataset) -> dict:
                     entry["paired"].setdefault(protocol, {})[reference] = paired(
                         per_user(mine, protocol, "", users), per_user(theirs, protocol, "", users)
                     ) | {"seeds": sorted(seeds)}
+        entry["devices"] = sorted({r.get("device", "cpu") for r in method_rows})
         entry["fit_s"] = float(np.mean([r["fit_s"] for r in method_rows]))
         entry["full_s_per_user"] = float(np.mean([r["full_s"] for r in method_rows])) / len(users)
         entry["gates"] = [r["gate"] for r in method_rows if "gate" in r]
         entry["training"] = [r["training"] for r in method_rows if "training" in r]
         out["methods"][method] = entry
+    out["keyword_pairs"] = []
+    for a, b in KEYWORD_PAIRS:
+        if a not in rows or b not in rows:
+            continue
+        seeds = {r["seed"] for r in rows[a]} & {r["seed"] for r in rows[b]}
+        pair = {"method": a, "against": b, "seeds": sorted(seeds)}
+        for protocol in ("sampled", "full"):
+            pair[protocol] = paired(
+                per_user([r for r in rows[a] if r["seed"] in seeds], protocol, "", users),
+                per_user([r for r in rows[b] if r["seed"] in seeds], protocol, "", users),
+            )
+        out["keyword_pairs"].append(pair)
     from mmsrarec.storage import atomic_write_json, atomic_write_text
 
     atomic_write_json(OUT / "results.json", out)
@@ -269,11 +289,23 @@ def markdown(out: dict) -> str:
         e = out["methods"][m]
         lines.append(f"| {m} | {e['sampled']['rare']:.3f} | {e['sampled']['frequent']:.3f} | "
                      f"{e['full']['rare']:.3f} | {e['full']['frequent']:.3f} |")  # fmt: skip
-    lines += ["", "## Cost (this machine)", "", "| method | fit s (mean) | full-catalog "
-              "scoring s/user |", "|---|---|---|"]  # fmt: skip
+    if out.get("keyword_pairs"):
+        lines += ["", "## Keyword sources: the critic's effect on recommendations", "",
+                  "| method | against | seeds | NDCG@5 difference | NDCG@10 difference |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for p in out["keyword_pairs"]:
+            cells = [f"{p[k]['diff']:+.3f} [{p[k]['low']:+.3f}, {p[k]['high']:+.3f}]"
+                     for k in ("sampled", "full")]  # fmt: skip
+            seeds = ",".join(map(str, p["seeds"]))
+            lines.append(f"| {p['method']} | {p['against']} | {seeds} | {cells[0]} | {cells[1]} |")
+    lines += ["", "## Cost (where each row ran: `cuda` rows reloaded a model trained there, "
+              "so their fit is a reload)", "",
+              "| method | device | fit s (mean) | full-catalog scoring s/user |",
+              "|---|---|---|---|"]  # fmt: skip
     for m in order:
         e = out["methods"][m]
-        lines.append(f"| {m} | {e['fit_s']:.0f} | {e['full_s_per_user']:.4f} |")
+        lines.append(f"| {m} | {','.join(e.get('devices', ['cpu']))} | {e['fit_s']:.0f} | "
+                     f"{e['full_s_per_user']:.4f} |")  # fmt: skip
     gates = {m: out["methods"][m]["gates"] for m in order if out["methods"][m]["gates"]}
     if gates:
         lines += ["", "## Fitted gates (validation position only; seed 0)", ""]
