@@ -42,6 +42,33 @@ def component_rows(heldout: dict) -> list[str]:
     return rows
 
 
+def evidence_lines(n_users: int = 6, n_history: int = 5) -> list[str]:
+    """The graph's evidence line for each user's test item, with the base summarizer's and
+    the GRPO summarizer's catalog keywords (`mmsrarec summarize --critic [--tuned]`)."""
+    from mmsrarec.config import Settings
+    from mmsrarec.data import load_dataset
+    from mmsrarec.recommenders.llm_recommender import stored_keywords
+    from mmsrarec.scoring.evidence import evidence_for
+    from mmsrarec.training.adapters import tuned_summarizer_name
+
+    settings = Settings()
+    data = load_dataset(settings.dataset_dir)
+    sources = {"base": settings.model, "GRPO": tuned_summarizer_name(settings)}
+    keywords = {name: stored_keywords(settings, data, s) for name, s in sources.items()}
+    lines = ["## Evidence lines before and after (test item of the first users)", "",
+             "| user | test item | with base keywords | with GRPO keywords |",
+             "|---|---|---|---|"]  # fmt: skip
+    for user in sorted(data.eval_users, key=int)[:n_users]:
+        target = data.item(data.target(user, "test"))
+        recent = [data.item(i) for i in data.history(user, "test")[-n_history:]]
+        cells = []
+        for words in keywords.values():
+            history = [(item.title, words.get(item.item_id, [])) for item in recent]
+            cells.append(evidence_for(target, words.get(target.item_id), history, []))
+        lines.append(f"| {user} | {target.title} | {cells[0]} | {cells[1]} |")
+    return [*lines, ""]
+
+
 def main() -> None:
     from mmsrarec.storage import atomic_write_json, atomic_write_text
 
@@ -70,6 +97,7 @@ def main() -> None:
             lines.append(f"| {e['title']} | {', '.join(e['base'])} | {', '.join(e['tuned'])} | "
                          f"{e['total_base']:.3f} → {e['total_tuned']:.3f} |")  # fmt: skip
         lines.append("")
+    lines += evidence_lines()
     atomic_write_text(OUT / "RESULTS.md", "\n".join(lines))
     print((OUT / "RESULTS.md").read_text(encoding="utf-8"))
 
