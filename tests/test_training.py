@@ -382,3 +382,63 @@ def test_grpo_stops_after_its_time_budget():
     assert not control.should_training_stop
     StopAfter(1e-9).on_step_end(None, None, control)
     assert control.should_training_stop and control.should_save
+
+
+GRPO_CHILD = """
+import sys
+from pathlib import Path
+import torch
+torch.set_num_threads(1)
+from mmsrarec.config import Settings
+from mmsrarec.data import load_dataset
+from mmsrarec.models import load_encoder, load_llm
+from mmsrarec.training.config import SummarizerTrainConfig
+from mmsrarec.training.summarizer import train_summarizer
+lm, encoder, data, out = sys.argv[1:5]
+settings = Settings(cache_dir=Path(out) / "cache", offline=True)
+config = SummarizerTrainConfig(output_dir=out, use_cpu=True, max_steps=200, n_items=4,
+                               n_heldout=0, num_generations=2, per_device_train_batch_size=2,
+                               save_steps=1, learning_rate=1e-2, seed=0)
+train_summarizer(config, load_dataset(Path(data)), load_llm(lm, settings),
+                 load_encoder(encoder, settings), load_llm(lm, settings))
+"""
+
+
+def test_grpo_killed_mid_run_resumes_from_its_last_complete_checkpoint(
+    tiny_dataset, tiny_lm_dir, tiny_encoder_dir, tiny_encoder, tmp_path
+):
+    """kill -9 of a real training process, then a rerun in this one: it resumes from the
+    newest checkpoint whose `complete.json` matches its files, and finishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mmsrarec.training.summarizer import complete_checkpoints, train_summarizer
+
+    out = tmp_path / "grpo"
+    folder = next(p.parent for p in (tmp_path / "data").rglob("manifest.json"))  # tiny_dataset's
+    child = subprocess.Popen(
+        [sys.executable, "-c", GRPO_CHILD, str(tiny_lm_dir), str(tiny_encoder_dir), str(folder),
+         str(out)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 240
+        while len(complete_checkpoints(out) if out.is_dir() else []) < 2:
+            assert child.poll() is None, "the training process ended before its checkpoints"
+            assert time.monotonic() < deadline, "no checkpoints after 240 s"
+            time.sleep(0.2)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    newest = complete_checkpoints(out)[-1]
+    step = int(newest.name.split("-")[-1])
+    policy = fresh_llm(tiny_lm_dir, tmp_path)
+    reward_llm = fresh_llm(tiny_lm_dir, tmp_path)
+    config = _grpo_config(out, max_steps=step + 1, n_heldout=0)
+    report = train_summarizer(config, tiny_dataset, policy, tiny_encoder, reward_llm)
+    assert Path(report["resumed_from"]) == newest and report["steps"] == step + 1
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
