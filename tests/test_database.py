@@ -1,0 +1,120 @@
+"""Threads and web sessions in the embedded SQLite store and in a real PostgreSQL server
+(started by the tests with Debian's package; skipped with the reason where it is missing).
+
+The same checks run on both backends: threads and their traces outlive the process that
+wrote them, sessions survive a restart of the store, idle sessions are evicted by age and
+never while in use."""
+
+from __future__ import annotations
+
+import operator
+from typing import Annotated
+
+import pytest
+from langgraph.graph import END, START, StateGraph
+from typing_extensions import TypedDict
+
+from mmsrarec.config import Settings
+from mmsrarec.database import open_checkpointer, open_tables
+from mmsrarec.errors import ConfigError
+from mmsrarec.web.sessions import SessionStore
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def settings(request: pytest.FixtureRequest, tmp_path) -> Settings:
+    url = request.getfixturevalue("database_url") if request.param == "postgres" else None
+    return Settings(run_dir=tmp_path / "runs", cache_dir=tmp_path / "cache", database_url=url)
+
+
+class Counter(TypedDict):
+    count: Annotated[int, operator.add]  # each run adds 1 to what the thread holds
+
+
+def counting_graph(checkpointer):
+    builder = StateGraph(Counter)
+    builder.add_node("bump", lambda state: {"count": 1})
+    builder.add_edge(START, "bump")
+    builder.add_edge("bump", END)
+    return builder.compile(checkpointer=checkpointer)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_sessions_survive_a_restart_of_the_store(settings):
+    first = SessionStore.from_settings(settings)
+    token = first.issue()
+    first.add_thread(token, "thread-a")
+    first.add_thread(token, "thread-b")
+    other = first.issue()
+    del first  # a new store object on the same database, as after a server restart
+
+    again = SessionStore.from_settings(settings)
+    assert again.known(token)
+    assert again.threads(token) == ["thread-a", "thread-b"]
+    assert again.owns(token, "thread-a")
+    assert not again.owns(other, "thread-a")
+    assert not again.known("not-a-token")
+
+
+def test_only_a_hash_of_each_token_is_stored(settings):
+    store = SessionStore.from_settings(settings)
+    token = store.issue()
+    rows = open_tables(settings, "chat").run("SELECT token_sha256 FROM web_sessions")
+    assert rows and all(token not in row[0] for row in rows)
+
+
+def test_idle_sessions_are_evicted_by_age_never_in_use(settings):
+    clock = Clock()
+    store = SessionStore(open_tables(settings, "chat"), max_idle_s=3600, clock=clock)
+    idle, busy, fresh = store.issue(), store.issue(), store.issue()
+    for token in (idle, busy, fresh):
+        store.add_thread(token, f"thread-of-{token[:6]}")
+    clock.now += 3000
+    assert store.known(fresh)  # used 3000 s later: 600 s idle at eviction time
+    clock.now += 1200
+    with store.using(busy):
+        assert store.evict_idle() == 1
+    assert not store.known(idle) and store.threads(idle) == []
+    assert store.known(busy) and store.threads(busy) == [f"thread-of-{busy[:6]}"]
+    assert store.known(fresh)
+    clock.now += 3601
+    assert store.evict_idle() == 2
+
+
+def test_threads_outlive_the_process_that_wrote_them(settings):
+    config = {"configurable": {"thread_id": "t1"}}
+    counting_graph(open_checkpointer(settings, "chat")).invoke({"count": 0}, config)
+    counting_graph(open_checkpointer(settings, "chat")).invoke({"count": 0}, config)
+    state = counting_graph(open_checkpointer(settings, "chat")).get_state(config)
+    assert state.values["count"] == 2
+    # the recommendation graph's store is a separate one
+    assert counting_graph(open_checkpointer(settings, "recommend")).get_state(config).values == {}
+
+
+def test_the_sqlite_default_writes_the_run_dir(tmp_path):
+    settings = Settings(run_dir=tmp_path / "runs")
+    SessionStore.from_settings(settings).issue()
+    assert settings.chat_db.exists() and not settings.graph_db.exists()
+
+
+def test_an_unreachable_postgres_is_one_clear_error(tmp_path):
+    pytest.importorskip("psycopg_pool", reason="psycopg missing: pip install -e '.[postgres]'")
+    from services import free_port
+
+    url = f"postgresql://someone:secret@127.0.0.1:{free_port()}/nothing"
+    with pytest.raises(ConfigError, match="cannot reach `database_url`") as caught:
+        open_checkpointer(Settings(run_dir=tmp_path, database_url=url), "chat")
+    assert "secret" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_database_url_that_is_not_postgres_is_refused():
+    from mmsrarec.config import load_settings
+
+    with pytest.raises(ConfigError, match="database_url"):
+        load_settings(database_url="mysql://x@y/z")
