@@ -153,3 +153,37 @@ class ChromaServer:
         if self.process is not None:
             stop(self.process)
             self.process = None
+
+
+# --- The web app in its own process (tests/fake_server.py) -------------------------------------
+
+TESTS = Path(__file__).resolve().parent
+
+
+class AppServer:
+    """`uvicorn --factory fake_server:app` on 127.0.0.1: `env` holds its `MMSRAREC_*`
+    settings. Restartable on the same port (and so the same browser origin)."""
+
+    def __init__(self, env: dict[str, str], port: int | None = None, log: Path | None = None):
+        self.env = env
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = log
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self, timeout: float = 180) -> None:
+        path = os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")])
+        env = {**os.environ, **self.env, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
+        out = self.log.open("ab") if self.log else subprocess.DEVNULL
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "fake_server:app",
+             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+            env=env, stdout=out, stderr=subprocess.STDOUT if self.log else subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_http(f"{self.url}/healthz", timeout=timeout, process=self.process)
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop(self.process)
+            self.process = None
