@@ -118,3 +118,35 @@ def test_a_database_url_that_is_not_postgres_is_refused():
 
     with pytest.raises(ConfigError, match="database_url"):
         load_settings(database_url="mysql://x@y/z")
+
+
+def cli(args: list[str], capsys) -> tuple[int, str, str]:
+    from mmsrarec.cli import app
+    from mmsrarec.cli.common import run_guarded
+
+    code = run_guarded(app, args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_reads_threads_from_the_database_url(settings, capsys, monkeypatch):
+    counting_graph(open_checkpointer(settings, "recommend")).invoke(
+        {"count": 0}, {"configurable": {"thread_id": "user-7-abc"}}
+    )
+    if settings.database_url:
+        monkeypatch.setenv("MMSRAREC_DATABASE_URL", settings.database_url)
+    code, out, _ = cli(["trace", "list", "--run-dir", str(settings.run_dir)], capsys)
+    assert code == 0 and out.split() == ["user-7-abc"]
+
+
+def test_cli_database_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    code, _, err = cli(["serve", "--database-url", "mysql://x@y/z"], capsys)
+    assert code == 2 and "database_url" in err and len(err.strip().splitlines()) == 1
+
+    pytest.importorskip("psycopg_pool", reason="psycopg missing: pip install -e '.[postgres]'")
+    from services import free_port
+
+    monkeypatch.setenv("MMSRAREC_DATABASE_URL", f"postgresql://x@127.0.0.1:{free_port()}/db")
+    code, _, err = cli(["trace", "list", "--run-dir", str(tmp_path)], capsys)
+    assert code == 2 and "cannot reach `database_url`" in err
+    assert len(err.strip().splitlines()) == 1

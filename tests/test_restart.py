@@ -123,6 +123,19 @@ def test_the_conversation_survives_a_server_restart(app_env, browser, tmp_path):
         assert browser.get_cookie("mmsrarec_session")["value"] != cookie  # a new session
         send(browser, FIRST)
         assert texts(browser, ".rec .title")
-        assert browser.execute_script("return sessionStorage.getItem('thread')") != thread
+        second = browser.execute_script("return sessionStorage.getItem('thread')")
+        assert second != thread
+
+        # Forgotten while the page is open: the next message gets a 401, the page takes a new
+        # session, says so, and answers in a new conversation.
+        cookie = browser.get_cookie("mmsrarec_session")["value"]
+        open_tables(settings, "chat").run("DELETE FROM web_sessions")
+        send(browser, "something older")
+        assert len(texts(browser, "#log .msg.notice")) == 2
+        assert browser.get_cookie("mmsrarec_session")["value"] != cookie
+        assert browser.execute_script("return sessionStorage.getItem('thread')") not in (
+            thread,
+            second,
+        )
     finally:
         server.stop()
