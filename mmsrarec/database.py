@@ -39,12 +39,13 @@ def schema(store: Store) -> str:
     return f"mmsrarec_{store}"
 
 
-def open_sqlite(path: Path) -> sqlite3.Connection:
-    """A WAL-mode, autocommit connection usable from any thread (callers serialise writes)."""
+def open_sqlite(path: Path, *, autocommit: bool = False) -> sqlite3.Connection:
+    """A WAL-mode connection usable from any thread (callers serialise their writes).
+    `SqliteSaver` commits its own transactions; `Tables` runs one statement each."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(
-        str(path), check_same_thread=False, isolation_level=None, timeout=30
-    )
+    connection = sqlite3.connect(str(path), check_same_thread=False, timeout=30)
+    if autocommit:
+        connection.isolation_level = None
     connection.execute("PRAGMA journal_mode=WAL")
     return connection
 
@@ -82,7 +83,7 @@ class Tables:
         if path is None:
             return cls(sqlite=sqlite3.connect(":memory:", check_same_thread=False,
                                               isolation_level=None))  # fmt: skip
-        return cls(sqlite=open_sqlite(path))
+        return cls(sqlite=open_sqlite(path, autocommit=True))
 
     def run(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """Execute one statement in its own transaction; the rows it returns."""
