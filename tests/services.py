@@ -161,8 +161,8 @@ TESTS = Path(__file__).resolve().parent
 
 
 class AppServer:
-    """`uvicorn --factory fake_server:app` on 127.0.0.1: `env` holds its `MMSRAREC_*`
-    settings. Restartable on the same port (and so the same browser origin)."""
+    """`uvicorn --factory fake_server:app` on 127.0.0.1 (scripted parts): `env` holds its
+    `MMSRAREC_*` settings. Restartable on the same port (and so the same browser origin)."""
 
     def __init__(self, env: dict[str, str], port: int | None = None, log: Path | None = None):
         self.env = env
@@ -172,14 +172,17 @@ class AppServer:
         self.process: subprocess.Popen | None = None
         self.start()
 
-    def start(self, timeout: float = 180) -> None:
+    def command(self) -> list[str]:
+        uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "fake_server:app"]
+        return [*uvicorn, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
+
+    def start(self, timeout: float = 300) -> None:
         path = os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")])
         env = {**os.environ, **self.env, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
         out = self.log.open("ab") if self.log else subprocess.DEVNULL
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "fake_server:app",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-            env=env, stdout=out, stderr=subprocess.STDOUT if self.log else subprocess.DEVNULL,
+            self.command(), env=env, stdout=out,
+            stderr=subprocess.STDOUT if self.log else subprocess.DEVNULL,
         )  # fmt: skip
         wait_http(f"{self.url}/healthz", timeout=timeout, process=self.process)
 
@@ -187,3 +190,15 @@ class AppServer:
         if self.process is not None:
             stop(self.process)
             self.process = None
+
+
+class ServeProcess(AppServer):
+    """`mmsrarec serve --port P ARGS...` itself (settings from `env` and `args`)."""
+
+    def __init__(self, env: dict[str, str], args: list[str], log: Path | None = None):
+        self.args = args
+        super().__init__(env, log=log)
+
+    def command(self) -> list[str]:
+        entry = "from mmsrarec.cli import main; raise SystemExit(main())"
+        return [sys.executable, "-c", entry, "serve", "--port", str(self.port), *self.args]

@@ -1,7 +1,11 @@
-"""Two app replicas (uvicorn subprocesses wired as `mmsrarec serve`) share one PostgreSQL and
-one Chroma server: a conversation started on replica A continues on replica B (same thread,
-same history, same hash-chained trace), the session is honoured by both, and B carries on when
-A is gone. Real HTTP on loopback.
+"""Two `mmsrarec serve` processes (tiny local models, item-kNN ranker, similar users on) share
+one PostgreSQL and one Chroma server: a conversation started on replica A continues on
+replica B (same thread, same history, same hash-chained trace), the session is honoured by
+both, and B carries on when A is gone. Real HTTP on loopback.
+
+The replicas share the trained artifacts (the run dir: SASRec, as a deployment ships them)
+and nothing else: each has its own cache dir, and no conversation or session is written to
+the run dir.
 
 Skipped where PostgreSQL (or the `chroma` CLI) is missing; `.ci/run` installs PostgreSQL."""
 
@@ -9,7 +13,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from services import AppServer, ChromaServer, chroma_missing
+from services import ChromaServer, ServeProcess, chroma_missing
 
 from mmsrarec.web.sessions import HEADER
 
@@ -20,24 +24,26 @@ pytestmark = [
 
 
 @pytest.fixture
-def replicas(tmp_path, tiny_source, tiny_encoder_dir, database_url):
+def replicas(tmp_path, tiny_source, tiny_lm_dir, tiny_encoder_dir, database_url):
     from mmsrarec.data import prepare_dataset
 
     folder, _ = prepare_dataset(tiny_source, tmp_path / "data", negatives=5)
     chroma = ChromaServer(tmp_path / "chroma-server")
-    env = {
-        "MMSRAREC_DATA_DIR": str(tmp_path / "data"),
-        "MMSRAREC_DATASET": folder.name,
-        "MMSRAREC_CACHE_DIR": str(tmp_path / "cache"),
-        "MMSRAREC_TEST_ENCODER": str(tiny_encoder_dir),
-        "MMSRAREC_DATABASE_URL": database_url,
-        "MMSRAREC_CHROMA_URL": chroma.url,
-    }
-    servers: list[AppServer] = []
+    args = [
+        *("--model", str(tiny_lm_dir), "--dataset", folder.name),
+        *("--data-dir", str(tmp_path / "data"), "--run-dir", str(tmp_path / "runs")),
+        *("--scorer", "item-knn", "--k-similar", "2"),
+        *("--database-url", database_url, "--chroma-url", chroma.url),
+    ]
+    servers: list[ServeProcess] = []
     try:
-        for name in ("a", "b"):  # each its own run dir: nothing shared but the two engines
-            run_env = {**env, "MMSRAREC_RUN_DIR": str(tmp_path / f"runs-{name}")}
-            servers.append(AppServer(run_env, log=tmp_path / f"replica-{name}.log"))
+        for name in ("a", "b"):  # A first: it trains SASRec and builds the shared indexes
+            env = {
+                "MMSRAREC_CACHE_DIR": str(tmp_path / f"cache-{name}"),
+                "MMSRAREC_EMBEDDING_MODEL": str(tiny_encoder_dir),
+                "MMSRAREC_THREADS": "1",
+            }
+            servers.append(ServeProcess(env, args, log=tmp_path / f"replica-{name}.log"))
         yield servers
     finally:
         for server in servers:
@@ -87,3 +93,4 @@ def test_a_conversation_moves_between_replicas(replicas, tmp_path):
     )
     assert (third.status_code, third.json()["turn"]) == (200, 3)
     assert b.get(f"/api/traces/{thread}", headers=auth).json()["verified"]
+    assert not (tmp_path / "runs" / "chat.sqlite").exists()  # all of it is in PostgreSQL
