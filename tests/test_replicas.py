@@ -60,6 +60,7 @@ def test_a_conversation_moves_between_replicas(replicas, tmp_path):
     assert first.status_code == 200, first.text
     thread = first.json()["thread_id"]
     assert first.json()["turn"] == 1 and first.json()["recommendations"]
+    assert len(first.json()["similar_users"]) == 2  # from the Chroma server's knowledge base
 
     second = b.post("/api/chat", headers=auth, json={"message": "not horror", "thread_id": thread})
     assert second.status_code == 200, second.text
