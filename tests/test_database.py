@@ -150,3 +150,45 @@ def test_cli_database_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypat
     code, _, err = cli(["trace", "list", "--run-dir", str(tmp_path)], capsys)
     assert code == 2 and "cannot reach `database_url`" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_postgres_without_the_extra_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if `.[postgres]` were not installed
+    settings = Settings(run_dir=tmp_path, database_url="postgresql://x@127.0.0.1:1/db")
+    with pytest.raises(ConfigError, match=r"pip install -e '\.\[postgres\]'"):
+        open_tables(settings, "chat")
+
+
+def test_the_recommendation_graph_keeps_its_threads_in_the_store(settings, tiny_dataset):
+    from chat_fakes import (
+        FirstUsersRetriever,
+        FixedCritic,
+        MemoryKeywords,
+        OverlapScorer,
+        WordSummarizer,
+    )
+
+    from mmsrarec.graph.graph import list_threads, thread_trace
+    from mmsrarec.graph.session import GraphSession
+    from mmsrarec.nodes.context import GraphContext, GraphSettings
+    from mmsrarec.trace import verify_trace
+
+    context = GraphContext(
+        dataset=tiny_dataset,
+        summarizer=WordSummarizer(),
+        critic=FixedCritic(),
+        keywords=MemoryKeywords(),
+        retriever=FirstUsersRetriever(tiny_dataset),
+        scorer=OverlapScorer(),
+        settings=GraphSettings(k_similar=2, n_history=3),
+    )
+    out = GraphSession(settings, context=context).recommend("u3", top=3)
+    assert len(out["recommendations"]) == 3
+
+    store = open_checkpointer(settings, "recommend")  # read back as `mmsrarec trace` would
+    assert list_threads(store) == [out["thread_id"]]
+    records = thread_trace(store, out["thread_id"])
+    assert [r["node"] for r in records][:2] == ["load_user", "summarize"]
+    assert verify_trace(records) is None
