@@ -148,6 +148,7 @@ def _pool(url: str, store: Store) -> Any:
             min_size=1,
             max_size=POOL_SIZE,
             open=True,
+            check=ConnectionPool.check_connection,  # a restarted server: reconnect, not fail
             kwargs={
                 "autocommit": True,
                 "prepare_threshold": 0,

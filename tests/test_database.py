@@ -192,3 +192,12 @@ def test_the_recommendation_graph_keeps_its_threads_in_the_store(settings, tiny_
     records = thread_trace(store, out["thread_id"])
     assert [r["node"] for r in records][:2] == ["load_user", "summarize"]
     assert verify_trace(records) is None
+
+
+def test_a_postgres_restart_is_survived_by_a_running_store(postgres, database_url, tmp_path):
+    store = SessionStore.from_settings(Settings(run_dir=tmp_path, database_url=database_url))
+    token = store.issue()
+    store.add_thread(token, "thread-a")
+    postgres.stop()  # every pooled connection is cut
+    postgres.start()
+    assert store.known(token) and store.threads(token) == ["thread-a"]
