@@ -6,7 +6,8 @@
   graphs' threads stay apart as they do in two SQLite files.
 
 `open_checkpointer(settings, store)` gives LangGraph's saver for a store; `open_tables`
-a small DB-API handle on the same database for our own tables (the web sessions).
+a small DB-API handle on the same database for our own tables (the web sessions);
+`exclusive(settings, name)` one process at a time across replicas (index builds).
 PostgreSQL needs the `postgres` extra (`pip install -e '.[postgres]'`).
 """
 
@@ -14,6 +15,9 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,6 +31,7 @@ from mmsrarec.errors import ConfigError
 Store = Literal["recommend", "chat"]
 CONNECT_TIMEOUT_S = 10
 POOL_SIZE = 4
+LOCK_POLL_S = 0.2
 
 
 def sqlite_path(settings: Settings, store: Store) -> Path:
@@ -73,7 +78,7 @@ class Tables:
     (`INSERT ... ON CONFLICT`, `RETURNING`). Build it with `open_tables`."""
 
     def __init__(self, sqlite: sqlite3.Connection | None = None, pool: Any = None,
-                 setup_lock: Any = None) -> None:  # fmt: skip
+                 setup_lock: Callable[[], Any] | None = None) -> None:  # fmt: skip
         self._sqlite, self._pool, self._setup_lock = sqlite, pool, setup_lock
         self._lock = threading.Lock()
 
@@ -101,7 +106,7 @@ class Tables:
             for sql in statements:
                 self.run(sql)
             return
-        with self._setup_lock:
+        with self._setup_lock():
             for sql in statements:
                 self.run(sql)
 
@@ -112,8 +117,38 @@ def open_tables(settings: Settings, store: Store) -> Tables:
         return Tables.sqlite(sqlite_path(settings, store))
     return Tables(
         pool=_pool(settings.database_url, store),
-        setup_lock=_setup_lock(settings.database_url, store),
+        setup_lock=lambda: _setup_lock(settings.database_url, store),
     )
+
+
+def exclusive(settings: Settings, name: str) -> Any:
+    """A context in which no other process on the same `database_url` holds `name`: replicas
+    starting together build the shared Chroma collections once, the others wait and reuse
+    them. Without `database_url` (one process, embedded stores) it does nothing."""
+    if settings.database_url is None:
+        return nullcontext()
+    return _advisory_lock(_pool(settings.database_url, "chat"), f"mmsrarec-{name}")
+
+
+@contextmanager
+def _advisory_lock(pool: Any, key: str) -> Iterator[None]:
+    """A session-level PostgreSQL advisory lock (released by the server if this process dies).
+
+    Taken by polling `pg_try_advisory_lock`, not by a blocking `pg_advisory_lock`: a statement
+    left waiting would hold a snapshot, and LangGraph's migrations (`CREATE INDEX
+    CONCURRENTLY`) in the process holding the lock would wait for it: a deadlock.
+    """
+    conn = pool.getconn()
+    try:
+        query = "SELECT pg_try_advisory_lock(hashtext(%s)) AS taken"
+        while not conn.execute(query, (key,)).fetchone()["taken"]:
+            time.sleep(LOCK_POLL_S)
+        try:
+            yield
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (key,))
+    finally:
+        pool.putconn(conn)
 
 
 _POOLS: dict[tuple[str, str], Any] = {}
@@ -161,22 +196,10 @@ def _pool(url: str, store: Store) -> Any:
         return pool
 
 
-class _setup_lock:
-    """A PostgreSQL advisory lock around schema set-up, so replicas starting together do
-    not run the same migration twice."""
-
-    def __init__(self, url: str, store: Store) -> None:
-        self.pool = _pool(url, store)
-        self.key = f"mmsrarec-setup-{store}"
-        self.conn: Any = None
-
-    def __enter__(self) -> None:
-        self.conn = self.pool.getconn()
-        self.conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (self.key,))
-
-    def __exit__(self, *exc: object) -> None:
-        self.conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (self.key,))
-        self.pool.putconn(self.conn)
+def _setup_lock(url: str, store: Store) -> Any:
+    """Schema set-up one process at a time, so replicas starting together do not run the
+    same migration twice."""
+    return _advisory_lock(_pool(url, store), f"mmsrarec-setup-{store}")
 
 
 def _redacted(url: str) -> str:

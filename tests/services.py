@@ -164,19 +164,26 @@ class AppServer:
     """`uvicorn --factory fake_server:app` on 127.0.0.1 (scripted parts): `env` holds its
     `MMSRAREC_*` settings. Restartable on the same port (and so the same browser origin)."""
 
-    def __init__(self, env: dict[str, str], port: int | None = None, log: Path | None = None):
+    def __init__(
+        self,
+        env: dict[str, str],
+        port: int | None = None,
+        log: Path | None = None,
+        wait: bool = True,
+    ):
         self.env = env
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         self.process: subprocess.Popen | None = None
-        self.start()
+        self.start(wait=wait)
 
     def command(self) -> list[str]:
         uvicorn = [sys.executable, "-m", "uvicorn", "--factory", "fake_server:app"]
         return [*uvicorn, "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
 
-    def start(self, timeout: float = 300) -> None:
+    def start(self, wait: bool = True) -> None:
+        """Launch the process; with `wait`, until it answers `/healthz`."""
         path = os.pathsep.join([str(TESTS), str(TESTS.parent), os.environ.get("PYTHONPATH", "")])
         env = {**os.environ, **self.env, "PYTHONPATH": path, "OMP_NUM_THREADS": "1"}
         out = self.log.open("ab") if self.log else subprocess.DEVNULL
@@ -184,6 +191,10 @@ class AppServer:
             self.command(), env=env, stdout=out,
             stderr=subprocess.STDOUT if self.log else subprocess.DEVNULL,
         )  # fmt: skip
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = 300) -> None:
         wait_http(f"{self.url}/healthz", timeout=timeout, process=self.process)
 
     def stop(self) -> None:
@@ -195,9 +206,11 @@ class AppServer:
 class ServeProcess(AppServer):
     """`mmsrarec serve --port P ARGS...` itself (settings from `env` and `args`)."""
 
-    def __init__(self, env: dict[str, str], args: list[str], log: Path | None = None):
+    def __init__(
+        self, env: dict[str, str], args: list[str], log: Path | None = None, wait: bool = True
+    ):
         self.args = args
-        super().__init__(env, log=log)
+        super().__init__(env, log=log, wait=wait)
 
     def command(self) -> list[str]:
         entry = "from mmsrarec.cli import main; raise SystemExit(main())"

@@ -201,3 +201,36 @@ def test_a_postgres_restart_is_survived_by_a_running_store(postgres, database_ur
     postgres.stop()  # every pooled connection is cut
     postgres.start()
     assert store.known(token) and store.threads(token) == ["thread-a"]
+
+
+def test_exclusive_lets_one_process_at_a_time_through(settings):
+    import threading
+
+    from mmsrarec.database import exclusive
+
+    inside, released, order = threading.Event(), threading.Event(), []
+
+    def first() -> None:
+        with exclusive(settings, "index-build"):
+            order.append("first in")
+            inside.set()
+            released.wait(10)
+            order.append("first out")
+
+    def second() -> None:
+        inside.wait(10)
+        with exclusive(settings, "index-build"):
+            order.append("second in")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    inside.wait(10)
+    threads[1].join(timeout=1.0)  # PostgreSQL: still waiting for the lock
+    released.set()
+    for thread in threads:
+        thread.join(timeout=10)
+    if settings.database_url:
+        assert order == ["first in", "first out", "second in"]
+    else:  # one process, embedded stores: nothing to exclude
+        assert order == ["first in", "second in", "first out"]

@@ -37,13 +37,16 @@ def replicas(tmp_path, tiny_source, tiny_lm_dir, tiny_encoder_dir, database_url)
     ]
     servers: list[ServeProcess] = []
     try:
-        for name in ("a", "b"):  # A first: it trains SASRec and builds the shared indexes
-            env = {
+        for name in ("a", "b"):  # started together: one trains SASRec and builds the shared
+            env = {  # indexes while the other waits for it (`database.exclusive`), then reuses
                 "MMSRAREC_CACHE_DIR": str(tmp_path / f"cache-{name}"),
                 "MMSRAREC_EMBEDDING_MODEL": str(tiny_encoder_dir),
                 "MMSRAREC_THREADS": "1",
             }
-            servers.append(ServeProcess(env, args, log=tmp_path / f"replica-{name}.log"))
+            log = tmp_path / f"replica-{name}.log"
+            servers.append(ServeProcess(env, args, log=log, wait=False))
+        for server in servers:
+            server.wait_ready()
         yield servers
     finally:
         for server in servers:

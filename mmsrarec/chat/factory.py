@@ -19,7 +19,7 @@ from mmsrarec.chat.parse import TitleIndex
 from mmsrarec.chat.sqlcatalog import CatalogDB
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, load_dataset, prepare_dataset
-from mmsrarec.database import open_checkpointer, sqlite_checkpointer
+from mmsrarec.database import exclusive, open_checkpointer, sqlite_checkpointer
 from mmsrarec.graph.graph import build_graph
 from mmsrarec.models import ChromaEmbedding, ModelCache
 from mmsrarec.nodes.context import GraphContext, GraphSettings
@@ -47,7 +47,8 @@ def build_chat_context(
     dataset = graph.dataset
     keywords = graph.keywords.get_many(dataset.items)
     client = chroma_client(settings.dataset_dir / "chroma", settings.chroma_url)
-    catalog = CatalogIndex.build(client, dataset, keywords, ChromaEmbedding(models.encoder()))
+    with exclusive(settings, "catalog-index"):  # replicas: one builds, the others reuse
+        catalog = CatalogIndex.build(client, dataset, keywords, ChromaEmbedding(models.encoder()))
     logger.info("catalog index: %d items (%d with keywords)", dataset.n_items, len(keywords))
     return ChatContext(
         dataset=dataset,
