@@ -59,6 +59,14 @@ class Settings(BaseSettings):
         description="Chroma server (`http://host:port`) for the similar-users index; "
         "default: an embedded store under the dataset dir.",
     )
+    database_url: str | None = Field(
+        default=None,
+        description="PostgreSQL (`postgresql://user@host:port/db`) for graph threads and web "
+        "sessions, shared by replicas; default: SQLite files in the run dir.",
+    )
+    session_max_idle_hours: float = Field(
+        default=720.0, gt=0, description="Web sessions unused this long are forgotten."
+    )
     seeds: list[int] = Field(default=[0, 1, 2], description="Seeds for training and evaluation.")
     threads: int = Field(default=2, ge=1, description="torch CPU threads.")
     device: str = Field(
@@ -73,6 +81,13 @@ class Settings(BaseSettings):
     @classmethod
     def _expand(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("postgresql://", "postgres://")):
+            raise ValueError("give a `postgresql://user@host:port/dbname` URL")
+        return value
 
     @field_validator("seeds")
     @classmethod
@@ -93,6 +108,11 @@ class Settings(BaseSettings):
     def graph_db(self) -> Path:
         """SQLite checkpoint store of the graph's threads (and so of their traces)."""
         return self.run_dir / "graph.sqlite"
+
+    @property
+    def chat_db(self) -> Path:
+        """SQLite store of the chat's conversations and the web sessions."""
+        return self.run_dir / "chat.sqlite"
 
     @classmethod
     def settings_customise_sources(

@@ -205,3 +205,28 @@ def tiny_encoder(tiny_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactor
 
     settings = Settings(cache_dir=tmp_path_factory.mktemp("tiny_encoder_cache"), offline=True)
     return load_encoder(str(tiny_encoder_dir), settings)
+
+
+# --- Real engines on loopback (tests/services.py) ----------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """One PostgreSQL cluster for the session; skipped with the reason when it cannot start."""
+    from services import Postgres, postgres_missing
+
+    reason = postgres_missing()
+    if reason:
+        pytest.skip(reason)
+    cluster = Postgres()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def database_url(postgres, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database in the session's PostgreSQL."""
+    import re
+
+    name = re.sub(r"[^a-z0-9_]", "_", request.node.name.lower())[:40]
+    return postgres.create_database(f"t_{name}_{os.getpid()}_{id(request) % 10**6}")

@@ -20,6 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mmsrarec"
 LAYERS: list[set[str]] = [
     {"errors", "storage", "prompt_text", "metrics"},
     {"config"},
+    {"database"},
     {"data"},
     {"types", "trace"},
     {"models"},

@@ -3,13 +3,13 @@
 Files it uses (all derived, all safe to delete), next to those of `graph.factory`:
 
 - `<dataset_dir>/chroma/`: the catalog collection `catalog-<dataset>` (titles + keywords);
-- `<run_dir>/chat.sqlite`: the conversations (checkpointer threads) and their traces.
+- `<run_dir>/chat.sqlite`: the conversations (checkpointer threads) and their traces, or the
+  `mmsrarec_chat` schema of `database_url` (see `mmsrarec.database`).
 """
 
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 from mmsrarec.chat.candidates import KNNCandidates
 from mmsrarec.chat.catalog import CatalogIndex, vocabulary
@@ -19,16 +19,13 @@ from mmsrarec.chat.parse import TitleIndex
 from mmsrarec.chat.sqlcatalog import CatalogDB
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, load_dataset, prepare_dataset
-from mmsrarec.graph.graph import build_graph, open_checkpointer
+from mmsrarec.database import exclusive, open_checkpointer, sqlite_checkpointer
+from mmsrarec.graph.graph import build_graph
 from mmsrarec.models import ChromaEmbedding, ModelCache
 from mmsrarec.nodes.context import GraphContext, GraphSettings
 from mmsrarec.tools.index import chroma_client
 
 logger = logging.getLogger(__name__)
-
-
-def chat_db(settings: Settings) -> Path:
-    return settings.run_dir / "chat.sqlite"
 
 
 def open_dataset(settings: Settings) -> Dataset:
@@ -50,7 +47,8 @@ def build_chat_context(
     dataset = graph.dataset
     keywords = graph.keywords.get_many(dataset.items)
     client = chroma_client(settings.dataset_dir / "chroma", settings.chroma_url)
-    catalog = CatalogIndex.build(client, dataset, keywords, ChromaEmbedding(models.encoder()))
+    with exclusive(settings, "catalog-index"):  # replicas: one builds, the others reuse
+        catalog = CatalogIndex.build(client, dataset, keywords, ChromaEmbedding(models.encoder()))
     logger.info("catalog index: %d items (%d with keywords)", dataset.n_items, len(keywords))
     return ChatContext(
         dataset=dataset,
@@ -73,12 +71,13 @@ def build_chat_service(
     critic: bool = True,
     in_memory: bool = False,
 ) -> ChatService:
-    """The default chat on `settings`: packaged models, SQLite conversations in the run dir
-    (in memory with `in_memory`)."""
+    """The default chat on `settings`: packaged models, conversations in the run dir's SQLite
+    or in `database_url` (in memory with `in_memory`)."""
     from mmsrarec.graph.factory import build_context
 
     dataset = open_dataset(settings)
     models = ModelCache(settings)
     graph = build_context(settings, dataset, models, run, critic=critic)
     context = build_chat_context(settings, graph, models, chat)
-    return ChatService(context, open_checkpointer(None if in_memory else chat_db(settings)))
+    checkpointer = sqlite_checkpointer(None) if in_memory else open_checkpointer(settings, "chat")
+    return ChatService(context, checkpointer)

@@ -8,7 +8,9 @@ import typer
 from rich.table import Table
 
 from mmsrarec.cli.common import (
+    ChromaOpt,
     ConfigOpt,
+    DatabaseOpt,
     DataDirOpt,
     DatasetOpt,
     ModelOpt,
@@ -49,13 +51,16 @@ def chat(
     model: ModelOpt = None,
     data_dir: DataDirOpt = None,
     run_dir: RunDirOpt = None,
+    database_url: DatabaseOpt = None,
+    chroma_url: ChromaOpt = None,
 ) -> None:
     """Chat: say what you liked or want ("loved Alien, want something tense")."""
     from mmsrarec.cli.trace import render_tree
 
-    service = build_service(
-        config, dataset, model, data_dir, run_dir, critic, k_similar, in_memory, scorer
-    )
+    _, service = build_service(
+        config, dataset, model, data_dir, run_dir, critic, k_similar, in_memory, scorer,
+        database_url, chroma_url,
+    )  # fmt: skip
     thread = thread or service.new_thread()
     if message is not None:
         show(service.chat(thread, message))

@@ -30,6 +30,21 @@ ModelOpt = Annotated[
     str | None,
     typer.Option("--model", help="LLM preset, HF id or local path [env MMSRAREC_MODEL]."),
 ]
+DatabaseOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        help="PostgreSQL for threads and sessions (postgresql://user@host:port/db); "
+        "default: SQLite in the run dir [env MMSRAREC_DATABASE_URL].",
+    ),
+]
+ChromaOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--chroma-url",
+        help="Chroma server (http://host:port); default: embedded [env MMSRAREC_CHROMA_URL].",
+    ),
+]
 ScorerOpt = Annotated[
     str | None,
     typer.Option(

@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from mmsrarec.cli.common import (
+    ChromaOpt,
     ConfigOpt,
+    DatabaseOpt,
     DataDirOpt,
     DatasetOpt,
     ModelOpt,
@@ -41,17 +43,26 @@ def build_service(
     k_similar: int,
     in_memory: bool,
     scorer: str | None = None,
+    database_url: str | None = None,
+    chroma_url: str | None = None,
 ):
-    """The chat service on the CLI's settings (shared by `serve` and `chat`)."""
+    """The settings and the chat service on the CLI's flags (shared by `serve` and `chat`)."""
     from mmsrarec.chat.factory import build_chat_service
 
     settings = settings_from(
-        config, dataset=dataset, model=model, data_dir=data_dir, run_dir=run_dir
+        config,
+        dataset=dataset,
+        model=model,
+        data_dir=data_dir,
+        run_dir=run_dir,
+        database_url=database_url,
+        chroma_url=chroma_url,
     )
     console.print("loading the dataset, models and indexes (the first start builds them)…")
-    return build_chat_service(
+    service = build_chat_service(
         settings, graph_run(scorer, k_similar=k_similar), critic=critic, in_memory=in_memory
     )
+    return settings, service
 
 
 def serve(
@@ -69,6 +80,8 @@ def serve(
     model: ModelOpt = None,
     data_dir: DataDirOpt = None,
     run_dir: RunDirOpt = None,
+    database_url: DatabaseOpt = None,
+    chroma_url: ChromaOpt = None,
 ) -> None:
     """Serve the chat page (/), the run inspector (/inspect/THREAD) and the API (/api/docs)."""
     if host not in ("127.0.0.1", "localhost", "::1") and not public:
@@ -76,9 +89,12 @@ def serve(
     import uvicorn
 
     from mmsrarec.web.app import create_app
+    from mmsrarec.web.sessions import SessionStore
 
-    service = build_service(
-        config, dataset, model, data_dir, run_dir, critic, k_similar, in_memory, scorer
-    )
+    settings, service = build_service(
+        config, dataset, model, data_dir, run_dir, critic, k_similar, in_memory, scorer,
+        database_url, chroma_url,
+    )  # fmt: skip
+    sessions = SessionStore() if in_memory else SessionStore.from_settings(settings)
     console.print(f"chat on http://{host}:{port}/  (Ctrl-C to stop)", highlight=False)
-    uvicorn.run(create_app(service), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(service, sessions), host=host, port=port, log_level="info")

@@ -21,13 +21,20 @@ app = typer.Typer(
 ThreadArg = Annotated[str, typer.Argument(help="Thread id (printed by `mmsrarec recommend`).")]
 
 
-def _records(thread: str, config: Path | None, run_dir: Path | None) -> list[dict[str, Any]]:
-    from mmsrarec.graph.graph import open_checkpointer, thread_trace
+def _store(config: Path | None, run_dir: Path | None):
+    """The recommendation graph's checkpoint store (run dir's SQLite or `database_url`)."""
+    from mmsrarec.database import open_checkpointer
 
     settings = settings_from(config, run_dir=run_dir)
-    if not settings.graph_db.exists():
+    if settings.database_url is None and not settings.graph_db.exists():
         raise DataError(f"no graph runs in `{settings.run_dir}` yet: run `mmsrarec recommend`")
-    return thread_trace(open_checkpointer(settings.graph_db), thread)
+    return open_checkpointer(settings, "recommend")
+
+
+def _records(thread: str, config: Path | None, run_dir: Path | None) -> list[dict[str, Any]]:
+    from mmsrarec.graph.graph import thread_trace
+
+    return thread_trace(_store(config, run_dir), thread)
 
 
 def _short(value: Any, limit: int = 160) -> str:
@@ -56,12 +63,9 @@ def render_tree(thread: str, records: list[dict[str, Any]]) -> Tree:
 @app.command("list")
 def list_(config: ConfigOpt = None, run_dir: RunDirOpt = None) -> None:
     """Thread ids in the run dir's checkpoint store, most recent first."""
-    from mmsrarec.graph.graph import list_threads, open_checkpointer
+    from mmsrarec.graph.graph import list_threads
 
-    settings = settings_from(config, run_dir=run_dir)
-    if not settings.graph_db.exists():
-        raise DataError(f"no graph runs in `{settings.run_dir}` yet: run `mmsrarec recommend`")
-    for thread in list_threads(open_checkpointer(settings.graph_db)):
+    for thread in list_threads(_store(config, run_dir)):
         console.print(thread, highlight=False)
 
 

@@ -17,6 +17,7 @@ import logging
 from mmsrarec.config import Settings
 from mmsrarec.critic import CollabTargets, RewardCritic
 from mmsrarec.data import Dataset
+from mmsrarec.database import exclusive
 from mmsrarec.models import LLM, ModelCache
 from mmsrarec.nodes.context import GraphContext, GraphSettings
 from mmsrarec.recommenders.base import Recommender
@@ -42,9 +43,10 @@ def build_retriever(settings: Settings, dataset: Dataset, seed: int) -> Collabor
     the Chroma knowledge base when it is missing or stale; both are reused afterwards.
     """
     sasrec = SASRecRecommender(save_dir=sasrec_dir(settings))
-    sasrec.fit(dataset, seed)  # reloads a matching checkpoint instead of training
     index = CollaborativeIndex.for_dataset_dir(settings.dataset_dir, settings.chroma_url)
-    report = index.build(dataset, sasrec)
+    with exclusive(settings, "similar-users-index"):  # replicas: one builds, the others reuse
+        sasrec.fit(dataset, seed)  # reloads a matching checkpoint instead of training
+        report = index.build(dataset, sasrec)
     logger.info("similar-users knowledge base %s: %d users", report.collection, report.entries)
     return CollaborativeRetriever(index, dataset, sasrec)
 

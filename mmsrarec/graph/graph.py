@@ -16,17 +16,15 @@ from `runtime.context` (a `GraphContext`).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from mmsrarec.database import sqlite_checkpointer
 from mmsrarec.errors import ConfigError, DataError
 from mmsrarec.nodes.context import GraphContext
 from mmsrarec.nodes.critic import after_critique, critique
@@ -113,13 +111,9 @@ def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> CompiledStat
 
 
 def open_checkpointer(path: Path | None) -> BaseCheckpointSaver:
-    """SQLite checkpointer at `path` (created with its folder), or in memory for `None`."""
-    if path is None:
-        return InMemorySaver()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    connection = sqlite3.connect(str(path), check_same_thread=False)
-    connection.execute("PRAGMA journal_mode=WAL")
-    return SqliteSaver(connection)
+    """SQLite checkpointer at `path` (created with its folder), or in memory for `None`.
+    (`mmsrarec.database.open_checkpointer` picks SQLite or PostgreSQL from the settings.)"""
+    return sqlite_checkpointer(path)
 
 
 def thread_config(thread_id: str) -> dict[str, Any]:

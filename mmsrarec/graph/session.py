@@ -12,8 +12,9 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, load_dataset
+from mmsrarec.database import open_checkpointer
 from mmsrarec.graph.factory import build_context
-from mmsrarec.graph.graph import build_graph, open_checkpointer, thread_config
+from mmsrarec.graph.graph import build_graph, thread_config
 from mmsrarec.models import ModelCache
 from mmsrarec.nodes.context import GraphContext, GraphSettings
 
@@ -26,7 +27,8 @@ class GraphSession:
     Args:
         settings: Run settings (dataset, model, paths).
         run: Graph settings.
-        checkpointer: Where threads are kept (default: SQLite at `settings.graph_db`).
+        checkpointer: Where threads are kept (default: `settings.graph_db` or, with
+            `settings.database_url`, PostgreSQL).
         context: Ready parts (default: `build_context` from `settings`).
         dataset: The loaded dataset (default: read from `settings.dataset_dir`).
     """
@@ -48,7 +50,7 @@ class GraphSession:
         self.context = context or build_context(
             settings, self.dataset, ModelCache(settings), self.run, seed=settings.seeds[0]
         )
-        self.checkpointer = checkpointer or open_checkpointer(settings.graph_db)
+        self.checkpointer = checkpointer or open_checkpointer(settings, "recommend")
         self.graph = build_graph(self.checkpointer)
 
     def history_of(self, user: str) -> list[str]:

@@ -129,7 +129,14 @@ def chroma_client(path: Path | None, server_url: str | None = None) -> ClientAPI
     settings = ChromaSettings(anonymized_telemetry=False)
     if server_url is not None:
         host, port, ssl = parse_server_url(server_url)
-        return chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=settings)
+        try:
+            return chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=settings)
+        except ValueError:  # chromadb's "Could not connect to a Chroma server"
+            raise ConfigError(
+                f"no Chroma server answers at `chroma_url` {server_url}: start one "
+                "(`chroma run --path DIR --host HOST --port PORT`) or unset `chroma_url` "
+                "for the embedded store"
+            ) from None
     if path is None:
         raise ConfigError("give the index a `path`, a chroma `server_url` or a `client`")
     return chromadb.PersistentClient(path=str(path), settings=settings)

@@ -65,7 +65,8 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
 
 
 def create_app(service: ChatService, sessions: SessionStore | None = None) -> FastAPI:
-    """The web app around `service` (one process; sessions kept in memory)."""
+    """The web app around `service`. `sessions` (default: in memory) in a database shared
+    with other replicas (`SessionStore.from_settings`) makes the app stateless."""
     sessions = sessions or SessionStore()
     limit = service.context.settings.max_message_chars
     app = FastAPI(
@@ -164,7 +165,8 @@ def create_app(service: ChatService, sessions: SessionStore | None = None) -> Fa
             if issued is not None:  # a new session owns no thread yet
                 raise HTTPException(404, f"no thread `{thread_id}` in this session")
             owned(request, thread_id)
-        result = service.chat(thread_id, message)
+        with sessions.using(token):
+            result = service.chat(thread_id, message)
         return {**result, "session": issued} if issued else result
 
     @app.get("/api/threads")

@@ -1,5 +1,7 @@
 // The chat page: posts messages to /api/chat (the session cookie travels by itself) and keeps
-// the conversation's thread id for this tab.
+// the conversation's thread id for this tab. Sessions are kept by the server across restarts;
+// when one is gone (expired, or another database), the page takes a new one and says that the
+// old conversation is no longer attached.
 "use strict";
 const log = document.getElementById("log");
 const form = document.getElementById("chat-form");
@@ -13,6 +15,29 @@ function el(tag, cls, text) {
   if (cls) node.className = cls;
   if (text !== undefined) node.textContent = text;
   return node;
+}
+
+const DETACHED =
+  "Your earlier conversation is no longer attached to this browser session (the session " +
+  "expired or the server no longer knows it), so a new conversation starts here.";
+
+function detach() {
+  thread = null;
+  sessionStorage.removeItem("thread");
+  log.appendChild(el("div", "msg notice", DETACHED));
+  showInspectLink();
+}
+
+async function newSession() {
+  await fetch("/api/session", { method: "POST" });
+}
+
+function post(message) {
+  return fetch("/api/chat", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ message, thread_id: thread }),
+  });
 }
 
 function showInspectLink() {
@@ -55,15 +80,15 @@ form.addEventListener("submit", async (event) => {
   input.value = "";
   send.disabled = true;
   try {
-    const response = await fetch("/api/chat", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ message, thread_id: thread }),
-    });
+    let response = await post(message);
+    if (response.status === 401 || (response.status === 404 && thread)) {
+      if (response.status === 401) await newSession();
+      detach();
+      response = await post(message);
+    }
     const data = await response.json();
     if (!response.ok) {
       log.appendChild(el("div", "msg error", "Error " + response.status + ": " + data.error));
-      if (response.status === 404) { thread = null; sessionStorage.removeItem("thread"); }
     } else {
       thread = data.thread_id;
       sessionStorage.setItem("thread", thread);
@@ -92,7 +117,8 @@ document.getElementById("new").addEventListener("click", () => {
 async function restore() {
   if (!thread) return;
   const response = await fetch("/api/threads/" + encodeURIComponent(thread) + "/messages");
-  if (!response.ok) { thread = null; sessionStorage.removeItem("thread"); return; }
+  if (response.status === 401) await newSession();
+  if (!response.ok) { detach(); return; }
   for (const m of (await response.json()).messages) log.appendChild(el("div", "msg " + m.role, m.text));
   showInspectLink();
 }
