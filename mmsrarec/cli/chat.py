@@ -53,7 +53,7 @@ def chat(
     """Chat: say what you liked or want ("loved Alien, want something tense")."""
     from mmsrarec.cli.trace import render_tree
 
-    service = build_service(
+    _, service = build_service(
         config, dataset, model, data_dir, run_dir, critic, k_similar, in_memory, scorer
     )
     thread = thread or service.new_thread()
@@ -78,6 +78,9 @@ def chat(
             except DataError:
                 console.print("no turns yet")
         elif text:
-            show(service.chat(thread, text))
+            try:
+                show(service.chat(thread, text))
+            except DataError as exc:  # e.g. bytes that are not UTF-8: say so, keep chatting
+                console.print(f"error: {exc}", highlight=False)
         else:
             console.print(HELP)

@@ -42,14 +42,14 @@ def build_service(
     in_memory: bool,
     scorer: str | None = None,
 ):
-    """The chat service on the CLI's settings (shared by `serve` and `chat`)."""
+    """The CLI's settings and the chat service on them (shared by `serve` and `chat`)."""
     from mmsrarec.chat.factory import build_chat_service
 
     settings = settings_from(
         config, dataset=dataset, model=model, data_dir=data_dir, run_dir=run_dir
     )
     console.print("loading the dataset, models and indexes (the first start builds them)…")
-    return build_chat_service(
+    return settings, build_chat_service(
         settings, graph_run(scorer, k_similar=k_similar), critic=critic, in_memory=in_memory
     )
 
@@ -70,15 +70,17 @@ def serve(
     data_dir: DataDirOpt = None,
     run_dir: RunDirOpt = None,
 ) -> None:
-    """Serve the chat page (/), the run inspector (/inspect/THREAD) and the API (/api/docs)."""
+    """Serve the chat page (/), the run inspector (/inspect/THREAD) and the API
+    (schema: /api/openapi.json)."""
     if host not in ("127.0.0.1", "localhost", "::1") and not public:
         raise ConfigError(f"`--host {host}` is not loopback: add `--public` if you mean it")
     import uvicorn
 
     from mmsrarec.web.app import create_app
 
-    service = build_service(
+    settings, service = build_service(
         config, dataset, model, data_dir, run_dir, critic, k_similar, in_memory, scorer
     )
     console.print(f"chat on http://{host}:{port}/  (Ctrl-C to stop)", highlight=False)
-    uvicorn.run(create_app(service), host=host, port=port, log_level="info")
+    app = create_app(service, server=settings.server)
+    uvicorn.run(app, host=host, port=port, log_level="info")
