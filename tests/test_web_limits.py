@@ -174,21 +174,24 @@ def test_the_token_bucket_refills_at_its_rate_per_address():
 
 
 class Gate:
-    """A fake `ChatService.chat` that records when turns run and can hold them."""
+    """Wraps the chat graph's `invoke` (inside `ChatService.chat`, where any lock would be):
+    records when turns run and can hold them."""
 
     def __init__(self, service, hold: float = 0.0, barrier: threading.Barrier | None = None):
-        self.real, self.hold, self.barrier = service.chat, hold, barrier
+        self.graph, self.real = service.graph, service.graph.invoke
+        self.hold, self.barrier = hold, barrier
         self.spans: list[tuple[str, str, float, float]] = []
         self.lock = threading.Lock()
 
-    def __call__(self, thread_id: str, message: str):
+    def __call__(self, state, config, **kwargs):
         started = time.monotonic()
         if self.barrier is not None:
-            self.barrier.wait(timeout=5)  # breaks (500) when turns are not concurrent
+            self.barrier.wait(timeout=5)  # broken (a 500) when turns are not concurrent
         time.sleep(self.hold)
-        out = self.real(thread_id, message)
+        out = self.real(state, config, **kwargs)
         with self.lock:
-            self.spans.append((thread_id, message, started, time.monotonic()))
+            thread = config["configurable"]["thread_id"]
+            self.spans.append((thread, state["message"], started, time.monotonic()))
         return out
 
 
@@ -207,7 +210,7 @@ def post_all(base: str, bodies: list[dict], headers: dict[str, str]) -> list[htt
 def test_turns_of_different_threads_run_in_parallel(live, monkeypatch):
     base, service = live
     gate = Gate(service, barrier=threading.Barrier(2))
-    monkeypatch.setattr(service, "chat", gate)
+    monkeypatch.setattr(service.graph, "invoke", gate)
     headers = token(base)
     out = post_all(base, [{"message": "loved Movie 3"}, {"message": "loved Movie 9"}], headers)
     assert [r.status_code for r in out] == [200, 200], [r.text for r in out]
@@ -222,7 +225,7 @@ def test_turns_of_one_thread_run_one_at_a_time_in_order(live, monkeypatch):
     thread = httpx.post(f"{base}/api/chat", json={"message": "loved Movie 3"}, headers=headers)
     thread_id = thread.json()["thread_id"]
     gate = Gate(service, hold=0.3)
-    monkeypatch.setattr(service, "chat", gate)
+    monkeypatch.setattr(service.graph, "invoke", gate)
     said = ["also Movie 20", "also Movie 21", "also Movie 22"]
     out = post_all(base, [{"message": m, "thread_id": thread_id} for m in said], headers)
     assert [r.json()["turn"] for r in out] == [2, 3, 4]
@@ -234,7 +237,7 @@ def test_turns_of_one_thread_run_one_at_a_time_in_order(live, monkeypatch):
 @pytest.mark.parametrize("live", [ServerSettings(turn_workers=1, turn_queue=1)], indirect=True)
 def test_a_full_queue_is_503_with_retry_after(live, monkeypatch):
     base, service = live
-    monkeypatch.setattr(service, "chat", Gate(service, hold=1.0))
+    monkeypatch.setattr(service.graph, "invoke", Gate(service, hold=1.0))
     headers = token(base)
     out = post_all(base, [{"message": f"loved Movie {n}"} for n in (3, 4, 5)], headers)
     assert [r.status_code for r in out] == [200, 200, 503]
@@ -248,11 +251,11 @@ def test_a_full_queue_is_503_with_retry_after(live, monkeypatch):
 def test_a_slow_turn_is_504_and_the_thread_goes_on(live, monkeypatch):
     base, service = live
     gate = Gate(service, hold=1.5)
-    monkeypatch.setattr(service, "chat", gate)
+    monkeypatch.setattr(service.graph, "invoke", gate)
     headers = token(base)
     slow = httpx.post(f"{base}/api/chat", json={"message": "loved Movie 3"}, headers=headers)
     assert slow.status_code == 504 and "longer than 0.5 s" in slow.json()["error"]
-    monkeypatch.setattr(service, "chat", gate.real)
+    monkeypatch.setattr(service.graph, "invoke", gate.real)
     (thread_id,) = httpx.get(f"{base}/api/threads", headers=headers).json()["threads"]
     time.sleep(1.5)  # the slow turn finishes and is stored
     more = httpx.post(
