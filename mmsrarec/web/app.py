@@ -31,9 +31,10 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, ConfigDict, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException
 
 from mmsrarec.chat.graph import ChatService, build_chat_graph
@@ -67,7 +68,10 @@ class ChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    message: Text
+    message: Text = Field(
+        description="What you liked or want; not blank, at most `max_message_chars` characters.",
+        json_schema_extra={"pattern": r"\S"},
+    )
     thread_id: Text | None = None
 
 
@@ -200,9 +204,9 @@ def create_app(
         message = body.message.strip()
         if not message:
             raise HTTPException(422, "`message` is empty: write what you liked or want")
-        if len(message) > limit:
+        if len(body.message) > limit:
             raise HTTPException(
-                413, f"`message` has {len(message)} characters; at most {limit} are accepted"
+                413, f"`message` has {len(body.message)} characters; at most {limit} are accepted"
             )
         issued = issue(request, response) if presented(request) is None else None
         token = issued or session_of(request)
@@ -245,4 +249,14 @@ def create_app(
     def graph() -> dict[str, str]:
         return diagrams
 
+    def openapi() -> dict[str, Any]:
+        """FastAPI's schema with this app's message limit in it."""
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            properties = schema["components"]["schemas"]["ChatRequest"]["properties"]
+            properties["message"]["maxLength"] = limit
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
