@@ -135,7 +135,9 @@ def main() -> None:
         "sessions": args.sessions,
         "turns": args.turns,
         "torch_threads": args.threads,
-        "turn_workers": args.workers,
+        "turn_workers": args.workers
+        if (args.root / "mmsrarec" / "web" / "turns.py").exists()
+        else "one lock",
         "requests": len(latencies),
         "errors": sorted(errors),
         "startup_s": round(startup, 1),

@@ -82,6 +82,7 @@ def tiny_server(tiny_dataset, tiny_encoder_dir, tmp_path):
         server.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_another_process_building_the_index_does_not_break_a_running_server(
     tiny_server, tiny_dataset, tiny_encoder_dir, tmp_path
 ):
