@@ -153,6 +153,21 @@ def main() -> None:
     write_results(report)
 
 
+NOTES = [
+    "Torch threads are set to 1 per server (MMSRAREC_THREADS, OMP_NUM_THREADS): two workers",
+    "then use the two cores. A session's time includes its final trace request. Runs share the",
+    "machine with other jobs (the load column: the 1-minute load average at the end of the",
+    "run), which moves identical runs by up to 2x (wall 47.9 s and 21.2 s for the same",
+    "`after`). Turns are CPU-bound (the LLM summarizes and the critic judges films not met",
+    "before), so two parallel turns share the same two cores: the pool does not make the",
+    "machine faster. What it changes: with one lock, reads waited on it too, so no session",
+    "finished (its last answer and its trace) before every turn was done (all at 32.4 s and",
+    "23.5 s); with the pool sessions finish as their own turns do (the first at 7.8 s in the",
+    "quieter pair, p50 7.2 s against 10.4 s); queueing is bounded (503 with Retry-After) and a",
+    "turn has a timeout (504).",
+]
+
+
 def write_results(report: dict) -> None:
     path = HERE / "concurrency.json"
     runs = json.loads(path.read_text()) if path.exists() else {}
@@ -164,16 +179,17 @@ def write_results(report: dict) -> None:
         "`python benchmarks/concurrency.py ...`; see the module docstring for the commands.",
         "",
         "| code | sessions x turns | torch threads | turn workers | errors | p50 (s) | p95 (s) "
-        "| wall (s) | sessions done at (s) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| wall (s) | sessions done at (s) | load (1 min) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs.values():
         lines.append(
             f"| {r['label']} | {r['sessions']} x {r['turns']} | {r['torch_threads']} "
             f"| {r['turn_workers']} | {len(r['errors'])} | {r['p50_s']} | {r['p95_s']} "
-            f"| {r['wall_s']} | {', '.join(map(str, r['sessions_done_s']))} |"
+            f"| {r['wall_s']} | {', '.join(map(str, r['sessions_done_s']))} "
+            f"| {r['load_average_1m']} |"
         )
-    lines += ["", f"Machine: {next(iter(runs.values()))['machine']}."]
+    lines += ["", f"Machine: {next(iter(runs.values()))['machine']}.", "", *NOTES]
     (HERE / "CONCURRENCY.md").write_text("\n".join(lines) + "\n")
 
 
