@@ -103,6 +103,8 @@ def test_errors_never_echo_long_request_data(service):
         assert response.status_code == 404
         error = response.json()["error"]
         assert "no thread" in error and len(error) < 100 and "A" * 41 not in error
+    extra = client.post("/api/chat", json={"message": "hi", long_id: 1}, headers=headers)
+    assert extra.status_code == 422 and len(extra.json()["error"]) < 100
 
 
 # --- text -----------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str]:
     if first.get("type") == "json_invalid":
         return 400, f"malformed JSON body: {first.get('ctx', {}).get('error', 'cannot parse')}"
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
-    return 422, f"`{where}`: {first.get('msg', 'invalid')}"
+    return 422, f"`{clip(where)}`: {first.get('msg', 'invalid')}"  # a key is request data
 
 
 def create_app(
