@@ -3,6 +3,7 @@ headers. Stream and concurrency tests run a real uvicorn server on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import threading
@@ -139,26 +140,36 @@ def test_cli_arguments_that_are_not_utf8_are_one_error_line(capsys):
 
 
 @pytest.mark.slow
-def test_a_flood_of_session_creations_leaves_an_active_session_working(live):
-    base, _ = live
-    with httpx.Client(base_url=base) as client:
-        headers = {HEADER: client.post("/api/session").json()["session"]}
-        first = client.post("/api/chat", json={"message": "loved Movie 3"}, headers=headers)
-        thread = first.json()["thread_id"]
-        started = time.monotonic()
-        statuses = [client.post("/api/session").status_code for _ in range(10_000)]
-        limits = ServerSettings()  # the burst, then the refill while the flood lasted
-        allowed = (
-            limits.session_burst + (time.monotonic() - started) * limits.sessions_per_minute / 60
-        )
-        assert statuses.count(200) <= allowed and statuses.count(429) >= 10_000 - allowed
-        refused = client.post("/api/session")
-        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
-        assert "too many new sessions" in refused.json()["error"]
-        assert client.get(f"/api/traces/{thread}", headers=headers).status_code == 200
-        body = {"message": "also Movie 20", "thread_id": thread}
-        more = client.post("/api/chat", json=body, headers=headers)
-        assert more.status_code == 200 and more.json()["turn"] == 2
+def test_a_flood_of_session_creations_leaves_an_active_session_working(service):
+    app = create_app(service)
+
+    async def flood() -> None:  # the app itself over ASGI: 10,000 requests in seconds
+        transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://app") as client:
+            headers = {HEADER: (await client.post("/api/session")).json()["session"]}
+            first = await client.post(
+                "/api/chat", json={"message": "loved Movie 3"}, headers=headers
+            )
+            thread = first.json()["thread_id"]
+            started = time.monotonic()
+            statuses = [(await client.post("/api/session")).status_code for _ in range(10_000)]
+            limits = ServerSettings()  # the burst, then the refill while the flood lasted
+            allowed = (
+                limits.session_burst
+                + (time.monotonic() - started) * limits.sessions_per_minute / 60
+            )
+            assert statuses.count(200) <= allowed and statuses.count(429) >= 10_000 - allowed
+            refused = await client.post("/api/session")
+            assert refused.status_code == 429 and int(refused.headers["Retry-After"]) >= 1
+            assert "too many new sessions" in refused.json()["error"]
+            assert (await client.get(f"/api/traces/{thread}", headers=headers)).status_code == 200
+            body = {"message": "also Movie 20", "thread_id": thread}
+            more = await client.post("/api/chat", json=body, headers=headers)
+            assert more.status_code == 200 and more.json()["turn"] == 2
+        other = TestClient(app)  # another address still gets a session
+        assert other.post("/api/session").status_code == 200
+
+    asyncio.run(flood())
 
 
 def test_the_token_bucket_refills_at_its_rate_per_address():
