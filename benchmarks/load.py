@@ -198,8 +198,9 @@ def write_results(report: dict) -> None:
     lines = [
         "# Load benchmark (loopback)",
         "",
-        "`python benchmarks/load.py ...`; see the module docstring. Graph runs are serialised",
-        "(one lock: shared models and checkpointer), so latency grows with concurrency.",
+        "`python benchmarks/load.py ...`; see the module docstring. Turns run in the app's",
+        "bounded pool (`server.turn_workers` at once); rows measured before the pool ran every",
+        "turn under one lock (before/after: CONCURRENCY.md).",
         "",
         "| mode | sessions x turns | ok / requests | errors | throughput (req/s) "
         "| p50 (s) | p95 (s) | leaks |",

@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -28,6 +28,32 @@ OFFLINE_ENV = {
     "ANONYMIZED_TELEMETRY": "False",
     "TOKENIZERS_PARALLELISM": "false",
 }
+
+
+class ServerSettings(BaseModel):
+    """Limits of the web app (`mmsrarec serve`). In a config file: a `[server]` table; in the
+    environment: `MMSRAREC_SERVER='{"turn_workers": 4}'` (JSON)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_body_bytes: int = Field(
+        default=64 * 1024, ge=1, description="Largest request body, counted on the byte stream."
+    )
+    turn_workers: int = Field(
+        default=2, ge=1, le=64, description="Chat turns of different threads run in parallel."
+    )
+    turn_queue: int = Field(
+        default=16, ge=0, description="Turns that may wait for a worker; beyond: 503."
+    )
+    turn_timeout_s: float = Field(
+        default=120.0, gt=0, description="A turn not answered by then gets 504 (it finishes)."
+    )
+    sessions_per_minute: float = Field(
+        default=30.0, gt=0, description="Sessions one client address may create per minute."
+    )
+    session_burst: int = Field(
+        default=20, ge=1, description="Sessions one client address may create at once."
+    )
 
 
 class Settings(BaseSettings):
@@ -76,6 +102,9 @@ class Settings(BaseSettings):
         "is one), `cpu`, `cuda` or `cuda:N`.",
     )
     offline: bool = Field(default=True, description="Never contact a model hub.")
+    server: ServerSettings = Field(
+        default_factory=ServerSettings, description="Limits of the web app."
+    )
 
     @field_validator("cache_dir", "data_dir", "run_dir")
     @classmethod

@@ -58,3 +58,17 @@ def sanitize(text: str, limit: int, tokenizer: Any | None = None) -> str:
         previous, text = text, forbidden.sub("", text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
+
+
+def encoding_problem(text: str) -> str | None:
+    """What makes `text` unencodable as UTF-8 (its first lone surrogate), or None.
+
+    A JSON body may carry `"\\ud800"` and a command line bytes that are not UTF-8 (Python
+    keeps them as surrogates `\\udc80`-`\\udcff`); either would crash a turn later, where its
+    trace is hashed or stored, so the API and the CLI refuse such text where it comes in.
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"U+{ord(text[exc.start]):04X} at character {exc.start + 1} is a lone surrogate"
+    return None

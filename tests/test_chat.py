@@ -155,9 +155,16 @@ def test_catalog_search_finds_an_item_by_its_document(tiny_dataset, tiny_encoder
     top = index.search(f"{item.text} Keywords: laser, moon.", 3)
     assert top[0]["item_id"] == "m7" and top[0]["similarity"] == pytest.approx(1.0, abs=1e-3)
     again = CatalogIndex.build(client, tiny_dataset, {"m7": ["laser", "moon"]}, embedding)
-    assert again.collection.id == index.collection.id  # up to date: reused, not rebuilt
+    assert again.collection.id == index.collection.id
+    # new keywords update the one collection in place: a handle opened before still answers
     changed = CatalogIndex.build(client, tiny_dataset, {"m7": ["laser"]}, embedding)
-    assert changed.collection.id != index.collection.id
+    assert changed.collection.id == index.collection.id
+    assert index.collection.count() == tiny_dataset.n_items
+    (stored,) = index.collection.get(ids=["m7"], include=["documents"])["documents"]
+    assert stored.endswith("Keywords: laser.")
+    assert index.search(f"{item.text} Keywords: laser.", 1)[0]["similarity"] == pytest.approx(
+        1.0, abs=1e-3
+    )
 
 
 def test_context_for_a_graph_without_checkpointer(tiny_dataset, tiny_encoder):

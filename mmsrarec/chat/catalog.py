@@ -4,9 +4,12 @@ keywords, so "something tense in space" finds items by what they are about.
     index = CatalogIndex.build(client, dataset, keywords, ChromaEmbedding(encoder))
     index.search("tense space horror", k=5)  # -> list[Match], best first
 
-The collection's metadata holds a fingerprint of every document and of the encoder, and a
-`complete` flag written last: `build` reuses a complete collection with the same fingerprint
-and otherwise rebuilds it (so new keywords or another encoder give a fresh index).
+One stable collection per dataset and encoder, updated in place and never deleted: each
+entry's metadata holds a digest of its document, and `build` upserts only the entries whose
+document changed (new keywords) or is missing (a killed build), and deletes entries of items
+no longer in the catalog. So another process that starts with more keywords updates the
+index under a running server instead of replacing it (the server's collection handle stays
+valid), and two processes building at once write the same rows.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ from pathlib import Path
 
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.errors import NotFoundError
 
 from mmsrarec.chat.state import Match
 from mmsrarec.data import Dataset, Item
@@ -35,9 +37,17 @@ def item_document(item: Item, keywords: list[str] | None) -> str:
     return f"{text} Keywords: {', '.join(keywords)}." if keywords else text
 
 
-def collection_name(dataset: Dataset) -> str:
+def document_digest(document: str) -> str:
+    """What an entry's `doc` metadata holds: changes with the document or the index format."""
+    return hashlib.sha256(f"{FORMAT_VERSION}\n{document}".encode()).hexdigest()[:16]
+
+
+def collection_name(dataset: Dataset, embedding: ChromaEmbedding) -> str:
+    """`catalog-<dataset>-<encoder digest>` (at most 61 characters, as Chroma allows): another
+    encoder gets its own collection, since its vectors cannot share one."""
     slug = re.sub(r"[^a-zA-Z0-9_-]+", "-", dataset.name).strip("-_") or "dataset"
-    return f"catalog-{slug[:48]}"
+    encoder = json.dumps(embedding.get_config(), sort_keys=True).encode()
+    return f"catalog-{slug[:40]}-{hashlib.sha256(encoder).hexdigest()[:12]}"
 
 
 class CatalogIndex:
@@ -56,7 +66,8 @@ class CatalogIndex:
         keywords: Mapping[str, list[str]],
         embedding: ChromaEmbedding,
     ) -> CatalogIndex:
-        """The index of `dataset`, reused when up to date, else (re)built.
+        """The index of `dataset`: stored entries whose document is unchanged are kept, the
+        rest upserted (see the module docstring).
 
         Args:
             client: A Chroma client (`PersistentClient` with telemetry off, or ephemeral).
@@ -64,34 +75,32 @@ class CatalogIndex:
             keywords: Keywords per item id (items without any are embedded from their text).
             embedding: Always ours: Chroma's default would download a model.
         """
-        name = collection_name(dataset)
-        ids = [item.item_id for item in dataset.items]
-        docs = [item_document(item, keywords.get(item.item_id)) for item in dataset.items]
-        digest = hashlib.sha256(
-            json.dumps([FORMAT_VERSION, embedding.get_config(), ids, docs]).encode()
-        ).hexdigest()
-        try:
-            existing = client.get_collection(name, embedding_function=embedding)
-            meta = existing.metadata or {}
-            if meta.get("complete") is True and meta.get("fingerprint") == digest:
-                return cls(existing, dataset, Path(embedding.get_config()["model"]).name)
-            client.delete_collection(name)
-        except NotFoundError:
-            pass
-        collection = client.create_collection(
-            name,
+        collection = client.get_or_create_collection(
+            collection_name(dataset, embedding),
             configuration={"hnsw": {"space": "cosine"}},
-            metadata={"fingerprint": digest, "complete": False},
             embedding_function=embedding,
         )
-        for start in range(0, len(ids), BATCH):
-            stop = start + BATCH
-            collection.add(
-                ids=ids[start:stop],
-                documents=docs[start:stop],
-                metadatas=[{"title": item.title} for item in dataset.items[start:stop]],
+        stored = collection.get(include=["metadatas"])
+        have = {
+            item_id: (meta or {}).get("doc")
+            for item_id, meta in zip(stored["ids"], stored["metadatas"] or [], strict=True)
+        }
+        wanted = [
+            (item, document, document_digest(document))
+            for item in dataset.items
+            for document in [item_document(item, keywords.get(item.item_id))]
+        ]
+        stale = [row for row in wanted if have.get(row[0].item_id) != row[2]]
+        for start in range(0, len(stale), BATCH):
+            rows = stale[start : start + BATCH]
+            collection.upsert(
+                ids=[item.item_id for item, _, _ in rows],
+                documents=[document for _, document, _ in rows],
+                metadatas=[{"title": item.title, "doc": digest} for item, _, digest in rows],
             )
-        collection.modify(metadata={"fingerprint": digest, "complete": True})
+        gone = sorted(set(have) - {item.item_id for item in dataset.items})
+        if gone:
+            collection.delete(ids=gone)
         return cls(collection, dataset, Path(embedding.get_config()["model"]).name)
 
     def search(self, text: str, k: int, within: Sequence[str] | None = None) -> list[Match]:

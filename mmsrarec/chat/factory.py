@@ -2,7 +2,8 @@
 
 Files it uses (all derived, all safe to delete), next to those of `graph.factory`:
 
-- `<dataset_dir>/chroma/`: the catalog collection `catalog-<dataset>` (titles + keywords);
+- `<dataset_dir>/chroma/`: the catalog collection `catalog-<dataset>-<encoder>` (titles +
+  keywords), updated in place;
 - `<run_dir>/chat.sqlite`: the conversations (checkpointer threads) and their traces, or the
   `mmsrarec_chat` schema of `database_url` (see `mmsrarec.database`).
 """

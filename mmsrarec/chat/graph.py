@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import secrets
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +29,7 @@ from mmsrarec.chat.state import STATE_TYPES, ChatInput, ChatOutput, ChatState
 from mmsrarec.chat.tools import after_filter, final_filter, hard_filter, rank, relax, soft_search
 from mmsrarec.errors import DataError
 from mmsrarec.graph.graph import thread_config, thread_trace
+from mmsrarec.prompt_text import encoding_problem
 
 Node = Callable[..., dict[str, Any]]
 
@@ -113,15 +113,15 @@ def split_runs(records: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 class ChatService:
     """Runs the chat graph for many threads on one checkpointer.
 
-    Graph runs are serialised by one lock: the models and the SQLite checkpointer are shared,
-    and on a CPU one run at a time is as fast as several.
+    Turns of different threads may run at once (the models only read their weights, the
+    checkpointer locks its connection); a caller runs at most one turn per thread at a time,
+    as the web app's `TurnPool` does.
     """
 
     def __init__(self, context: ChatContext, checkpointer: BaseCheckpointSaver) -> None:
         self.context = context
         self.checkpointer = with_state_types(checkpointer)
         self.graph = build_chat_graph(checkpointer)
-        self._lock = threading.Lock()
 
     @staticmethod
     def new_thread() -> str:
@@ -129,25 +129,29 @@ class ChatService:
         return secrets.token_urlsafe(12)
 
     def chat(self, thread_id: str, message: str) -> dict[str, Any]:
-        """One turn: the graph's output plus `thread_id` and `turn`."""
-        with self._lock:
-            output = self.graph.invoke(
-                {"message": message}, thread_config(thread_id), context=self.context
-            )
-            turn = self.graph.get_state(thread_config(thread_id)).values.get("turn", 0)
+        """One turn: the graph's output plus `thread_id` and `turn`.
+
+        Raises:
+            DataError: `message` or `thread_id` is not valid text (a lone surrogate).
+        """
+        for what, text in (("the message", message), ("the thread id", thread_id)):
+            if (problem := encoding_problem(text)) is not None:
+                raise DataError(f"{what} is not valid text ({problem}): send UTF-8")
+        output = self.graph.invoke(
+            {"message": message}, thread_config(thread_id), context=self.context
+        )
+        turn = self.graph.get_state(thread_config(thread_id)).values.get("turn", 0)
         intent = output.get("intent")
         intent = intent.model_dump() if intent is not None else None
         return {**output, "intent": intent, "thread_id": thread_id, "turn": turn}
 
     def trace(self, thread_id: str) -> list[dict[str, Any]]:
         """The thread's trace records. Raises `DataError` for an unknown thread."""
-        with self._lock:
-            return thread_trace(self.checkpointer, thread_id)
+        return thread_trace(self.checkpointer, thread_id)
 
     def messages(self, thread_id: str) -> list[dict[str, str]]:
         """The thread's conversation. Raises `DataError` for an unknown thread."""
-        with self._lock:
-            state = self.graph.get_state(thread_config(thread_id))
+        state = self.graph.get_state(thread_config(thread_id))
         if not state.values:
             raise DataError(f"no conversation `{thread_id}`")
         return list(state.values.get("messages", []))

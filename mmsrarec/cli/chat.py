@@ -83,6 +83,9 @@ def chat(
             except DataError:
                 console.print("no turns yet")
         elif text:
-            show(service.chat(thread, text))
+            try:
+                show(service.chat(thread, text))
+            except DataError as exc:  # e.g. bytes that are not UTF-8: say so, keep chatting
+                console.print(f"error: {exc}", highlight=False)
         else:
             console.print(HELP)

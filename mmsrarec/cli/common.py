@@ -11,6 +11,7 @@ from rich.console import Console
 
 from mmsrarec.config import Settings, apply_offline_env, load_settings
 from mmsrarec.errors import MmsrarecError
+from mmsrarec.prompt_text import encoding_problem
 
 # Rich assumes 80 columns when output is not a terminal (a log, a pipe, CI), which truncates
 # the metric tables; 160 keeps all seven sampled metrics readable there.
@@ -72,6 +73,13 @@ def settings_from(config: Path | None = None, seeds: int | None = None, **flags:
 
 def run_guarded(app: typer.Typer, args: list[str] | None = None) -> int:
     """Run the Typer app; an `MmsrarecError` becomes `error: <message>` and exit code 2."""
+    for n, arg in enumerate(sys.argv[1:] if args is None else args, start=1):
+        if (problem := encoding_problem(arg)) is not None:  # bytes that are not UTF-8
+            err_console.print(
+                f"[bold red]error:[/] argument {n} is not valid UTF-8 text ({problem})",
+                highlight=False,
+            )
+            return 2
     try:
         app(args=args, standalone_mode=False)
     except MmsrarecError as exc:

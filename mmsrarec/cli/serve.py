@@ -83,7 +83,8 @@ def serve(
     database_url: DatabaseOpt = None,
     chroma_url: ChromaOpt = None,
 ) -> None:
-    """Serve the chat page (/), the run inspector (/inspect/THREAD) and the API (/api/docs)."""
+    """Serve the chat page (/), the run inspector (/inspect/THREAD) and the API
+    (schema: /api/openapi.json)."""
     if host not in ("127.0.0.1", "localhost", "::1") and not public:
         raise ConfigError(f"`--host {host}` is not loopback: add `--public` if you mean it")
     import uvicorn
@@ -97,4 +98,5 @@ def serve(
     )  # fmt: skip
     sessions = SessionStore() if in_memory else SessionStore.from_settings(settings)
     console.print(f"chat on http://{host}:{port}/  (Ctrl-C to stop)", highlight=False)
-    uvicorn.run(create_app(service, sessions), host=host, port=port, log_level="info")
+    app = create_app(service, sessions, server=settings.server)
+    uvicorn.run(app, host=host, port=port, log_level="info")
