@@ -103,10 +103,22 @@ def connect(address: str) -> Any:
 
 
 def worker_count(ray: Any, settings: Settings) -> int:
-    """`settings.ray_workers`, else as many actors as the cluster has CPUs for (at least 1)."""
-    if settings.ray_workers is not None:
-        return settings.ray_workers
-    return max(1, int(ray.cluster_resources().get("CPU", 1)) // settings.threads)
+    """`settings.ray_workers`, else as many actors as the cluster has CPUs for (at least 1).
+
+    Raises:
+        ConfigError: the cluster has too few CPUs for the actors to run side by side (each
+            asks for `threads` CPUs); waiting for them would never end.
+    """
+    cpus = int(ray.cluster_resources().get("CPU", 0))
+    if settings.ray_workers is None:
+        return max(1, cpus // settings.threads)
+    if settings.ray_workers * settings.threads > cpus:
+        raise ConfigError(
+            f"{settings.ray_workers} Ray workers x `threads` {settings.threads} need "
+            f"{settings.ray_workers * settings.threads} CPUs; the cluster has {cpus}: lower "
+            "`--workers` or `threads` (MMSRAREC_THREADS)"
+        )
+    return settings.ray_workers
 
 
 @contextmanager
