@@ -112,7 +112,8 @@ def main() -> None:
     lines = [
         "# Batch scoring on Ray",
         "",
-        f"`{meta['command']}` — ML-100K, {meta['users']} users, top 100 each, 1 torch thread "
+        f"`{meta['command']}` (run with a copy of `make demo`'s runs/) — ML-100K, "
+        f"{meta['users']} users, top 100 each, 1 torch thread "
         f"per worker, local Ray {meta['ray']} cluster of 2 CPUs on a {meta['cpus']}-core "
         "machine shared with other jobs. Every Ray run's rows equal the plain loop's.",
         "",

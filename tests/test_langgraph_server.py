@@ -20,6 +20,7 @@ pytest.importorskip(
 )
 sdk = pytest.importorskip("langgraph_sdk", reason="pip install -e '.[langgraph]'")
 
+pytestmark = pytest.mark.slow  # real engines: each start costs seconds
 ROOT = Path(__file__).resolve().parents[1]
 LANGGRAPH = Path(sys.executable).with_name("langgraph")
 RUN_SETTINGS = {"scorer": "item-knn", "k_similar": 0, "max_rounds": 1, "top_k": 3}

@@ -25,6 +25,7 @@ from mmsrarec.recommenders.methods import build_recommender
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
 
+pytestmark = pytest.mark.slow  # real engines: each start costs seconds
 ROOT = Path(__file__).resolve().parents[1]
 
 
