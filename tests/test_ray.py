@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -185,6 +186,23 @@ def test_bad_users_file_is_one_error_line(tiny_dataset, tmp_path, capsys) -> Non
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "`nobody`" in err
     assert not (tmp_path / "o.gz").exists()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1:{port}", "ray://127.0.0.1:{port}", "nonsense"])
+def test_an_unreachable_cluster_is_one_error_line(
+    tiny_dataset, tmp_path, capsys, monkeypatch, address
+):
+    """Refused in seconds (Ray alone retries for minutes), before Ray starts anything."""
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh `mmsrarec` run
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("ray.init was called"))
+    args = ["score", "-m", "item-knn", "--users", "all", "--out", str(tmp_path / "o.gz")]
+    args += ["--data-dir", str(tmp_path / "data"), "--dataset", "tiny"]
+    assert run_guarded(app, [*args, "--ray", address.format(port=port)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "`ray_address`" in err and "ray start" in err
 
 
 def test_missing_ray_says_which_extra(monkeypatch) -> None:

@@ -14,6 +14,7 @@ Ray is optional (`pip install -e '.[ray]'`) and imported only when asked for.
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -86,6 +87,7 @@ def connect(address: str) -> Any:
             f"`--ray {address}` needs Ray: pip install -e '.[ray]' (or drop `--ray`)"
         ) from None
     if not ray.is_initialized():
+        _check_reachable(address)
         try:
             ray.init(
                 address=None if address == "local" else address,
@@ -100,6 +102,25 @@ def connect(address: str) -> Any:
                 "with `ray start --head`, or use `local`"
             ) from None
     return ray
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds on a `host:port` / `ray://host:port` nobody answers at (Ray itself
+    retries for minutes)."""
+    if address in ("local", "auto"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return
+    except ValueError:
+        problem = "not `host:port`"
+    except OSError as exc:
+        problem = f"nothing answers there ({exc.__class__.__name__})"
+    raise ConfigError(
+        f"`ray_address` {address!r}: {problem}; start a cluster with `ray start --head`, "
+        "or use `local`"
+    )
 
 
 def worker_count(ray: Any, settings: Settings) -> int:
