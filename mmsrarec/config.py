@@ -93,6 +93,23 @@ class Settings(BaseSettings):
     session_max_idle_hours: float = Field(
         default=720.0, gt=0, description="Web sessions unused this long are forgotten."
     )
+    ray_address: str | None = Field(
+        default=None,
+        description="Shard evaluation and batch scoring over Ray actors: `local` starts Ray "
+        "on this machine, `auto` joins the cluster of `ray start`, or `ray://host:port`; "
+        "default: the plain local loop.",
+    )
+    ray_workers: int | None = Field(
+        default=None,
+        ge=1,
+        description="Ray actors (each loads the model once). Default: the cluster's CPUs "
+        "divided by `threads`.",
+    )
+    llm_server_url: str | None = Field(
+        default=None,
+        description="An OpenAI-compatible server (`http://host:port/v1`) for the summarizer, "
+        "the preference sentence and the yes/no scorer; default: the model in-process.",
+    )
     seeds: list[int] = Field(default=[0, 1, 2], description="Seeds for training and evaluation.")
     threads: int = Field(default=2, ge=1, description="torch CPU threads.")
     device: str = Field(

@@ -10,7 +10,9 @@ the protocol; nothing has to inherit from a base class.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol, TypedDict
+from typing import Any, Protocol
+
+from typing_extensions import TypedDict  # pydantic builds JSON schemas from it on 3.11
 
 from mmsrarec.data import Item
 

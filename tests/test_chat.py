@@ -176,11 +176,11 @@ def test_context_for_a_graph_without_checkpointer(tiny_dataset, tiny_encoder):
 
 def test_langgraph_json_points_at_a_chat_graph(tiny_dataset, tiny_encoder, monkeypatch):
     config = json.loads((ROOT / "langgraph.json").read_text())
-    path, attr = config["graphs"]["chat"].split(":")
+    path, attr = config["graphs"]["chat"]["path"].split(":")
     module = importlib.import_module(path.removeprefix("./").removesuffix(".py").replace("/", "."))
     client = chromadb.EphemeralClient(settings=ChromaSettings(anonymized_telemetry=False))
     monkeypatch.setattr(
-        module, "_context", lambda: make_chat_context(tiny_dataset, tiny_encoder, client)
+        module, "_context", lambda served: make_chat_context(tiny_dataset, tiny_encoder, client)
     )
     graph = getattr(module, attr)()
     assert isinstance(graph, CompiledStateGraph)

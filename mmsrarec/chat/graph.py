@@ -36,16 +36,19 @@ Node = Callable[..., dict[str, Any]]
 
 def build_chat_graph(
     checkpointer: BaseCheckpointSaver | None = None,
-    default_context: Callable[[], ChatContext] | None = None,
+    default_context: Callable[[Any], ChatContext] | None = None,
+    context_schema: type | None = None,
 ) -> CompiledStateGraph:
     """The chat graph, compiled.
 
     Args:
         checkpointer: Remembers conversations (one thread each); None for none.
         default_context: For hosts that cannot pass a `ChatContext` (LangGraph's server,
-            see `mmsrarec.chat.serving`): nodes run without one call this to get it.
+            see `mmsrarec.chat.serving`): nodes run without one call this with the run's
+            context (a `context_schema` value, or None) to get it.
+        context_schema: What such hosts pass as `context` (their run settings).
     """
-    schema = None if default_context else ChatContext
+    schema = context_schema if default_context else ChatContext
     graph = StateGraph(
         ChatState, context_schema=schema, input_schema=ChatInput, output_schema=ChatOutput
     )
@@ -88,12 +91,12 @@ def with_state_types(checkpointer: BaseCheckpointSaver) -> BaseCheckpointSaver:
     return clone
 
 
-def _with_default(node: Node, default_context: Callable[[], ChatContext]) -> Node:
-    """`node`, given `default_context()` whenever its runtime holds no `ChatContext`."""
+def _with_default(node: Node, default_context: Callable[[Any], ChatContext]) -> Node:
+    """`node`, given `default_context(runtime.context)` whenever that is no `ChatContext`."""
 
     def run(state: ChatState, runtime: Runtime) -> dict[str, Any]:
         if not isinstance(runtime.context, ChatContext):
-            runtime = runtime.override(context=default_context())
+            runtime = runtime.override(context=default_context(runtime.context))
         return node(state, runtime)
 
     run.__name__ = node.__name__

@@ -9,7 +9,9 @@ turn (`intent` holds liked, disliked, seen and shown titles, genres, years and w
 from __future__ import annotations
 
 import operator
-from typing import Annotated, TypedDict
+from typing import Annotated
+
+from typing_extensions import TypedDict  # pydantic builds JSON schemas from it on 3.11
 
 from mmsrarec.chat.intent import Intent
 from mmsrarec.chat.sqlcatalog import Conditions

@@ -15,6 +15,7 @@ from mmsrarec.cli.demo import demo
 from mmsrarec.cli.evaluate import evaluate
 from mmsrarec.cli.graph import graph
 from mmsrarec.cli.recommend import recommend, summarize
+from mmsrarec.cli.score import score
 from mmsrarec.cli.serve import serve
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.add_typer(data_cli.app, name="data")
 app.add_typer(train_cli.app, name="train")
 app.command()(demo)
 app.command()(evaluate)
+app.command()(score)
 app.command()(summarize)
 app.command()(recommend)
 app.command()(graph)

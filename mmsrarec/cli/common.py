@@ -54,6 +54,23 @@ ScorerOpt = Annotated[
         "`llm-recommender`, another catalog method, or `yes-no` (the paper's prompt).",
     ),
 ]
+RayOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--ray",
+        metavar="local|auto|ADDRESS",
+        help="Shard users over Ray actors: `local` starts Ray here, `auto` joins `ray start`'s "
+        "cluster, or `ray://host:port` [env MMSRAREC_RAY_ADDRESS].",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=1,
+        help="Ray actors; default: cluster CPUs / threads [env MMSRAREC_RAY_WORKERS].",
+    ),
+]
 SeedsOpt = Annotated[
     int | None, typer.Option("--seeds", min=1, help="Use the first N seeds (0, 1, 2, ...).")
 ]

@@ -12,8 +12,10 @@ from mmsrarec.cli.common import (
     ConfigOpt,
     DataDirOpt,
     DatasetOpt,
+    RayOpt,
     RunDirOpt,
     SeedsOpt,
+    WorkersOpt,
     console,
     settings_from,
 )
@@ -105,6 +107,8 @@ def evaluate(
             "target plus the top 100 items."
         ),
     ] = None,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     run_dir: RunDirOpt = None,
@@ -114,6 +118,12 @@ def evaluate(
     methods = list(method or [])
     check_methods(methods)  # before anything slow
     settings = settings_from(
-        config, seeds=seeds, data_dir=data_dir, run_dir=run_dir, dataset=dataset
+        config,
+        seeds=seeds,
+        data_dir=data_dir,
+        run_dir=run_dir,
+        dataset=dataset,
+        ray_address=ray,
+        ray_workers=workers,
     )
     run_evaluation(settings, methods, protocol, stage.value, json_path, rankings)

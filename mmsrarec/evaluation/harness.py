@@ -29,6 +29,7 @@ from rich.table import Table
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, Stage
 from mmsrarec.errors import DataError
+from mmsrarec.evaluation.distributed import SeedRunner, ray_seed_runner
 from mmsrarec.evaluation.methods import REFERENCES, build_method
 from mmsrarec.evaluation.protocols import EvalResult, Protocol, evaluate_full, evaluate_sampled
 from mmsrarec.recommenders.base import Recommender
@@ -82,25 +83,23 @@ def evaluate_method(
     stage: Stage = "test",
     users: Sequence[str] | None = None,
     done_dir: Path | None = None,
+    run_seed: SeedRunner | None = None,
 ) -> MethodResult:
     """For each seed: build a fresh recommender, `fit(dataset, seed)`, evaluate it.
 
     With `done_dir`, each finished seed is saved there (atomically) and a seed already saved
     for the same method, protocol, stage and users is loaded instead of run again, so a
     killed run resumes where it stopped. The caller keeps the folder to one configuration.
+    `run_seed` replaces the local fit-and-evaluate (`distributed.ray_seed_runner`).
     """
-    evaluate = evaluate_sampled if protocol == Protocol.sampled else evaluate_full
+    run_seed = run_seed or _local_seed_runner(build, dataset, protocol, stage, users)
     runs, first = [], None
     for seed in seeds:
         path = done_dir / f"{name}.{protocol.value}.{stage}.seed{seed}.json" if done_dir else None
         done = _load_seed(path, dataset, users) if path is not None else None
         if done is None:
-            recommender = build()
-            start = time.perf_counter()
-            recommender.fit(dataset, seed)
-            fitted = time.perf_counter()
-            result = evaluate(recommender, dataset, stage, users)
-            run = SeedRun(seed, result.metrics, fitted - start, time.perf_counter() - fitted)
+            result, fit_s, eval_s = run_seed(seed)
+            run = SeedRun(seed, result.metrics, fit_s, eval_s)
             if path is not None:
                 _save_seed(path, run, result)
         else:
@@ -111,6 +110,26 @@ def evaluate_method(
     if first is None:
         raise ValueError("evaluate_method needs at least one seed")
     return MethodResult(name, runs, first)
+
+
+def _local_seed_runner(
+    build: Callable[[], Recommender],
+    dataset: Dataset,
+    protocol: Protocol,
+    stage: Stage,
+    users: Sequence[str] | None,
+) -> SeedRunner:
+    evaluate = evaluate_sampled if protocol == Protocol.sampled else evaluate_full
+
+    def run(seed: int) -> tuple[EvalResult, float, float]:
+        recommender = build()
+        start = time.perf_counter()
+        recommender.fit(dataset, seed)
+        fitted = time.perf_counter()
+        result = evaluate(recommender, dataset, stage, users)
+        return result, fitted - start, time.perf_counter() - fitted
+
+    return run
 
 
 def _save_seed(path: Path, run: SeedRun, result: EvalResult) -> None:
@@ -156,8 +175,13 @@ def run_harness(
     stage: Stage = "test",
     users: Sequence[str] | None = None,
 ) -> list[MethodResult]:
-    """Evaluate the reference rows, then each requested method, over `settings.seeds`."""
+    """Evaluate the reference rows, then each requested method, over `settings.seeds`.
+
+    With `settings.ray_address`, each seed is fitted and scored by Ray actors instead.
+    """
     names = [*REFERENCES, *(m for m in dict.fromkeys(methods) if m not in REFERENCES)]
+    on_ray = settings.ray_address is not None
+    everyone = list(dataset.eval_users if users is None else users)
     return [
         evaluate_method(
             name,
@@ -167,6 +191,7 @@ def run_harness(
             protocol,
             stage,
             users,
+            run_seed=ray_seed_runner(name, settings, protocol, stage, everyone) if on_ray else None,
         )
         for name in names
     ]

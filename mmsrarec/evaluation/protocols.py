@@ -170,7 +170,39 @@ def _top_others(row: np.ndarray, target: int, k: int) -> np.ndarray:
     """Indices of the k best-scored items other than `target` and not excluded, best first."""
     others = row.copy()
     others[target] = -np.inf
-    kept = np.flatnonzero(others > -np.inf)
+    return top_items(others, k)
+
+
+def top_items(row: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best-scored items of `row` whose score is not -inf, best first."""
+    kept = np.flatnonzero(row > -np.inf)
     if len(kept) > k:
-        kept = kept[np.argpartition(-others[kept], k - 1)[:k]]
-    return kept[np.argsort(-others[kept], kind="stable")]
+        kept = kept[np.argpartition(-row[kept], k - 1)[:k]]
+    return kept[np.argsort(-row[kept], kind="stable")]
+
+
+def merge_results(parts: Sequence[EvalResult]) -> EvalResult:
+    """One result from the results of consecutive user shards, in shard order.
+
+    Ranks are per user, so the metrics recomputed over the joined ranks equal those of one
+    evaluation of all the users.
+    """
+    if not parts:
+        raise ValueError("merge_results needs at least one part")
+    first = parts[0]
+    ranks = np.concatenate([part.ranks for part in parts])
+    candidates = [c for part in parts for c in part.candidates]
+    if first.protocol == Protocol.sampled:
+        metrics = sampled_metrics(ranks, n_negatives=len(candidates[0]) - 1)
+    else:
+        metrics = full_metrics(ranks)
+    return EvalResult(
+        protocol=first.protocol,
+        stage=first.stage,
+        users=[user for part in parts for user in part.users],
+        targets=np.concatenate([part.targets for part in parts]),
+        ranks=ranks,
+        candidates=candidates,
+        scores=[s for part in parts for s in part.scores],
+        metrics=metrics,
+    )

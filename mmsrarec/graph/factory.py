@@ -19,11 +19,12 @@ from mmsrarec.critic import CollabTargets, RewardCritic
 from mmsrarec.data import Dataset
 from mmsrarec.database import exclusive
 from mmsrarec.models import LLM, ModelCache
+from mmsrarec.models.server import CompletionServer
 from mmsrarec.nodes.context import GraphContext, GraphSettings
 from mmsrarec.recommenders.base import Recommender
 from mmsrarec.recommenders.methods import build_recommender
 from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
-from mmsrarec.scoring import LLMPreferenceSummarizer, SharedPrefixScorer
+from mmsrarec.scoring import LLMPreferenceSummarizer, ServerScorer, SharedPrefixScorer
 from mmsrarec.summarization import PROMPT_VERSION, KeywordCache, LLMSummarizer
 from mmsrarec.summarization.cache import keyword_cache_path
 from mmsrarec.tools import CollaborativeIndex, CollaborativeRetriever
@@ -64,6 +65,8 @@ def build_context(
 ) -> GraphContext:
     """The default parts: one LLM (`settings.model`) summarizes, reconstructs for the critic,
     summarizes older history and scores candidates; the sentence encoder scores `r_info`.
+    With `settings.llm_server_url`, that server writes the keywords and the preference
+    sentence and scores the candidates (`models.server`).
 
     Args:
         settings: Run settings (model, paths, Chroma server).
@@ -77,7 +80,9 @@ def build_context(
     """
     run = run or GraphSettings()
     llm = llm or models.llm()
-    summarizer = LLMSummarizer(llm)
+    # With a server, it generates and scores; `llm` renders prompts and runs the critic.
+    server = CompletionServer(settings.llm_server_url) if settings.llm_server_url else None
+    summarizer = LLMSummarizer(llm, server=server)
     retriever = build_retriever(settings, dataset, seed) if run.k_similar > 0 else None
     return GraphContext(
         dataset=dataset,
@@ -94,9 +99,9 @@ def build_context(
         ),
         keywords=open_keyword_cache(settings, summarizer),
         retriever=retriever,
-        scorer=SharedPrefixScorer(llm),
+        scorer=ServerScorer(server) if server is not None else SharedPrefixScorer(llm),
         preference=(
-            LLMPreferenceSummarizer(llm, settings.cache_dir / "preferences.sqlite")
+            LLMPreferenceSummarizer(llm, settings.cache_dir / "preferences.sqlite", server=server)
             if preference
             else None
         ),

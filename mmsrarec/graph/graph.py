@@ -79,22 +79,31 @@ class GraphBuilder:
         del self.steps[self._position(name)]
         return self
 
-    def build(self) -> StateGraph:
-        """The uncompiled `StateGraph`."""
+    def build(
+        self, context_schema: type = GraphContext, wrap: Callable[[Node], Node] | None = None
+    ) -> StateGraph:
+        """The uncompiled `StateGraph`.
+
+        Args:
+            context_schema: What callers pass as `context`; hosts that cannot pass a
+                `GraphContext` (LangGraph's server, `graph.serving`) pass run settings.
+            wrap: Applied to every node and router (there: to build the `GraphContext`).
+        """
+        wrap = wrap or (lambda node: node)
         graph = StateGraph(
             RecommendationState,
-            context_schema=GraphContext,
+            context_schema=context_schema,
             input_schema=RecommendationInput,
             output_schema=RecommendationOutput,
         )
         for name, node in self.steps:
-            graph.add_node(name, node)
+            graph.add_node(name, wrap(node))
         names = self.names
         graph.add_edge(START, names[0])
         for current, following in zip(names, [*names[1:], END], strict=True):
             if current == LOOP_FROM and LOOP_TO in names:
                 graph.add_conditional_edges(
-                    current, after_critique, {"summarize": LOOP_TO, "retrieve": following}
+                    current, wrap(after_critique), {"summarize": LOOP_TO, "retrieve": following}
                 )
             else:
                 graph.add_edge(current, following)

@@ -2,7 +2,8 @@
 
 - `prompts.py`: the recommendation prompt as a shared prefix + one suffix per candidate.
 - `yes_no.py`: `p(yes) / (p(yes) + p(no))` from the first token; `SharedPrefixScorer` runs
-  the prefix once (KV cache), `NaiveScorer` one full pass per candidate (the reference).
+  the prefix once (KV cache), `NaiveScorer` one full pass per candidate (the reference),
+  `ServerScorer` asks an OpenAI-compatible server (`llm_server_url`).
 - `evidence.py`: which history / collaborative keywords a candidate shares.
 - `preference.py`: `LLMPreferenceSummarizer`, one cached sentence on the older history.
 """
@@ -10,14 +11,22 @@
 from mmsrarec.scoring.evidence import evidence_for
 from mmsrarec.scoring.preference import LLMPreferenceSummarizer
 from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
-from mmsrarec.scoring.yes_no import NaiveScorer, SharedPrefixScorer, yes_no_token_ids
+from mmsrarec.scoring.yes_no import (
+    NaiveScorer,
+    ServerScorer,
+    SharedPrefixScorer,
+    yes_no_ratio,
+    yes_no_token_ids,
+)
 
 __all__ = [
     "LLMPreferenceSummarizer",
     "NaiveScorer",
+    "ServerScorer",
     "SharedPrefixScorer",
     "build_prefix",
     "candidate_suffix",
     "evidence_for",
+    "yes_no_ratio",
     "yes_no_token_ids",
 ]

@@ -27,6 +27,7 @@ import torch
 from mmsrarec.data import Item
 from mmsrarec.errors import ConfigError
 from mmsrarec.models.llm import LLM
+from mmsrarec.models.server import CompletionServer
 from mmsrarec.prompt_text import sanitize
 from mmsrarec.scoring.prompts import MAX_TEXT_CHARS
 from mmsrarec.scoring.yes_no import encode_prefix
@@ -61,13 +62,18 @@ class LLMPreferenceSummarizer:
         llm: The model that writes the summaries (chat or base).
         cache_path: The SQLite file (created with its folder when missing).
         chunk: Items read per step.
+        server: Write the sentences on this OpenAI-compatible server instead of with
+            `llm.model` (`llm` still renders the prompts).
     """
 
-    def __init__(self, llm: LLM, cache_path: Path, chunk: int = 10) -> None:
+    def __init__(
+        self, llm: LLM, cache_path: Path, chunk: int = 10, server: CompletionServer | None = None
+    ) -> None:
         if chunk < 1:
             raise ConfigError(f"`chunk` must be at least 1, got {chunk}")
         self.llm = llm
-        self.name = llm.name
+        self.server = server
+        self.name = server.name if server is not None else llm.name
         self.cache_path = Path(cache_path)
         self.chunk = chunk
         self.cache_path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,16 +133,19 @@ class LLMPreferenceSummarizer:
     def _step(self, summary: str, chunk: Sequence[Item]) -> str:
         """The summary after reading `chunk`; the previous one when the model writes nothing."""
         tokenizer = self.llm.tokenizer
-        ids = torch.tensor([encode_prefix(tokenizer, self._prompt(summary, chunk))])
-        ids = ids.to(self.llm.model.device)
-        output = self.llm.model.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=MAX_NEW_TOKENS,
-            do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-        text = tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)
+        prompt = self._prompt(summary, chunk)
+        if self.server is not None:
+            text = self.server.complete([prompt], MAX_NEW_TOKENS)[0].text
+        else:
+            ids = torch.tensor([encode_prefix(tokenizer, prompt)]).to(self.llm.model.device)
+            output = self.llm.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=MAX_NEW_TOKENS,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+            text = tokenizer.decode(output[0, ids.shape[1] :], skip_special_tokens=True)
         # The first line only (titles such as "Mrs. Doubtfire" make full stops unreliable).
         first = text.strip().splitlines()[0].strip() if text.strip() else ""
         return sanitize(LEAD + first, MAX_TEXT_CHARS, self.llm.tokenizer) if first else summary

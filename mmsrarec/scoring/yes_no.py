@@ -8,6 +8,9 @@ the same numbers:
 - `SharedPrefixScorer`: runs the prefix once, keeps its KV cache, and runs the candidates'
   suffixes in batches on top of copies of that cache.
 
+`ServerScorer` asks an OpenAI-compatible server (`llm_server_url`) for the same ratio, read
+from the first token's top log-probabilities (`max_tokens=1`, `logprobs`).
+
 Both tokenize the same way: `encode_prefix(prefix) + tokenizer(suffix, add_special_tokens=False)`.
 The prompts put the boundary right after a newline (see `prompts.py`), so BPE merges cannot
 cross it and the split tokenization equals the joint one.
@@ -16,13 +19,15 @@ cross it and the split tokenization equals the joint one.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 
 import torch
 from transformers import PreTrainedTokenizerBase
 
 from mmsrarec.errors import ConfigError
 from mmsrarec.models.llm import LLM
+from mmsrarec.models.server import CompletionServer
 
 YES_WORDS = ("yes", "Yes", " yes", " Yes")
 NO_WORDS = ("no", "No", " no", " No")
@@ -193,3 +198,35 @@ class SharedPrefixScorer(_YesNoReader):
             logits_to_keep=keep.to(device),
         ).logits
         return self.probabilities(logits[torch.arange(size, device=device), where.to(device)])
+
+
+def yes_no_ratio(logprobs: Mapping[str, float]) -> float:
+    """`p(yes) / (p(yes) + p(no))` from first-token log-probabilities by token text.
+
+    The spellings are those of `YES_WORDS` / `NO_WORDS`. The ratio does not depend on the
+    softmax normaliser, so it is exact when every spelling the model gives weight to is among
+    the listed tokens; a spelling missing from a top-k list counts as 0 (it is less likely
+    than the k-th token). Neither answer listed: 0.5.
+    """
+    yes = sum(math.exp(value) for token, value in logprobs.items() if token in YES_WORDS)
+    no = sum(math.exp(value) for token, value in logprobs.items() if token in NO_WORDS)
+    return 0.5 if yes + no == 0.0 else yes / (yes + no)
+
+
+class ServerScorer:
+    """The `CandidateScorer` over an OpenAI-compatible server: one `max_tokens=1` completion
+    with `logprobs` per candidate prompt (vLLM's prefix caching shares the prefix's work).
+
+    Args:
+        server: The completions endpoint; its `name` is the scorer's `name`.
+    """
+
+    def __init__(self, server: CompletionServer) -> None:
+        self.server = server
+        self.name = server.name
+
+    def score(self, prefix: str, suffixes: Sequence[str]) -> list[float]:
+        """`p(yes) / (p(yes) + p(no))` for each `prefix + suffix` prompt."""
+        if any(not suffix for suffix in suffixes):
+            raise ValueError("a candidate suffix is empty: every prompt needs its candidate text")
+        return [yes_no_ratio(self.server.first_token_logprobs(prefix + s)) for s in suffixes]

@@ -20,6 +20,7 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from mmsrarec.data import Item
 from mmsrarec.errors import DataError
 from mmsrarec.models import LLM
+from mmsrarec.models.server import CompletionServer
 from mmsrarec.prompt_text import sanitize
 from mmsrarec.summarization import prompts
 from mmsrarec.summarization.parse import MAX_KEYWORDS, merge_keywords, parse_keywords
@@ -53,6 +54,8 @@ class LLMSummarizer:
         max_new_tokens: Generation budget per answer; 8 keywords take about 30 tokens.
         batch_size: Prompts generated together.
         max_keywords: Keywords kept per item (text and image together).
+        server: Generate the text answers on this OpenAI-compatible server instead of with
+            `llm.model` (`llm` still renders the prompts); images stay in-process.
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class LLMSummarizer:
         max_new_tokens: int = MAX_NEW_TOKENS,
         batch_size: int = 8,
         max_keywords: int = MAX_KEYWORDS,
+        server: CompletionServer | None = None,
     ) -> None:
         if max_new_tokens < 1 or batch_size < 1 or max_keywords < 1:
             raise ValueError("max_new_tokens, batch_size and max_keywords must be at least 1")
@@ -73,8 +77,10 @@ class LLMSummarizer:
         self.max_new_tokens = max_new_tokens
         self.batch_size = batch_size
         self.max_keywords = max_keywords
+        self.server = server
+        text_name = server.name if server is not None else llm.name
         vision_name = self.vision_llm.name if self.vision_llm not in (None, llm) else None
-        self.name = f"{llm.name}+{vision_name}" if vision_name else llm.name
+        self.name = f"{text_name}+{vision_name}" if vision_name else text_name
 
     def prompt(self, item: Item, feedback: str | None = None) -> str:
         """The exact text prompt for `item` (after its chat template, if any)."""
@@ -116,6 +122,9 @@ class LLMSummarizer:
         return keywords
 
     def _generate_all(self, llm: LLM, texts: list[str]) -> list[str]:
+        if self.server is not None and llm is self.llm:
+            done = self.server.complete(texts, self.max_new_tokens)
+            return [_drop_cut_tail(c.text) if c.cut else c.text for c in done]
         answers: list[str] = []
         for start in range(0, len(texts), self.batch_size):
             answers += self.generate(llm, texts[start : start + self.batch_size])
