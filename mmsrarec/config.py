@@ -88,6 +88,17 @@ class Settings(BaseSettings):
         """SQLite checkpoint store of the graph's threads (and so of their traces)."""
         return self.run_dir / "graph.sqlite"
 
+    @property
+    def chat_db(self) -> Path:
+        """SQLite checkpoint store of the chat's conversations (and so of their traces)."""
+        return self.run_dir / "chat.sqlite"
+
+    @property
+    def trace_key(self) -> Path:
+        """HMAC key of exported traces (created once, mode 0600): only a trace exported
+        with this data dir verifies against it."""
+        return self.datasets_dir / "trace.key"
+
     @classmethod
     def settings_customise_sources(
         cls,

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 def chat_db(settings: Settings) -> Path:
-    return settings.run_dir / "chat.sqlite"
+    return settings.chat_db
 
 
 def open_dataset(settings: Settings) -> Dataset:

@@ -43,12 +43,19 @@ SeedsOpt = Annotated[
 ]
 
 
+def plain_settings(config: Path | None = None, **flags: Any) -> Settings:
+    """Settings with CLI flags on top and the offline env applied (no torch: commands that
+    only read files stay fast)."""
+    settings = load_settings(config, **flags)
+    apply_offline_env(settings)
+    return settings
+
+
 def settings_from(config: Path | None = None, seeds: int | None = None, **flags: Any) -> Settings:
     """Settings with CLI flags on top, offline env applied and torch threads set."""
     if seeds is not None:
         flags["seeds"] = list(range(seeds))
-    settings = load_settings(config, **flags)
-    apply_offline_env(settings)
+    settings = plain_settings(config, **flags)
     import torch  # after the offline env, which hub libraries read at import
 
     torch.set_num_threads(settings.threads)
