@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +13,7 @@ from mmsrarec.cli.common import (
     DatasetOpt,
     RunDirOpt,
     SeedsOpt,
+    StageChoice,
     console,
     settings_from,
 )
@@ -29,13 +29,6 @@ from mmsrarec.evaluation.harness import (
 )
 from mmsrarec.evaluation.methods import METHODS, REFERENCES, check_methods
 from mmsrarec.evaluation.protocols import Protocol
-
-
-class StageChoice(StrEnum):
-    """Which held-out position is predicted."""
-
-    test = "test"
-    valid = "valid"
 
 
 def run_evaluation(

@@ -1,0 +1,82 @@
+"""CLI start-up: wall time of `mmsrarec --help` and of usage errors, each a fresh process.
+
+    python benchmarks/cli_startup.py            # -> benchmarks/cli_startup.json
+    git archive 4eb1684 | tar -x -C /tmp/before && \
+        python benchmarks/cli_startup.py --before /tmp/before   # with the old tree beside
+
+Each case runs `--repeats` times; the table gives the median and the slowest. A command's
+module (and torch, transformers, ...) loads only when that command runs, so these never
+import a model library. `train ...` is listed too: its option defaults come from TRL's config
+classes, so it pays for importing TRL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CASES = [
+    ["--help"],
+    [],
+    ["recommend", "--user", "1", "--top", "0"],
+    ["recommend", "--user", "1", "--stage", "train"],
+    ["evaluate", "--protocol", "nope"],
+    ["data", "prepare", "--bogus"],
+    ["trace", "verify"],
+    ["serve", "--port", "x"],
+    ["nosuch"],
+    ["train", "llm-recommender", "--bogus"],
+]
+
+
+def time_case(args: list[str], repeats: int, root: Path = ROOT) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
+    code = "from mmsrarec.cli import main; main()"
+    seconds, exit_codes = [], set()
+    for _ in range(repeats):
+        started = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True)
+        seconds.append(time.perf_counter() - started)
+        exit_codes.add(done.returncode)
+    return {
+        "args": " ".join(args) or "(none)",
+        "median_s": round(statistics.median(seconds), 3),
+        "max_s": round(max(seconds), 3),
+        "exit_codes": sorted(exit_codes),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "cli_startup.json")
+    parser.add_argument(
+        "--before", type=Path, help="Also time this source tree (e.g. `git archive` of a commit)."
+    )
+    args = parser.parse_args()
+    rows = [time_case(case, args.repeats) for case in CASES]
+    if args.before:
+        for row, case in zip(rows, CASES, strict=True):
+            row["before_median_s"] = time_case(case, args.repeats, args.before)["median_s"]
+    for row in rows:
+        before = f" (before: {row['before_median_s']:.2f} s)" if "before_median_s" in row else ""
+        print(f"{row['median_s']:6.2f} s (max {row['max_s']:.2f}){before}  mmsrarec {row['args']}")
+    result = {
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
+        "python": platform.python_version(),
+        "repeats": args.repeats,
+        "rows": rows,
+    }
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
