@@ -43,7 +43,9 @@ def time_case(args: list[str], repeats: int, root: Path = ROOT) -> dict:
     seconds, exit_codes = [], set()
     for _ in range(repeats):
         started = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True)
+        done = subprocess.run(
+            [sys.executable, "-c", code, *args], cwd=root, env=env, capture_output=True
+        )
         seconds.append(time.perf_counter() - started)
         exit_codes.add(done.returncode)
     return {
@@ -65,7 +67,11 @@ def main() -> None:
     rows = [time_case(case, args.repeats) for case in CASES]
     if args.before:
         for row, case in zip(rows, CASES, strict=True):
-            row["before_median_s"] = time_case(case, args.repeats, args.before)["median_s"]
+            before = time_case(case, args.repeats, args.before)
+            row["before_median_s"], row["before_exit_codes"] = (
+                before["median_s"],
+                before["exit_codes"],
+            )
     for row in rows:
         before = f" (before: {row['before_median_s']:.2f} s)" if "before_median_s" in row else ""
         print(f"{row['median_s']:6.2f} s (max {row['max_s']:.2f}){before}  mmsrarec {row['args']}")
