@@ -95,6 +95,8 @@ def read_trace_file(path: Path) -> dict[str, Any]:
         raise DataError(f"trace file `{path}` does not exist") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DataError(f"trace file `{path}` is not valid JSON ({exc})") from None
+    except (ValueError, RecursionError):  # an integer of > 4300 digits, deep nesting
+        raise DataError(f"trace file `{path}` is not a trace: too large or too deep") from None
     except IsADirectoryError:
         raise DataError(f"`{path}` is a folder: give a file written by `trace export`") from None
     except OSError as exc:
@@ -127,6 +129,16 @@ def _same(given: Any, expected: str) -> bool:
 def _record_mac(key: bytes, record: Mapping[str, Any]) -> str:
     body = {name: value for name, value in record.items() if name != "mac"}
     return _mac(key, "record", body)
+
+
+def _label(index: int, record: Mapping[str, Any], name: str) -> str:
+    return f"record {index} (`{_short(record.get('node', '?'))}`) of `{name}`"
+
+
+def _short(value: Any) -> str:
+    """Text read from the file, cut for a one-line message."""
+    text = str(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def _unkeyed_chain_holds(record: Mapping[str, Any]) -> bool:
@@ -184,7 +196,7 @@ def check_sealed(payload: Mapping[str, Any], key: bytes, name: str = "trace") ->
     head = _read_head(payload, name)
     macs = [record.get("mac") for record in records]
     for index, record in enumerate(records):
-        label = f"record {index} (`{record.get('node', '?')}`) of `{name}`"
+        label = _label(index, record, name)
         if not _same(macs[index], _record_mac(key, record)):
             if _unkeyed_chain_holds(record):
                 raise DataError(
@@ -195,22 +207,22 @@ def check_sealed(payload: Mapping[str, Any], key: bytes, name: str = "trace") ->
     expected = GENESIS
     for index, record in enumerate(records):
         if record.get("prev_mac") != expected:
-            label = f"record {index} (`{record.get('node', '?')}`) of `{name}`"
+            label = _label(index, record, name)
             if record.get("prev_mac") in macs or expected in macs[index:]:
                 raise DataError(f"{label} is out of place: records were reordered")
             raise DataError(f"`{name}` is truncated: records are missing before {label}")
         expected = str(macs[index])
     if payload.get("thread_id") != head["thread_id"]:
         raise DataError(
-            f"thread id changed: `{name}` names thread `{payload.get('thread_id')}`, "
-            f"its head `{head['thread_id']}`"
+            f"thread id changed: `{name}` names thread `{_short(payload.get('thread_id'))}`, "
+            f"its head `{_short(head['thread_id'])}`"
         )
     if not _same(head["mac"], _mac(key, "head", head["count"], head["last"])):
         raise DataError(f"head record of `{name}` was edited: its count or last hash is forged")
     thread_mac = _mac(key, "thread", head["thread_id"], head["last"])
     if not _same(head["thread_mac"], thread_mac):
         raise DataError(
-            f"thread id changed: `{name}` was not exported for thread `{head['thread_id']}`"
+            f"thread id changed: `{name}` was not exported for thread `{_short(head['thread_id'])}`"
         )
     if len(records) < head["count"]:
         raise DataError(

@@ -223,3 +223,28 @@ def test_cli_trace_faults_are_one_line_errors(tmp_path: Path, capsys) -> None:
     assert run_guarded(app, args) == 2
     assert "does not exist: create it first" in capsys.readouterr().err
     assert not missing.parent.parent.exists()
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    records=st.lists(st.dictionaries(st.sampled_from(["node", "hash", "mac", "prev_mac", "x"]),
+                                     json_values, max_size=4), max_size=4),
+    head=st.one_of(json_values, st.fixed_dictionaries({
+        "count": json_values, "last": json_values, "thread_id": json_values,
+        "mac": json_values, "thread_mac": json_values,
+    })),
+    thread=json_values,
+)  # fmt: skip
+def test_any_json_is_verified_or_refused_in_one_line(records, head, thread) -> None:
+    with pytest.raises(DataError) as caught:
+        check_sealed({"thread_id": thread, "records": records, "head": head}, KEY, "t.json")
+    assert "\n" not in str(caught.value)

@@ -117,7 +117,12 @@ def export(
         raise DataError(f"folder `{out.parent}` of `--out` does not exist: create it first")
     settings = plain_settings(config, run_dir=run_dir, data_dir=data_dir)
     records = _records(thread, settings)
-    key = read_or_create_secret(settings.trace_key)
+    try:
+        key = read_or_create_secret(settings.trace_key)
+    except OSError as exc:
+        raise DataError(
+            f"cannot read or create the trace key `{settings.trace_key}`: {exc.strerror}"
+        ) from None
     atomic_write_json(out, seal_trace(records, thread, key))
     console.print(f"{len(records)} records written to {out}")
 
@@ -134,10 +139,16 @@ def verify(
 
     settings = plain_settings(config, data_dir=data_dir)
     payload = read_trace_file(file)
-    if not settings.trace_key.exists():
+    try:
+        key = settings.trace_key.read_bytes()
+    except FileNotFoundError:
         raise DataError(
             f"no trace key at `{settings.trace_key}`: `{file}` was not exported with this "
             "data dir (`--data-dir`)"
-        )
-    count = check_sealed(payload, settings.trace_key.read_bytes(), str(file))
+        ) from None
+    except OSError as exc:
+        raise DataError(
+            f"cannot read the trace key `{settings.trace_key}`: {exc.strerror}"
+        ) from None
+    count = check_sealed(payload, key, str(file))
     console.print(f"{count} records verified (keyed chain and head)")
