@@ -168,6 +168,11 @@ from mmsrarec.summarization.prompts import PROMPT_VERSION
 data, model, root = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 llm = load_llm(model, Settings(cache_dir=root / "cache", offline=True))
 summarizer = LLMSummarizer(llm, batch_size=2, max_new_tokens=8)
+real_summarize = summarizer.summarize
+def slow_summarize(*args, **kwargs):  # a slower batch, so that the kill lands mid-run
+    time.sleep(0.1)
+    return real_summarize(*args, **kwargs)
+summarizer.summarize = slow_summarize
 with KeywordCache(root / "keywords.sqlite", summarizer.name, PROMPT_VERSION) as cache:
     items = load_dataset(data).items
     print(json.dumps(summarize_catalog(items, summarizer, cache, batch_size=2, progress=False)))
