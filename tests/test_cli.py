@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mmsrarec.cli import COMMANDS, app, load_command
+from mmsrarec.cli import COMMANDS, TRAIN_COMMANDS, app, load_command
 from mmsrarec.cli.common import run_guarded
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,11 +44,14 @@ def test_no_arguments_print_the_help(capsys) -> None:
     assert all(name in listing.out + listing.err for name in COMMANDS)
 
 
-@pytest.mark.parametrize("name", list(COMMANDS))
-def test_the_listed_help_is_the_command_s_own(name: str) -> None:
-    command = load_command(name)
+@pytest.mark.parametrize(
+    ("table", "name"),
+    [(COMMANDS, name) for name in COMMANDS] + [(TRAIN_COMMANDS, name) for name in TRAIN_COMMANDS],
+)
+def test_the_listed_help_is_the_command_s_own(table, name: str) -> None:
+    command = load_command(name, table)
     first_paragraph = " ".join((command.help or "").split("\n\n")[0].split())
-    assert first_paragraph == COMMANDS[name][2]
+    assert first_paragraph == table[name][2]
 
 
 def test_help_and_usage_errors_import_no_model_library() -> None:
@@ -57,7 +60,8 @@ def test_help_and_usage_errors_import_no_model_library() -> None:
         "from mmsrarec.cli import app\n"
         "from mmsrarec.cli.common import run_guarded\n"
         "codes = [run_guarded(app, a) for a in (['--help'], ['recommend', '--top', '0'],\n"
-        "         ['evaluate', '--protocol', 'x'], ['serve', '--port', 'x'], ['chat', '--x'])]\n"
+        "         ['evaluate', '--protocol', 'x'], ['serve', '--port', 'x'], ['chat', '--x'],\n"
+        "         ['train', '--help'], ['train', 'llm-recommender', '--seeds', '0'])]\n"
         "heavy = ('torch', 'transformers', 'chromadb', 'langgraph', 'trl', 'fastapi')\n"
         "print(json.dumps([codes, [m for m in heavy if m in sys.modules]]))\n"
     )
@@ -65,4 +69,4 @@ def test_help_and_usage_errors_import_no_model_library() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     codes, heavy = json.loads(done.stdout.strip().splitlines()[-1])
-    assert codes == [0, 2, 2, 2, 2] and heavy == []
+    assert codes == [0, 2, 2, 2, 2, 0, 2] and heavy == []

@@ -20,8 +20,8 @@ from mmsrarec.cli.common import run_guarded
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "data": ("mmsrarec.cli.data", "app", "Prepare datasets and show their statistics."),
     "train": (
-        "mmsrarec.cli.train",
-        "app",
+        "mmsrarec.cli",
+        "train_app",
         "Train the summarizer (GRPO) and the recommender (SFT) adapters.",
     ),
     "demo": (
@@ -68,9 +68,30 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def load_command(name: str) -> _click.Command:
-    """The click command `name` of `COMMANDS`, importing its module."""
-    module, attribute, _ = COMMANDS[name]
+# `train`'s own commands: the adapters' options take their defaults from TRL's config classes
+# (slow to import), the LLM recommender's do not.
+TRAIN_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "summarizer": (
+        "mmsrarec.cli.train",
+        "summarizer",
+        "GRPO of the keyword summarizer on training items with the critic's rewards.",
+    ),
+    "recommender": (
+        "mmsrarec.cli.train",
+        "recommender",
+        "Multi-task LoRA SFT of the recommender (4 instruction types) with early stopping.",
+    ),
+    "llm-recommender": (
+        "mmsrarec.cli.train_llm",
+        "llm_recommender",
+        "Sequence-level training of the hybrid-token LLM recommender (resumes after a kill).",
+    ),
+}
+
+
+def load_command(name: str, table: dict[str, tuple[str, str, str]] = COMMANDS) -> _click.Command:
+    """The click command `name` of `table`, importing its module."""
+    module, attribute, _ = table[name]
     target = getattr(importlib.import_module(module), attribute)
     if not isinstance(target, typer.Typer):
         target = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -81,19 +102,20 @@ def load_command(name: str) -> _click.Command:
 
 
 class LazyCommands(TyperGroup):
-    """The top-level group: lists `COMMANDS` from their one-line help, loads one on use."""
+    """A group that lists `table` from their one-line help and loads a command on use."""
 
+    table = COMMANDS
     listing = False
 
     def list_commands(self, ctx: _click.Context) -> list[str]:
-        return list(COMMANDS)
+        return list(self.table)
 
     def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
-        if cmd_name not in COMMANDS:
+        if cmd_name not in self.table:
             return None
         if self.listing:
-            return TyperCommand(name=cmd_name, help=COMMANDS[cmd_name][2])
-        return load_command(cmd_name)
+            return TyperCommand(name=cmd_name, help=self.table[cmd_name][2])
+        return load_command(cmd_name, self.table)
 
     def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
         self.listing = True
@@ -115,6 +137,18 @@ app = typer.Typer(
 @app.callback()
 def root() -> None:
     """LLM-based sequential recommendation (MMSRARec) as a LangGraph state machine."""
+
+
+class LazyTrainCommands(LazyCommands):
+    table = TRAIN_COMMANDS
+
+
+train_app = typer.Typer(cls=LazyTrainCommands, no_args_is_help=True, add_completion=False)
+
+
+@train_app.callback()
+def train() -> None:
+    """Train the summarizer (GRPO) and the recommender (SFT) adapters."""
 
 
 def main() -> None:
