@@ -39,23 +39,32 @@ CASES = [
 ]
 
 
-def time_case(args: list[str], repeats: int, root: Path = ROOT) -> dict:
+def time_once(args: list[str], root: Path) -> tuple[float, int]:
     env = {**os.environ, "PYTHONPATH": str(root), "OMP_NUM_THREADS": "1"}
     code = "from mmsrarec.cli import main; main()"
-    seconds, exit_codes = [], set()
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=root, env=env, capture_output=True
+    )
+    return time.perf_counter() - started, done.returncode
+
+
+def time_case(args: list[str], repeats: int, before: Path | None) -> dict:
+    """Median and slowest of `repeats` runs; with `before`, that tree's runs alternate with
+    these, so that both see the same load on a shared machine."""
+    runs: dict[str, list[tuple[float, int]]] = {"now": [], "before": []}
     for _ in range(repeats):
-        started = time.perf_counter()
-        done = subprocess.run(
-            [sys.executable, "-c", code, *args], cwd=root, env=env, capture_output=True
-        )
-        seconds.append(time.perf_counter() - started)
-        exit_codes.add(done.returncode)
-    return {
-        "args": " ".join(args) or "(none)",
-        "median_s": round(statistics.median(seconds), 3),
-        "max_s": round(max(seconds), 3),
-        "exit_codes": sorted(exit_codes),
-    }
+        runs["now"].append(time_once(args, ROOT))
+        if before is not None:
+            runs["before"].append(time_once(args, before))
+    row: dict = {"args": " ".join(args) or "(none)"}
+    for name, timed in runs.items():
+        if timed:
+            prefix = "" if name == "now" else "before_"
+            row[f"{prefix}median_s"] = round(statistics.median(s for s, _ in timed), 3)
+            row[f"{prefix}max_s"] = round(max(s for s, _ in timed), 3)
+            row[f"{prefix}exit_codes"] = sorted({code for _, code in timed})
+    return row
 
 
 def main() -> None:
@@ -66,14 +75,7 @@ def main() -> None:
         "--before", type=Path, help="Also time this source tree (e.g. `git archive` of a commit)."
     )
     args = parser.parse_args()
-    rows = [time_case(case, args.repeats) for case in CASES]
-    if args.before:
-        for row, case in zip(rows, CASES, strict=True):
-            before = time_case(case, args.repeats, args.before)
-            row["before_median_s"], row["before_exit_codes"] = (
-                before["median_s"],
-                before["exit_codes"],
-            )
+    rows = [time_case(case, args.repeats, args.before) for case in CASES]
     for row in rows:
         before = f" (before: {row['before_median_s']:.2f} s)" if "before_median_s" in row else ""
         print(f"{row['median_s']:6.2f} s (max {row['max_s']:.2f}){before}  mmsrarec {row['args']}")
