@@ -160,6 +160,12 @@ class Settings(BaseSettings):
         """SQLite store of the chat's conversations and the web sessions."""
         return self.run_dir / "chat.sqlite"
 
+    @property
+    def trace_key(self) -> Path:
+        """HMAC key of exported traces (created once, mode 0600): only a trace exported
+        with this data dir verifies against it."""
+        return self.datasets_dir / "trace.key"
+
     @classmethod
     def settings_customise_sources(
         cls,

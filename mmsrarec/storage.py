@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -50,3 +51,28 @@ def sha256_file(path: Path) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_or_create_secret(path: Path, n_bytes: int = 32) -> bytes:
+    """The secret in `path`, created once (mode 0600) when missing.
+
+    The new secret is written to a private temporary file and linked into place, so two
+    processes racing to create it end up with the same one, and a kill leaves none or all.
+    """
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:  # mkstemp creates it with mode 0600
+            handle.write(os.urandom(n_bytes))
+            handle.flush()
+            os.fsync(handle.fileno())
+        # fails if another process created it first: keep theirs
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return path.read_bytes()

@@ -81,7 +81,7 @@ def test_equal_timestamps_keep_file_order(tmp_path) -> None:
 @pytest.mark.parametrize(
     ("catalog", "interactions", "message"),
     [
-        ([{"title": "no id"}], [], "missing field `item_id`"),
+        ([{"title": "no id"}], [], "missing column `item_id`"),
         (
             [{"item_id": "a", "title": "A"}, {"item_id": "a", "title": "B"}],
             [{"user_id": "u", "item_id": "a", "timestamp": 1}],
@@ -95,7 +95,7 @@ def test_equal_timestamps_keep_file_order(tmp_path) -> None:
         (
             [{"item_id": "a", "title": "A"}],
             [{"user_id": "u", "item_id": "a", "timestamp": "soon"}],
-            "is not a number",
+            "is not a finite number",
         ),
         ([{"item_id": "a", "title": "A", "image": "missing.png"}], [], "not found"),
     ],
@@ -130,7 +130,7 @@ def test_atomic_files_missing_columns(tmp_path) -> None:
     source.mkdir()
     (source / "shop.item").write_text("item_id:token\ttitle:token_seq\ni1\tA\n", encoding="utf-8")
     (source / "shop.inter").write_text("user_id:token\tscore:float\nu1\t3\n", encoding="utf-8")
-    with pytest.raises(DataError, match="lacks column"):
+    with pytest.raises(DataError, match="missing column `item_id`"):
         prepare_dataset(source, tmp_path / "d")
 
 
@@ -176,3 +176,84 @@ def test_cli_bad_source_is_one_line_and_exit_2(tmp_path, capsys) -> None:
     )
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and err.startswith("error:")
+
+
+GOOD_CATALOG = '{"item_id": "a", "title": "A"}\n{"item_id": "b", "title": "B"}\n'
+
+
+@pytest.mark.parametrize("timestamp", ["1e400", "-1e400", "true", "false", "NaN", "Infinity",
+                                       '"nan"', '"inf"', "null", "[1]"])  # fmt: skip
+def test_timestamps_must_be_finite_numbers(tmp_path, timestamp: str) -> None:
+    source = tmp_path / "bad"
+    source.mkdir()
+    (source / "catalog.jsonl").write_text(GOOD_CATALOG, encoding="utf-8")
+    line = f'{{"user_id": "u", "item_id": "a", "timestamp": {timestamp}}}\n'
+    (source / "interactions.jsonl").write_text(line, encoding="utf-8")
+    with pytest.raises(DataError, match="line 1: timestamp .* is not a finite number"):
+        prepare_dataset(source, tmp_path / "d")
+    assert not (tmp_path / "d" / "bad").exists()
+
+
+def test_a_missing_column_is_named(tmp_path) -> None:
+    source = tmp_path / "bad"
+    source.mkdir()
+    (source / "catalog.jsonl").write_text(GOOD_CATALOG, encoding="utf-8")
+    (source / "interactions.jsonl").write_text('{"user_id": "u", "item_id": "a"}\n')
+    with pytest.raises(DataError, match="line 1: missing column `timestamp`$"):
+        prepare_dataset(source, tmp_path / "d")
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    (shop / "shop.item").write_text("item_id:token\ttitle:token_seq\ni1\tA\n", encoding="utf-8")
+    (shop / "shop.inter").write_text("user_id:token\titem_id:token\nu1\ti1\n", encoding="utf-8")
+    with pytest.raises(DataError, match="missing column `timestamp`"):
+        prepare_dataset(shop, tmp_path / "d")
+
+
+@pytest.mark.parametrize("image", ["../../../../etc/shadow", "/etc/passwd", "../outside.png",
+                                   "pics/../../outside.png", "link.png"])  # fmt: skip
+def test_image_paths_stay_inside_the_dataset_folder(tmp_path, image: str) -> None:
+    source = tmp_path / "bad"
+    source.mkdir()
+    (tmp_path / "outside.png").write_bytes(b"\x89PNG")
+    (source / "link.png").symlink_to(tmp_path / "outside.png")
+    write_jsonl(source / "catalog.jsonl", [{"item_id": "a", "title": "A", "image": image}])
+    write_jsonl(source / "interactions.jsonl", [{"user_id": "u", "item_id": "a", "timestamp": 1}])
+    with pytest.raises(DataError, match="is outside the dataset folder"):
+        prepare_dataset(source, tmp_path / "d")
+
+
+def test_an_image_inside_the_folder_is_kept(tmp_path, tiny_source) -> None:
+    (tiny_source / "pics").mkdir()
+    (tiny_source / "pics" / "m1.png").write_bytes(b"\x89PNG")
+    rows = [json.loads(line) for line in (tiny_source / "catalog.jsonl").read_text().splitlines()]
+    rows[0]["image"] = "pics/m1.png"
+    write_jsonl(tiny_source / "catalog.jsonl", rows)
+    dataset = load_dataset(prepare_dataset(tiny_source, tmp_path / "d", negatives=5)[0])
+    assert dataset.items[0].image == str((tiny_source / "pics" / "m1.png").resolve())
+
+
+def test_utf8_with_a_byte_order_mark_is_accepted(tmp_path, tiny_source) -> None:
+    for name in ("catalog.jsonl", "interactions.jsonl"):
+        path = tiny_source / name
+        path.write_text(path.read_text(encoding="utf-8"), encoding="utf-8-sig")
+    plain = load_dataset(
+        prepare_dataset(write_jsonl_copy(tmp_path), tmp_path / "p", negatives=5)[0]
+    )
+    with_bom = load_dataset(prepare_dataset(tiny_source, tmp_path / "d", negatives=5)[0])
+    assert with_bom.items[0].item_id == "m1" and with_bom.n_items == plain.n_items
+    shop = tmp_path / "shop"
+    shop.mkdir()
+    item = "item_id:token\ttitle:token_seq\n" + "".join(f"i{n}\tT{n}\n" for n in range(30))
+    inter = "user_id:token\titem_id:token\ttimestamp:float\n" + "".join(
+        f"u1\ti{n}\t{n}\n" for n in range(5)
+    )
+    (shop / "shop.item").write_text(item, encoding="utf-8-sig")
+    (shop / "shop.inter").write_text(inter, encoding="utf-8-sig")
+    dataset = load_dataset(prepare_dataset(shop, tmp_path / "d", negatives=5)[0])
+    assert dataset.items[0].item_id == "i0" and len(dataset.sequence("u1")) == 5
+
+
+def write_jsonl_copy(tmp_path: Path) -> Path:
+    from conftest import write_tiny_jsonl
+
+    return write_tiny_jsonl(tmp_path / "plain" / "tiny")

@@ -250,20 +250,21 @@ def test_trace_cli_exports_verifies_and_detects_tampering(context, tmp_path: Pat
     assert "chain verified" in shown and "critique" in shown
 
     out = tmp_path / "trace.json"
-    assert run_guarded(app, ["trace", "export", "cli", "--out", str(out), *base]) == 0
-    assert run_guarded(app, ["trace", "verify", str(out)]) == 0
+    key = ["--data-dir", str(tmp_path / "data")]
+    assert run_guarded(app, ["trace", "export", "cli", "--out", str(out), *base, *key]) == 0
+    assert run_guarded(app, ["trace", "verify", str(out), *key]) == 0
     payload = json.loads(out.read_text())
     payload["records"][2]["outputs"]["kept"] = {"m1": ["forged"]}
     out.write_text(json.dumps(payload))
     capsys.readouterr()
-    assert run_guarded(app, ["trace", "verify", str(out)]) == 2
+    assert run_guarded(app, ["trace", "verify", str(out), *key]) == 2
     error = capsys.readouterr().err
     assert "record 2" in error and "tampered" in error
 
     assert run_guarded(app, ["trace", "show", "no-such-thread", *base]) == 2
     assert "no thread `no-such-thread`" in capsys.readouterr().err
     out.write_text("{not json")
-    assert run_guarded(app, ["trace", "verify", str(out)]) == 2
+    assert run_guarded(app, ["trace", "verify", str(out), *key]) == 2
 
 
 def test_graph_cli_prints_the_loop(capsys) -> None:

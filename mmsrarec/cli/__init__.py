@@ -1,41 +1,161 @@
-"""The `mmsrarec` command line. Each command group lives in its own module."""
+"""The `mmsrarec` command line. Each command group lives in its own module.
+
+A command's module (and what it imports: torch, transformers, ...) loads only when that
+command runs, so `mmsrarec --help` and usage errors answer in well under a second.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
+from typer import _click
+from typer.core import TyperCommand, TyperGroup
 
-from mmsrarec.cli import data as data_cli
-from mmsrarec.cli import trace as trace_cli
-from mmsrarec.cli import train as train_cli
-from mmsrarec.cli.chat import chat
 from mmsrarec.cli.common import run_guarded
-from mmsrarec.cli.demo import demo
-from mmsrarec.cli.evaluate import evaluate
-from mmsrarec.cli.graph import graph
-from mmsrarec.cli.recommend import recommend, summarize
-from mmsrarec.cli.score import score
-from mmsrarec.cli.serve import serve
+
+# name -> (module, attribute: a Typer group or a command function, the one-line help that
+# `mmsrarec --help` lists; tests check it is the first line of the command's own help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "data": ("mmsrarec.cli.data", "app", "Prepare datasets and show their statistics."),
+    "train": (
+        "mmsrarec.cli",
+        "train_app",
+        "Train the summarizer (GRPO) and the recommender (SFT) adapters.",
+    ),
+    "demo": (
+        "mmsrarec.cli.demo",
+        "demo",
+        "Prepare ML-100K, train SASRec and the LLM recommender, print the accuracy tables, "
+        "run the graph for a few users.",
+    ),
+    "evaluate": (
+        "mmsrarec.cli.evaluate",
+        "evaluate",
+        "Evaluate methods over seeds and print mean ± std beside random and most-popular.",
+    ),
+    "score": (
+        "mmsrarec.cli.score",
+        "score",
+        "Rank the catalog after each user's whole history (their own items left out); the "
+        "first seed's model. Same rows, same order, with or without `--ray`.",
+    ),
+    "summarize": (
+        "mmsrarec.cli.recommend",
+        "summarize",
+        "Summarize the catalog into keywords (cached: a second run costs nothing; resumable).",
+    ),
+    "recommend": (
+        "mmsrarec.cli.recommend",
+        "recommend",
+        "Run the graph for one user: ranked items with scores, evidence and the trace's thread.",
+    ),
+    "graph": (
+        "mmsrarec.cli.graph",
+        "graph",
+        "Show the recommendation graph (nodes and edges, including the critic's loop).",
+    ),
+    "trace": (
+        "mmsrarec.cli.trace",
+        "app",
+        "Inspect the traces of graph and chat runs (stored per thread).",
+    ),
+    "chat": (
+        "mmsrarec.cli.chat",
+        "chat",
+        'Chat: say what you liked or want ("loved Alien, want something tense").',
+    ),
+    "serve": (
+        "mmsrarec.cli.serve",
+        "serve",
+        "Serve the chat page (/), the run inspector (/inspect/THREAD) and the API (schema: "
+        "/api/openapi.json).",
+    ),
+}
+
+
+# `train`'s own commands: the adapters' options take their defaults from TRL's config classes
+# (slow to import), the LLM recommender's do not.
+TRAIN_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "summarizer": (
+        "mmsrarec.cli.train",
+        "summarizer",
+        "GRPO of the keyword summarizer on training items with the critic's rewards.",
+    ),
+    "recommender": (
+        "mmsrarec.cli.train",
+        "recommender",
+        "Multi-task LoRA SFT of the recommender (4 instruction types) with early stopping.",
+    ),
+    "llm-recommender": (
+        "mmsrarec.cli.train_llm",
+        "llm_recommender",
+        "Sequence-level training of the hybrid-token LLM recommender (resumes after a kill).",
+    ),
+}
+
+
+def load_command(name: str, table: dict[str, tuple[str, str, str]] = COMMANDS) -> _click.Command:
+    """The click command `name` of `table`, importing its module."""
+    module, attribute, _ = table[name]
+    target = getattr(importlib.import_module(module), attribute)
+    if not isinstance(target, typer.Typer):
+        target = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+        target.command(name)(getattr(importlib.import_module(module), attribute))
+    command = typer.main.get_command(target)
+    command.name = name
+    return command
+
+
+class LazyCommands(TyperGroup):
+    """A group that lists `table` from their one-line help and loads a command on use."""
+
+    table = COMMANDS
+    listing = False
+
+    def list_commands(self, ctx: _click.Context) -> list[str]:
+        return list(self.table)
+
+    def get_command(self, ctx: _click.Context, cmd_name: str) -> _click.Command | None:
+        if cmd_name not in self.table:
+            return None
+        if self.listing:
+            return TyperCommand(name=cmd_name, help=self.table[cmd_name][2])
+        return load_command(cmd_name, self.table)
+
+    def format_help(self, ctx: _click.Context, formatter: _click.HelpFormatter) -> None:
+        self.listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self.listing = False
+
 
 app = typer.Typer(
     name="mmsrarec",
-    help="LLM-based sequential recommendation (MMSRARec) as a LangGraph state machine.",
+    cls=LazyCommands,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-app.add_typer(data_cli.app, name="data")
-app.add_typer(train_cli.app, name="train")
-app.command()(demo)
-app.command()(evaluate)
-app.command()(score)
-app.command()(summarize)
-app.command()(recommend)
-app.command()(graph)
-app.add_typer(trace_cli.app, name="trace")
-app.command()(chat)
-app.command()(serve)
+
+
+@app.callback()
+def root() -> None:
+    """LLM-based sequential recommendation (MMSRARec) as a LangGraph state machine."""
+
+
+class LazyTrainCommands(LazyCommands):
+    table = TRAIN_COMMANDS
+
+
+train_app = typer.Typer(cls=LazyTrainCommands, no_args_is_help=True, add_completion=False)
+
+
+@train_app.callback()
+def train() -> None:
+    """Train the summarizer (GRPO) and the recommender (SFT) adapters."""
 
 
 def main() -> None:

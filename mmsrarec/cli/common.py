@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +18,14 @@ from mmsrarec.prompt_text import encoding_problem
 # the metric tables; 160 keeps all seven sampled metrics readable there.
 console = Console(width=None if sys.stdout.isatty() else 160)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+class StageChoice(StrEnum):
+    """Which held-out position is predicted."""
+
+    test = "test"
+    valid = "valid"
+
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML config file (keys = setting names).")
@@ -76,12 +85,19 @@ SeedsOpt = Annotated[
 ]
 
 
+def plain_settings(config: Path | None = None, **flags: Any) -> Settings:
+    """Settings with CLI flags on top and the offline env applied (no torch: commands that
+    only read files stay fast)."""
+    settings = load_settings(config, **flags)
+    apply_offline_env(settings)
+    return settings
+
+
 def settings_from(config: Path | None = None, seeds: int | None = None, **flags: Any) -> Settings:
     """Settings with CLI flags on top, offline env applied and torch threads set."""
     if seeds is not None:
         flags["seeds"] = list(range(seeds))
-    settings = load_settings(config, **flags)
-    apply_offline_env(settings)
+    settings = plain_settings(config, **flags)
     import torch  # after the offline env, which hub libraries read at import
 
     torch.set_num_threads(settings.threads)
@@ -116,10 +132,19 @@ def run_guarded(app: typer.Typer, args: list[str] | None = None) -> int:
 
 
 def _usage_error(exc: Exception) -> int | None:
-    """Exit code for a click usage error (typer vendors its own click), else None."""
+    """Exit code for a click usage error (typer vendors its own click), else None. A usage
+    error is one line, `error: ...` naming the command's `--help`, instead of click's block."""
     import click
     from typer._click import exceptions as typer_click
 
+    if isinstance(exc, (click.exceptions.NoArgsIsHelpError, typer_click.NoArgsIsHelpError)):
+        exc.show()  # the help itself, as `--help` prints it
+        return exc.exit_code
+    if isinstance(exc, (click.exceptions.UsageError, typer_click.UsageError)):
+        where = f" (see `{exc.ctx.command_path} --help`)" if exc.ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        err_console.print(f"[bold red]error:[/] {message}{where}", highlight=False, soft_wrap=True)
+        return exc.exit_code
     if isinstance(exc, (click.exceptions.ClickException, typer_click.ClickException)):
         exc.show()
         return exc.exit_code

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +14,7 @@ from mmsrarec.cli.common import (
     RayOpt,
     RunDirOpt,
     SeedsOpt,
+    StageChoice,
     WorkersOpt,
     console,
     settings_from,
@@ -31,13 +31,6 @@ from mmsrarec.evaluation.harness import (
 )
 from mmsrarec.evaluation.methods import METHODS, REFERENCES, check_methods
 from mmsrarec.evaluation.protocols import Protocol
-
-
-class StageChoice(StrEnum):
-    """Which held-out position is predicted."""
-
-    test = "test"
-    valid = "valid"
 
 
 def run_evaluation(

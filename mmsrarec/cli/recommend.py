@@ -16,6 +16,7 @@ from mmsrarec.cli.common import (
     ModelOpt,
     RunDirOpt,
     ScorerOpt,
+    StageChoice,
     console,
     err_console,
     graph_run,
@@ -31,7 +32,9 @@ class CandidateChoice(StrEnum):
     all = "all"
 
 
-StageOpt = Annotated[str, typer.Option(help="Serve the `test` or `valid` position's history.")]
+StageOpt = Annotated[
+    StageChoice, typer.Option(help="Serve the `test` or `valid` position's history.")
+]
 NHistoryOpt = Annotated[int, typer.Option(min=1, max=50, help="History items in the prompt.")]
 KOpt = Annotated[int, typer.Option("--k", min=0, max=50, help="Similar users (0 = off).")]
 RoundsOpt = Annotated[int, typer.Option(min=1, max=10, help="Summarizer rounds per item.")]
@@ -54,7 +57,7 @@ def recommend(
     ),
     stream: Annotated[bool, typer.Option(help="Print each node's update as it finishes.")] = True,
     thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
-    stage: StageOpt = "test",
+    stage: StageOpt = StageChoice.test,
     n_history: NHistoryOpt = 5,
     k: KOpt = 3,
     max_rounds: RoundsOpt = 3,
@@ -66,7 +69,9 @@ def recommend(
     model: ModelOpt = None,
 ) -> None:
     """Run the graph for one user: ranked items with scores, evidence and the trace's thread."""
-    run = graph_run(scorer, n_history=n_history, k_similar=k, max_rounds=max_rounds, stage=stage)
+    run = graph_run(
+        scorer, n_history=n_history, k_similar=k, max_rounds=max_rounds, stage=stage.value
+    )
     settings = settings_from(
         config, data_dir=data_dir, run_dir=run_dir, dataset=dataset, model=model
     )

@@ -1,40 +1,61 @@
-"""`mmsrarec trace ...`: list, show, export and verify the traces of graph runs."""
+"""`mmsrarec trace ...`: list, show, export and verify the traces of graph and chat runs."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.tree import Tree
 
-from mmsrarec.cli.common import ConfigOpt, RunDirOpt, console, settings_from
+from mmsrarec.cli.common import ConfigOpt, DataDirOpt, RunDirOpt, console, plain_settings
 from mmsrarec.errors import DataError
-from mmsrarec.storage import atomic_write_json
-from mmsrarec.trace import read_trace_file, verify_trace
+
+if TYPE_CHECKING:
+    from langgraph.checkpoint.base import BaseCheckpointSaver
+    from rich.tree import Tree
+
+    from mmsrarec.config import Settings
 
 app = typer.Typer(
-    help="Inspect the traces of graph runs (stored per thread).", no_args_is_help=True
+    help="Inspect the traces of graph and chat runs (stored per thread).", no_args_is_help=True
 )
 
-ThreadArg = Annotated[str, typer.Argument(help="Thread id (printed by `mmsrarec recommend`).")]
+ThreadArg = Annotated[
+    str, typer.Argument(help="Thread id (printed by `mmsrarec recommend`, or a chat's).")
+]
 
 
-def _store(config: Path | None, run_dir: Path | None):
-    """The recommendation graph's checkpoint store (run dir's SQLite or `database_url`)."""
+def _stores(settings: Settings) -> list[tuple[str, BaseCheckpointSaver]]:
+    """The checkpoint stores that exist: the recommendation graph's, then the chat's (SQLite
+    files in the run dir, or the schemas of `database_url`)."""
+    from mmsrarec.chat.graph import with_state_types
     from mmsrarec.database import open_checkpointer
 
-    settings = settings_from(config, run_dir=run_dir)
-    if settings.database_url is None and not settings.graph_db.exists():
-        raise DataError(f"no graph runs in `{settings.run_dir}` yet: run `mmsrarec recommend`")
-    return open_checkpointer(settings, "recommend")
+    shared = settings.database_url is not None  # PostgreSQL: both stores always exist
+    stores = []
+    if shared or settings.graph_db.exists():
+        stores.append(("graph", open_checkpointer(settings, "recommend")))
+    if shared or settings.chat_db.exists():
+        stores.append(("chat", with_state_types(open_checkpointer(settings, "chat"))))
+    if not stores:
+        raise DataError(
+            f"no graph or chat runs in `{settings.run_dir}` yet: run `mmsrarec recommend` "
+            "or `mmsrarec chat`"
+        )
+    return stores
 
 
-def _records(thread: str, config: Path | None, run_dir: Path | None) -> list[dict[str, Any]]:
-    from mmsrarec.graph.graph import thread_trace
+def _records(thread: str, settings: Settings) -> list[dict[str, Any]]:
+    from mmsrarec.graph.graph import thread_config, thread_trace
 
-    return thread_trace(_store(config, run_dir), thread)
+    for _, store in _stores(settings):
+        if store.get_tuple(thread_config(thread)) is not None:
+            return thread_trace(store, thread)
+    raise DataError(
+        f"no thread `{thread}` in `{settings.graph_db}` or `{settings.chat_db}`: "
+        "see `mmsrarec trace list`"
+    )
 
 
 def _short(value: Any, limit: int = 160) -> str:
@@ -44,6 +65,10 @@ def _short(value: Any, limit: int = 160) -> str:
 
 def render_tree(thread: str, records: list[dict[str, Any]]) -> Tree:
     """A readable tree: one branch per node run, with inputs, outputs, timing and hash."""
+    from rich.tree import Tree
+
+    from mmsrarec.trace import verify_trace
+
     broken = verify_trace(records)
     status = "[green]chain verified[/]" if broken is None else f"[red]broken at {broken}[/]"
     tree = Tree(f"[bold]thread {thread}[/] · {len(records)} records · {status}")
@@ -62,17 +87,19 @@ def render_tree(thread: str, records: list[dict[str, Any]]) -> Tree:
 
 @app.command("list")
 def list_(config: ConfigOpt = None, run_dir: RunDirOpt = None) -> None:
-    """Thread ids in the run dir's checkpoint store, most recent first."""
+    """Thread ids of the graph's runs, then of the chat's, most recent first."""
     from mmsrarec.graph.graph import list_threads
 
-    for thread in list_threads(_store(config, run_dir)):
-        console.print(thread, highlight=False)
+    for kind, store in _stores(plain_settings(config, run_dir=run_dir)):
+        for thread in list_threads(store):
+            console.print(f"{thread}  [dim]{kind}[/]", highlight=False)
 
 
 @app.command()
 def show(thread: ThreadArg, config: ConfigOpt = None, run_dir: RunDirOpt = None) -> None:
     """Print a thread's trace as a tree."""
-    console.print(render_tree(thread, _records(thread, config, run_dir)))
+    settings = plain_settings(config, run_dir=run_dir)
+    console.print(render_tree(thread, _records(thread, settings)))
 
 
 @app.command()
@@ -81,19 +108,49 @@ def export(
     out: Annotated[Path, typer.Option("--out", help="JSON file to write.")],
     config: ConfigOpt = None,
     run_dir: RunDirOpt = None,
+    data_dir: DataDirOpt = None,
 ) -> None:
-    """Write a thread's trace as JSON (verifiable with `mmsrarec trace verify`)."""
-    records = _records(thread, config, run_dir)
-    atomic_write_json(out, {"thread_id": thread, "records": records})
+    """Write a thread's trace as JSON, chained with the data dir's key and ending in a head
+    record (verifiable with `mmsrarec trace verify`)."""
+    from mmsrarec.storage import atomic_write_json, read_or_create_secret
+    from mmsrarec.trace import seal_trace
+
+    if not out.parent.is_dir():
+        raise DataError(f"folder `{out.parent}` of `--out` does not exist: create it first")
+    settings = plain_settings(config, run_dir=run_dir, data_dir=data_dir)
+    records = _records(thread, settings)
+    try:
+        key = read_or_create_secret(settings.trace_key)
+    except OSError as exc:
+        raise DataError(
+            f"cannot read or create the trace key `{settings.trace_key}`: {exc.strerror}"
+        ) from None
+    atomic_write_json(out, seal_trace(records, thread, key))
     console.print(f"{len(records)} records written to {out}")
 
 
 @app.command()
-def verify(file: Annotated[Path, typer.Argument(help="A file from `trace export`.")]) -> None:
-    """Check the hash chain; exit 2 when any record was changed, removed or reordered."""
-    records = read_trace_file(file)
-    broken = verify_trace(records)
-    if broken is not None:
-        node = records[broken].get("node", "?")
-        raise DataError(f"record {broken} (`{node}`) of `{file}` fails verification: tampered")
-    console.print(f"{len(records)} records verified")
+def verify(
+    file: Annotated[Path, typer.Argument(help="A file from `trace export`.")],
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Check the keyed hash chain and the head; exit 2 when any record was changed, removed
+    or reordered, the thread id changed, or the chain was not made with this data dir."""
+    from mmsrarec.trace import check_sealed, read_trace_file
+
+    settings = plain_settings(config, data_dir=data_dir)
+    payload = read_trace_file(file)
+    try:
+        key = settings.trace_key.read_bytes()
+    except FileNotFoundError:
+        raise DataError(
+            f"no trace key at `{settings.trace_key}`: `{file}` was not exported with this "
+            "data dir (`--data-dir`)"
+        ) from None
+    except OSError as exc:
+        raise DataError(
+            f"cannot read the trace key `{settings.trace_key}`: {exc.strerror}"
+        ) from None
+    count = check_sealed(payload, key, str(file))
+    console.print(f"{count} records verified (keyed chain and head)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,7 @@ def _movielens_item(item: Item) -> Item:
 
 def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not data
     except FileNotFoundError:
         raise DataError(f"file `{path}` does not exist") from None
     except UnicodeDecodeError as exc:
@@ -100,7 +101,10 @@ def _atomic_table(path: Path) -> tuple[list[str], list[list[str]]]:
     """Parse a RecBole atomic file: tab-separated, header `name:type`."""
     lines = _read_text(path).splitlines()
     header = [column.split(":")[0].strip() for column in lines[0].split("\t")]
-    rows = list(csv.reader(lines[1:], delimiter="\t", quoting=csv.QUOTE_NONE))
+    try:
+        rows = list(csv.reader(lines[1:], delimiter="\t", quoting=csv.QUOTE_NONE))
+    except csv.Error as exc:
+        raise DataError(f"`{path}` is not a tab-separated atomic file ({exc})") from None
     for number, row in enumerate(rows, start=2):
         if row and len(row) != len(header):
             raise DataError(
@@ -112,14 +116,20 @@ def _atomic_table(path: Path) -> tuple[list[str], list[list[str]]]:
 def _require(path: Path, header: list[str], columns: tuple[str, ...]) -> None:
     missing = [column for column in columns if column not in header]
     if missing:
-        raise DataError(f"`{path}` lacks column(s) {', '.join(missing)} (has {', '.join(header)})")
+        raise DataError(f"`{path}`: missing column `{missing[0]}` (has {', '.join(header)})")
 
 
 def _timestamp(value: Any, path: Path, number: int) -> float:
+    """A finite number (a JSON number, or its text in an atomic file); never a boolean."""
+    number_like = isinstance(value, int | float | str) and not isinstance(value, bool)
     try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise DataError(f"`{path}` line {number}: timestamp {value!r} is not a number") from None
+        timestamp = float(value) if number_like else math.nan
+    except (ValueError, OverflowError):
+        timestamp = math.nan
+    if not math.isfinite(timestamp):
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:39] + "…"
+        raise DataError(f"`{path}` line {number}: timestamp {shown} is not a finite number")
+    return timestamp
 
 
 def read_atomic_folder(folder: Path) -> RawData:
@@ -162,6 +172,8 @@ def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"`{path}` line {number}: not valid JSON ({exc.msg})") from None
+        except (ValueError, RecursionError):  # an integer of > 4300 digits, deep nesting
+            raise DataError(f"`{path}` line {number}: JSON too large or too deep") from None
         if not isinstance(record, dict):
             raise DataError(f"`{path}` line {number}: expected a JSON object")
         records.append((number, record))
@@ -170,7 +182,7 @@ def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
 
 def _field(record: dict[str, Any], key: str, path: Path, number: int) -> str:
     if key not in record:
-        raise DataError(f"`{path}` line {number}: missing field `{key}`")
+        raise DataError(f"`{path}` line {number}: missing column `{key}`")
     value = record[key]
     if not isinstance(value, str | int) or isinstance(value, bool):
         raise DataError(f"`{path}` line {number}: `{key}` must be a string or an integer")
@@ -191,25 +203,43 @@ def read_jsonl_folder(folder: Path) -> RawData:
         if image is not None:
             if not isinstance(image, str):
                 raise DataError(f"`{catalog_path}` line {number}: `image` must be a path string")
-            image_path = (folder / image).resolve()
-            if not image_path.is_file():
-                raise DataError(f"`{catalog_path}` line {number}: image `{image}` not found")
-            image = str(image_path)
+            image = str(_image_path(folder, image, catalog_path, number))
         text = f"{title}. {description.strip()}" if description.strip() else f"{title}."
         items.append(Item(item_id=item_id, title=title, text=text, image=image))
     _check_unique(items, catalog_path)
 
     interactions = []
     for number, record in _jsonl(inter_path):
+        if "timestamp" not in record:
+            raise DataError(f"`{inter_path}` line {number}: missing column `timestamp`")
         interactions.append(
             (
                 _field(record, "user_id", inter_path, number),
                 _field(record, "item_id", inter_path, number),
-                _timestamp(record.get("timestamp"), inter_path, number),
+                _timestamp(record["timestamp"], inter_path, number),
             )
         )
     _check_interactions(interactions, items, inter_path)
     return RawData(folder.name, items, interactions, str(folder))
+
+
+def _image_path(folder: Path, image: str, path: Path, number: int) -> Path:
+    """`image` resolved inside `folder`: a path that leaves it (`..`, absolute, a link out) is
+    refused, so a dataset cannot make the summarizer read any file of the machine."""
+    try:
+        root = folder.resolve()
+        resolved = (folder / image).resolve()
+        inside = resolved.is_relative_to(root)
+        found = inside and resolved.is_file()
+    except (OSError, ValueError):  # a name too long, a NUL byte
+        inside = found = False
+    if not inside:
+        raise DataError(
+            f"`{path}` line {number}: image `{image[:80]}` is outside the dataset folder"
+        )
+    if not found:
+        raise DataError(f"`{path}` line {number}: image `{image[:80]}` not found")
+    return resolved
 
 
 def _check_unique(items: list[Item], path: Path) -> None:

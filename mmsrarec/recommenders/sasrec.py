@@ -9,6 +9,8 @@ means the folder is complete):
     config.json          the `SASRecConfig`
     meta.json            fingerprint (config hash + dataset name + train-sequences hash +
                          seed), n_items, best epoch, training log, checksums
+    training.pt          while training: the state after the last finished epoch, which a
+                         killed run resumes from; removed once `meta.json` is written
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from mmsrarec.training.sasrec_trainer import left_pad, score_histories, train_sa
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
+TRAINING_CHECKPOINT = "training.pt"
 
 
 class SASRecRecommender(Recommender):
@@ -80,7 +83,11 @@ class SASRecRecommender(Recommender):
         with torch.random.fork_rng(devices=[]):  # seed locally; the caller's RNG is untouched
             torch.manual_seed(seed)  # initial weights depend on the seed only
             self.model = SASRec(dataset.n_items, self.config).to(self.device)
-            result = train_sasrec(self.model, dataset, self.config, seed, progress=self.progress)
+            result = train_sasrec(
+                self.model, dataset, self.config, seed, progress=self.progress,
+                checkpoint=folder / TRAINING_CHECKPOINT if folder is not None else None,
+                run_key=fingerprint,
+            )  # fmt: skip
         self.meta = {
             "format_version": FORMAT_VERSION,
             "fingerprint": fingerprint,
@@ -94,6 +101,7 @@ class SASRecRecommender(Recommender):
         }
         if folder is not None:
             self._save(folder)
+            (folder / TRAINING_CHECKPOINT).unlink(missing_ok=True)
 
     # ----- scoring --------------------------------------------------------------------
 

@@ -1,11 +1,13 @@
-"""Training curves as PNG files, read from a trainer's `state.log_history`."""
+"""Training curves as PNG files, read from a trainer's `state.log_history` (written atomically)."""
 
 from __future__ import annotations
 
-import json
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from mmsrarec.storage import atomic_write_bytes, atomic_write_jsonl
 
 # GRPO: the total drives the advantages; the components are logged by `r_total` itself.
 REWARD_KEYS = ("rewards/r_total/mean", "norm/info", "norm/recon", "norm/len", "norm/collab")
@@ -38,14 +40,14 @@ def plot_curves(
     axes[-1, 0].set_xlabel("step")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
 def write_log_history(log_history: Sequence[Mapping[str, Any]], path: Path) -> Path:
-    """The log history as JSON lines (one logged step per line)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(dict(row)) + "\n" for row in log_history), "utf-8")
+    """The log history as JSON lines (one logged step per line), written atomically."""
+    atomic_write_jsonl(path, (dict(row) for row in log_history))
     return path

@@ -9,7 +9,6 @@ item's text (`instructions.text_keywords`).
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Any
 
 from mmsrarec.data import Dataset, Item
 from mmsrarec.models import LLM
+from mmsrarec.storage import atomic_write_json
+from mmsrarec.training.checkpoints import completion_marker, last_complete_checkpoint
 from mmsrarec.training.config import RecommenderTrainConfig
 from mmsrarec.training.instructions import text_keywords, training_examples, validation_examples
 from mmsrarec.training.plots import LOSS_KEYS, plot_curves, write_log_history
@@ -90,12 +91,13 @@ def train_recommender(
         resume: Continue from the last checkpoint in `output_dir` when there is one.
     """
     from transformers import EarlyStoppingCallback
-    from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
     out = Path(config.output_dir)
     train_rows, valid_rows = build_datasets(config, dataset, llm, keywords_for, similar_for)
-    callbacks = [EarlyStoppingCallback(config.early_stopping_patience)] if valid_rows else []
+    callbacks = [completion_marker()]
+    if valid_rows:
+        callbacks.append(EarlyStoppingCallback(config.early_stopping_patience))
     trainer = SFTTrainer(
         model=llm.model,
         args=config,
@@ -105,7 +107,7 @@ def train_recommender(
         peft_config=config.lora_config(),
         callbacks=callbacks,
     )
-    last = get_last_checkpoint(str(out)) if resume and out.is_dir() else None
+    last = last_complete_checkpoint(out) if resume and out.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     trainer.save_model(str(out / "adapter"))
     trainer.model.eval()
@@ -124,5 +126,5 @@ def train_recommender(
         "eval_loss_first": losses[0] if losses else None,
         "eval_loss_best": min(losses) if losses else None,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    atomic_write_json(out / "report.json", report)
     return report

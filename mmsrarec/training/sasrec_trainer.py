@@ -1,5 +1,8 @@
 """Training loop for SASRec: next-item prediction at every position, early stopping on
-validation full-ranking NDCG@10, best weights restored.
+validation full-ranking NDCG@10, best weights restored. With a `checkpoint` path, the state
+after every epoch (weights, optimizer, RNG states, best-so-far, patience) is written
+atomically: a killed run resumes from the last finished epoch and ends as an uninterrupted
+one would.
 
 Reads only `dataset.train_sequences()` (training) and the validation stage
 (`dataset.history(u, "valid")`, `dataset.target(u, "valid")`) for early stopping; never the
@@ -14,6 +17,8 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,6 +28,7 @@ from tqdm.auto import tqdm
 from mmsrarec.data import Dataset
 from mmsrarec.metrics import ndcg, ranks_from_scores
 from mmsrarec.models.sasrec import SASRec, SASRecConfig
+from mmsrarec.training.checkpoints import save_torch
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +166,23 @@ def _length_bucketed_batches(
 
 
 def train_sasrec(
-    model: SASRec, dataset: Dataset, config: SASRecConfig, seed: int, progress: bool = True
+    model: SASRec,
+    dataset: Dataset,
+    config: SASRecConfig,
+    seed: int,
+    progress: bool = True,
+    checkpoint: Path | None = None,
+    run_key: str = "",
 ) -> TrainResult:
     """Train `model` in place; on return it holds the weights of the best validation epoch.
 
-    Deterministic for a seed on a given machine and thread count.
+    Deterministic for a seed on a given machine and thread count, resumed or not.
+
+    Args:
+        checkpoint: where the state after each epoch is kept, and resumed from; None: no
+            checkpoint.
+        run_key: identifies the run (config, data, seed): a checkpoint with another key is
+            not resumed.
     """
     started = time.perf_counter()
     torch.manual_seed(seed)
@@ -188,9 +206,21 @@ def train_sasrec(
     )
     best = TrainResult(best_epoch=0, best_valid_ndcg10=-math.inf)
     best_state = copy.deepcopy(model.state_dict())
-    stale = 0
-    bar = tqdm(range(1, config.max_epochs + 1), desc="SASRec", unit="epoch", disable=not progress)
+    stale, first_epoch = 0, 1
+    saved = _load_checkpoint(checkpoint, run_key, device)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        best_state, stale, first_epoch = saved["best_state"], saved["stale"], saved["epoch"] + 1
+        best = TrainResult(saved["best_epoch"], saved["best_valid_ndcg10"], saved["log"])
+        logger.info("SASRec: resumed after epoch %d from %s", saved["epoch"], checkpoint)
+    epochs = range(first_epoch, config.max_epochs + 1)
+    bar = tqdm(epochs, desc="SASRec", unit="epoch", disable=not progress)
     for epoch in bar:
+        if stale >= config.patience:
+            break
         model.train()
         total, count = 0.0, 0
         for indices in _length_bucketed_batches(lengths, config.batch_size, generator):
@@ -207,22 +237,29 @@ def train_sasrec(
             raise FloatingPointError(
                 f"SASRec training loss became {epoch_loss} at epoch {epoch}: lower `lr`"
             )
-        if epoch % config.eval_every and epoch != config.max_epochs:
-            bar.set_postfix(loss=f"{epoch_loss:.4f}")
-            continue
-        score = validation_ndcg10(model, valid_histories, valid_targets)
-        best.log.append({"epoch": epoch, "loss": epoch_loss, "valid_ndcg10": score})
-        logger.info("epoch %d: loss %.4f, valid NDCG@10 %.4f", epoch, epoch_loss, score)
-        bar.set_postfix(loss=f"{epoch_loss:.4f}", ndcg10=f"{score:.4f}")
-        if score > best.best_valid_ndcg10:
-            best.best_epoch, best.best_valid_ndcg10 = epoch, score
-            best_state = copy.deepcopy(model.state_dict())
-            stale = 0
+        if epoch % config.eval_every == 0 or epoch == config.max_epochs:
+            score = validation_ndcg10(model, valid_histories, valid_targets)
+            best.log.append({"epoch": epoch, "loss": epoch_loss, "valid_ndcg10": score})
+            logger.info("epoch %d: loss %.4f, valid NDCG@10 %.4f", epoch, epoch_loss, score)
+            bar.set_postfix(loss=f"{epoch_loss:.4f}", ndcg10=f"{score:.4f}")
+            if score > best.best_valid_ndcg10:
+                best.best_epoch, best.best_valid_ndcg10 = epoch, score
+                best_state = copy.deepcopy(model.state_dict())
+                stale = 0
+            else:
+                stale += 1
+                if stale >= config.patience:
+                    logger.info("early stop at epoch %d (best %d)", epoch, best.best_epoch)
         else:
-            stale += 1
-            if stale >= config.patience:
-                logger.info("early stop at epoch %d (best %d)", epoch, best.best_epoch)
-                break
+            bar.set_postfix(loss=f"{epoch_loss:.4f}")
+        if checkpoint is not None:
+            save_torch(checkpoint, {
+                "run_key": run_key, "epoch": epoch, "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
+                "torch_rng": torch.get_rng_state(), "best_state": best_state, "stale": stale,
+                "best_epoch": best.best_epoch, "best_valid_ndcg10": best.best_valid_ndcg10,
+                "log": best.log,
+            })  # fmt: skip
     bar.close()
     model.load_state_dict(best_state)
     model.eval()
@@ -234,3 +271,18 @@ def train_sasrec(
         best.seconds,
     )
     return best
+
+
+def _load_checkpoint(
+    path: Path | None, run_key: str, device: torch.device
+) -> dict[str, Any] | None:
+    """The saved state at `path` when it belongs to this run, else None (a fresh start)."""
+    if path is None or not path.exists():
+        return None
+    saved = torch.load(path, map_location=device, weights_only=False)
+    if saved.get("run_key") != run_key:
+        logger.info("SASRec: %s belongs to another run (config, data or seed): not resumed", path)
+        return None
+    for key in ("generator", "torch_rng"):  # RNG states are CPU byte tensors
+        saved[key] = saved[key].cpu()
+    return saved

@@ -1,0 +1,92 @@
+"""Checkpoints that are never resumed half-written.
+
+Transformers writes `checkpoint-N/` file by file, and `get_last_checkpoint` takes the newest
+folder whatever it holds: a kill during a save leaves one that the next run would load and
+fail on (or worse, load partly). `completion_marker()` writes `complete.json` (each file's
+size) atomically once the trainer has finished saving a checkpoint; `last_complete_checkpoint`
+resumes only from a folder whose marker matches its files, and moves unfinished ones aside.
+
+`save_torch` writes a torch checkpoint through a temporary file and a rename.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from mmsrarec.storage import atomic_write_bytes, atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+MARKER = "complete.json"
+_CHECKPOINT = re.compile(r"checkpoint-(\d+)")
+
+
+def mark_complete(folder: Path) -> None:
+    """Record `folder`'s files and sizes in its marker (written last, atomically)."""
+    files = {
+        path.relative_to(folder).as_posix(): path.stat().st_size
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MARKER
+    }
+    atomic_write_json(folder / MARKER, {"files": files})
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether `folder` has a marker and every file it lists, at its recorded size."""
+    try:
+        files = json.loads((folder / MARKER).read_text(encoding="utf-8"))["files"]
+        return bool(files) and all(
+            (folder / name).stat().st_size == size for name, size in files.items()
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return False
+
+
+def last_complete_checkpoint(output_dir: Path) -> str | None:
+    """The newest complete `checkpoint-N` under `output_dir`, or None. Newer unfinished
+    folders are renamed `unfinished-checkpoint-N-<time>` (kept for inspection, never
+    resumed, ignored by the trainer's rotation)."""
+    found = sorted(
+        (
+            (int(match.group(1)), path)
+            for path in output_dir.glob("checkpoint-*")
+            if path.is_dir() and (match := _CHECKPOINT.fullmatch(path.name))
+        ),
+        reverse=True,
+    )
+    for _, folder in found:
+        if is_complete(folder):
+            return str(folder)
+        aside = folder.with_name(f"unfinished-{folder.name}-{time.time_ns()}")
+        folder.rename(aside)
+        logger.warning("%s was not completely written (killed while saving): moved to %s",
+                       folder, aside)  # fmt: skip
+    return None
+
+
+def completion_marker() -> Any:
+    """A `TrainerCallback` that marks each checkpoint complete after the trainer saved it."""
+    from transformers import TrainerCallback
+
+    class CompletionMarker(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):  # after `_save_checkpoint` returns
+            folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+            if state.is_world_process_zero and folder.is_dir():
+                mark_complete(folder)
+
+    return CompletionMarker()
+
+
+def save_torch(path: Path, obj: Any) -> None:
+    """`torch.save(obj)` to `path` atomically: a kill leaves the previous file or this one."""
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
