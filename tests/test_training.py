@@ -101,6 +101,14 @@ def test_config_checks(tmp_path):
     assert config.bf16 is False and config.task_list == list(TASKS)
 
 
+def complete_names(out: Path) -> list[str]:
+    """Names of the complete `checkpoint-N` folders under `out`, oldest first."""
+    from mmsrarec.training.checkpoints import is_complete
+
+    found = [p for p in out.glob("checkpoint-*") if is_complete(p)]
+    return [p.name for p in sorted(found, key=lambda p: int(p.name.split("-")[-1]))]
+
+
 def _grpo_config(out: Path, **changes) -> SummarizerTrainConfig:
     settings = dict(output_dir=str(out), use_cpu=True, max_steps=2, n_items=4, n_heldout=3,
                     num_generations=2, per_device_train_batch_size=2, save_steps=1,
@@ -160,18 +168,18 @@ def test_grpo_few_steps_rewards_and_adapter(
 
     # Resume: a longer run picks up the newest COMPLETE checkpoint. A half-written newer one
     # (a kill during its save: files there, no `complete.json`) is skipped.
-    from mmsrarec.training.summarizer import COMPLETE, complete_checkpoints
+    from mmsrarec.training.checkpoints import MARKER
 
-    assert [p.name for p in complete_checkpoints(out)] == ["checkpoint-1", "checkpoint-2"]
+    assert complete_names(out) == ["checkpoint-1", "checkpoint-2"]
     broken = out / "checkpoint-3"
     shutil.copytree(out / "checkpoint-2", broken)
-    (broken / COMPLETE).unlink()
+    (broken / MARKER).unlink()
     (broken / "optimizer.pt").write_bytes(b"half")
     policy = fresh_llm(tiny_lm_dir, tmp_path)  # a new process would load the base again
     again = train_summarizer(_grpo_config(out, max_steps=3), tiny_dataset, policy,
                              tiny_encoder, reward_llm)  # fmt: skip
     assert again["resumed_from"].endswith("checkpoint-2") and again["steps"] == 3
-    assert [p.name for p in complete_checkpoints(out)] == ["checkpoint-2", "checkpoint-3"]
+    assert complete_names(out) == ["checkpoint-2", "checkpoint-3"]
 
 
 def test_grpo_completions_end_where_inference_stops(tiny_llm, tiny_dataset):
@@ -415,7 +423,7 @@ def test_grpo_killed_mid_run_resumes_from_its_last_complete_checkpoint(
     import sys
     import time
 
-    from mmsrarec.training.summarizer import complete_checkpoints, train_summarizer
+    from mmsrarec.training.summarizer import train_summarizer
 
     out = tmp_path / "grpo"
     folder = next(p.parent for p in (tmp_path / "data").rglob("manifest.json"))  # tiny_dataset's
@@ -427,14 +435,14 @@ def test_grpo_killed_mid_run_resumes_from_its_last_complete_checkpoint(
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 240
-        while len(complete_checkpoints(out) if out.is_dir() else []) < 2:
+        while len(complete_names(out)) < 2:
             assert child.poll() is None, "the training process ended before its checkpoints"
             assert time.monotonic() < deadline, "no checkpoints after 240 s"
             time.sleep(0.2)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    newest = complete_checkpoints(out)[-1]
+    newest = out / complete_names(out)[-1]
     step = int(newest.name.split("-")[-1])
     policy = fresh_llm(tiny_lm_dir, tmp_path)
     reward_llm = fresh_llm(tiny_lm_dir, tmp_path)

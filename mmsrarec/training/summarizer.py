@@ -12,10 +12,9 @@ columns `description` (the item text) and `item_id` reach the rewards by keyword
 - Generation is inference's: the same token budget (`stopping.MAX_NEW_TOKENS`) and each
   sampled completion cut where the summarizer's stop rule ends greedy generation
   (`StopRuleGRPOTrainer`); tokens after that point get no gradient.
-- Checkpoints: TRL writes `checkpoint-N/`, then `complete.json` (its files' names and sizes)
-  is written atomically; resume takes the newest checkpoint whose files all match it, so a
-  kill during a save never resumes from a half-written one. The adapter and the report are
-  replaced atomically too.
+- Checkpoints: marked complete after each save and resumed only when complete
+  (`training.checkpoints`, as the SFT does), so a kill during a save never resumes from a
+  half-written one. The adapter and the report are replaced atomically too.
 - Held-out items (never prompted) are summarised greedily before and after training and
   scored with the same rewards; the report holds the paired 95% interval of tuned - base.
 
@@ -25,9 +24,7 @@ are held out.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import json
 import logging
 import random
 import shutil
@@ -56,11 +53,11 @@ from mmsrarec.models.llm import load_llm
 from mmsrarec.storage import atomic_write_json
 from mmsrarec.summarization.parse import MAX_KEYWORDS
 from mmsrarec.summarization.stopping import stop_length
+from mmsrarec.training.checkpoints import completion_marker, last_complete_checkpoint
 from mmsrarec.training.config import SummarizerTrainConfig
 from mmsrarec.training.plots import REWARD_KEYS, plot_curves, write_log_history
 
 logger = logging.getLogger(__name__)
-COMPLETE = "complete.json"
 
 
 class StopRuleGRPOTrainer(GRPOTrainer):
@@ -84,41 +81,6 @@ class StopAfter(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.seconds and time.monotonic() - self.started >= self.seconds:
             control.should_training_stop = control.should_save = True
-
-
-class MarkComplete(TrainerCallback):
-    """After each save: write `complete.json` in the new checkpoint, then keep only the
-    newest `keep` complete checkpoints (TRL's own rotation is off)."""
-
-    def __init__(self, keep: int | None) -> None:
-        self.keep = keep
-
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        folder = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        if not folder.is_dir():
-            return
-        files = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()
-                 and p.name != COMPLETE}  # fmt: skip
-        atomic_write_json(folder / COMPLETE, {"step": state.global_step, "files": files})
-        if self.keep:
-            for old in complete_checkpoints(Path(args.output_dir))[: -self.keep]:
-                shutil.rmtree(old, ignore_errors=True)
-
-
-def _is_complete(folder: Path) -> bool:
-    try:
-        files = json.loads((folder / COMPLETE).read_text(encoding="utf-8"))["files"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return all((folder / name).is_file() and (folder / name).stat().st_size == size
-               for name, size in files.items())  # fmt: skip
-
-
-def complete_checkpoints(out: Path) -> list[Path]:
-    """`checkpoint-N` folders under `out` whose files all match their `complete.json`,
-    oldest first."""
-    found = [p for p in out.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
-    return sorted((p for p in found if _is_complete(p)), key=lambda p: int(p.name.split("-")[-1]))
 
 
 def split_items(dataset: Dataset, n_items: int, n_heldout: int, seed: int) -> tuple[list, list]:
@@ -224,21 +186,16 @@ def train_summarizer(
     rewards = make_rewards(encoder, reward_llm, collab)
     vocab = len(reward_llm.tokenizer)
     before = heldout_scores(policy, heldout, rewards, weights, vocab)
-    # TRL rotates checkpoints before our marker exists; MarkComplete rotates instead. A copy,
-    # since `replace` would run TRL's `__post_init__` again on its derived fields.
-    args = copy.copy(config)
-    args.save_total_limit = None
     trainer = StopRuleGRPOTrainer(
         model=policy.model,
         reward_funcs=[make_total_reward(encoder, reward_llm, weights, collab)],
-        args=args,
+        args=config,
         train_dataset=HFDataset.from_list(prompt_rows(policy, train_items)),
         processing_class=policy.tokenizer,
         peft_config=config.lora_config(),
-        callbacks=[StopAfter(config.max_minutes), MarkComplete(config.save_total_limit)],
+        callbacks=[StopAfter(config.max_minutes), completion_marker()],
     )
-    checkpoints = complete_checkpoints(out) if resume and out.is_dir() else []
-    last = str(checkpoints[-1]) if checkpoints else None
+    last = last_complete_checkpoint(out) if resume and out.is_dir() else None
     trainer.train(resume_from_checkpoint=last)
     staging = out / "adapter.tmp"
     shutil.rmtree(staging, ignore_errors=True)
