@@ -136,7 +136,7 @@ def test_cli_reads_threads_from_the_database_url(settings, capsys, monkeypatch):
     if settings.database_url:
         monkeypatch.setenv("MMSRAREC_DATABASE_URL", settings.database_url)
     code, out, _ = cli(["trace", "list", "--run-dir", str(settings.run_dir)], capsys)
-    assert code == 0 and out.split() == ["user-7-abc"]
+    assert code == 0 and out.split() == ["user-7-abc", "graph"]  # id, then which graph
 
 
 def test_cli_database_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
