@@ -180,13 +180,11 @@ def per_user(rows: list[dict], protocol: str, metric: str, users: list[str]) -> 
     return np.mean(values, axis=0)
 
 
-def paired(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict[str, float]:
+def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     """Mean of a - b with a 95% bootstrap interval over users."""
-    diff = a - b
-    picks = np.random.default_rng(seed).integers(0, len(diff), size=(DRAWS, len(diff)))
-    means = diff[picks].mean(axis=1)
-    return {"diff": float(diff.mean()), "low": float(np.quantile(means, 0.025)),
-            "high": float(np.quantile(means, 0.975))}  # fmt: skip
+    from mmsrarec.metrics import paired_interval
+
+    return paired_interval(a, b, draws=DRAWS)
 
 
 def report(dataset) -> dict:

@@ -24,19 +24,29 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_http(url: str, timeout: float = 60, process: subprocess.Popen | None = None) -> None:
-    """Until `url` answers 200 (or `process` exits, or `timeout`)."""
+def wait_http(
+    url: str,
+    timeout: float = 60,
+    process: subprocess.Popen | None = None,
+    log: Path | None = None,
+) -> None:
+    """Until `url` answers 200 (or `process` exits, or `timeout`); the error ends with the
+    tail of `log`, the process's output, when given."""
+
+    def tail() -> str:
+        return f": {log.read_text(errors='replace')[-3000:]}" if log is not None else ""
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}")
+            raise RuntimeError(f"{process.args[0]} exited with {process.returncode}{tail()}")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
                     return
         except OSError:
             time.sleep(0.2)
-    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s")
+    raise RuntimeError(f"{url} did not answer in {timeout:.0f} s{tail()}")
 
 
 def stop(process: subprocess.Popen) -> None:

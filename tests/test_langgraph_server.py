@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from services import free_port, stop, wait_http
 
 pytest.importorskip(
     "langgraph_api", reason="LangGraph's server is not installed: pip install -e '.[langgraph]'"
@@ -24,12 +23,6 @@ pytestmark = pytest.mark.slow  # real engines: each start costs seconds
 ROOT = Path(__file__).resolve().parents[1]
 LANGGRAPH = Path(sys.executable).with_name("langgraph")
 RUN_SETTINGS = {"scorer": "item-knn", "k_similar": 0, "max_rounds": 1, "top_k": 3}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -70,31 +63,11 @@ def server(tmp_path_factory, tiny_lm_dir, tiny_encoder_dir):
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until_up(url, process, work / "server.log")
+        wait_http(f"{url}/ok", 180, process, work / "server.log")
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         log.close()
-
-
-def wait_until_up(url: str, process: subprocess.Popen, log: Path, limit_s: float = 180) -> None:
-    import httpx
-
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"langgraph dev exited: {log.read_text()[-3000:]}")
-        try:
-            if httpx.get(f"{url}/ok", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"langgraph dev did not answer in {limit_s} s: {log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module")

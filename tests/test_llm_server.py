@@ -14,11 +14,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from importlib.util import find_spec
-from pathlib import Path
 
 import pytest
+from services import free_port, stop, wait_http
 
 from mmsrarec.errors import ConfigError
 from mmsrarec.models.server import CompletionServer
@@ -28,12 +27,6 @@ from mmsrarec.scoring import yes_no_ratio
 # max 0.071, mean 0.027 (see benchmarks/README.md).
 TOLERANCE = 0.1
 NEEDS_SERVER = "llama.cpp's server is not installed: make test-services ('.[llm-server]')"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -56,31 +49,11 @@ def server_url(tmp_path_factory):
     )
     url = f"http://127.0.0.1:{port}/v1"
     try:
-        wait_until_up(url, process, log_path)
+        wait_http(f"{url}/models", 120, process, log_path)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop(process)
         log.close()
-
-
-def wait_until_up(url: str, process: subprocess.Popen, log: Path, limit_s: float = 120) -> None:
-    import httpx
-
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"llama.cpp server exited: {log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"llama.cpp server did not answer in {limit_s} s: {log.read_text()[-2000:]}")
 
 
 @pytest.fixture(scope="module")
