@@ -33,6 +33,7 @@ from mmsrarec.models.item_text import (
     model_identity,
     standardize,
 )
+from mmsrarec.models.llm import LLM, load_llm
 from mmsrarec.models.sasrec import SASRecConfig
 from mmsrarec.recommenders.base import Query, Recommender
 from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir, sasrec_fingerprint
@@ -113,12 +114,13 @@ class LLMRecommender(Recommender):
             self.sasrec_config, save_dir=sasrec_dir(self.settings), progress=self.progress
         )
         sasrec.fit(dataset, seed)
-        features = self._text_features(dataset, seed)
+        llm = load_llm(self.settings.model, self.settings)  # once: text features and backbone
+        features = self._text_features(dataset, seed, llm)
         fingerprint = _fingerprint(config, dataset, seed, sasrec, features, self.settings.model)
         folder = self.save_dir(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.model = self._build(dataset, sasrec, features).to(self.device)
+            self.model = self._build(llm, sasrec, features).to(self.device)
         if config.k_similar:
             self.retriever = RetrievalTokens(self.settings, dataset, sasrec, config.k_similar)
         if _saved_fingerprint(folder) == fingerprint:
@@ -153,7 +155,7 @@ class LLMRecommender(Recommender):
         checkpoint.unlink(missing_ok=True)
         _plot(result.log, folder / "training.png", self.name)
 
-    def _text_features(self, dataset: Dataset, seed: int) -> np.ndarray | None:
+    def _text_features(self, dataset: Dataset, seed: int, llm: LLM) -> np.ndarray | None:
         """Standardised frozen text features [n_items + 1, d] (row 0 zeros), or None."""
         config = self.config
         if config.item_tokens == "id":
@@ -167,9 +169,6 @@ class LLMRecommender(Recommender):
             features = cached_features(folder, "minilm", self.settings.embedding_model, texts,
                                        lambda t: encoder.encode(list(t)))  # fmt: skip
         else:
-            from mmsrarec.models.llm import load_llm
-
-            llm = load_llm(self.settings.model, self.settings)
             identity = model_identity(llm.source, llm.name)
             features = cached_features(
                 folder, "llm", identity, texts, lambda t: llm_features(llm.model, llm.tokenizer, t)
@@ -179,11 +178,8 @@ class LLMRecommender(Recommender):
             features = features[np.random.default_rng(seed).permutation(len(features))]
         return np.concatenate([np.zeros((1, features.shape[1]), np.float32), features])
 
-    def _build(self, dataset: Dataset, sasrec: SASRecRecommender, features) -> ItemLM:
-        from mmsrarec.models.llm import load_llm
-
+    def _build(self, llm: LLM, sasrec: SASRecRecommender, features) -> ItemLM:
         config = self.config
-        llm = load_llm(self.settings.model, self.settings)
         backbone = add_lora(
             truncated_backbone(llm.model, config.layers, config.backbone), config.lora_rank
         )
