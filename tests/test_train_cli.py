@@ -126,3 +126,11 @@ def test_llm_recommender_options_default_to_the_variants_config(
         k_similar=1,
     )
     assert captured["fitted"] == [expected]
+
+
+@pytest.mark.parametrize("tag", ["../escape", "a/b", "x" * 41])
+def test_a_tag_that_is_no_plain_name_is_one_error_line(tag: str, tmp_path, capsys) -> None:
+    code = run_guarded(app, ["summarizer", "--tag", tag, "--run-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "`--tag`" in err and len(err.strip().splitlines()) == 1
+    assert not any(tmp_path.iterdir())  # nothing written

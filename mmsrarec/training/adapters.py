@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from mmsrarec.config import Settings
-from mmsrarec.errors import NotPreparedError
+from mmsrarec.errors import ConfigError, NotPreparedError
 from mmsrarec.models import LLM
 
 SUMMARIZER = "summarizer"
@@ -32,6 +33,9 @@ ROLES = (SUMMARIZER, RECOMMENDER)
 
 def train_dir(settings: Settings, role: str, tag: str = "") -> Path:
     """Where `mmsrarec train <role> [--tag T]` writes checkpoints, curves and the adapter."""
+    if tag and not re.fullmatch(r"[A-Za-z0-9_-]{1,40}", tag):
+        raise ConfigError(f"`--tag` may hold only letters, digits, `-` and `_` (at most 40), "
+                          f"got `{tag[:40]}`")  # fmt: skip
     return settings.run_dir / "train" / (f"{role}-{tag}" if tag else role) / settings.dataset
 
 
