@@ -248,3 +248,10 @@ def test_any_json_is_verified_or_refused_in_one_line(records, head, thread) -> N
     with pytest.raises(DataError) as caught:
         check_sealed({"thread_id": thread, "records": records, "head": head}, KEY, "t.json")
     assert "\n" not in str(caught.value)
+
+
+def test_chat_thread_ids_never_look_like_options() -> None:
+    from mmsrarec.chat.graph import ChatService
+
+    ids = {ChatService.new_thread() for _ in range(2000)}
+    assert len(ids) == 2000 and not any(i.startswith("-") for i in ids)

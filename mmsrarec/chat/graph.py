@@ -128,8 +128,9 @@ class ChatService:
 
     @staticmethod
     def new_thread() -> str:
-        """A fresh, unguessable thread id."""
-        return secrets.token_urlsafe(12)
+        """A fresh, unguessable thread id (96 random bits in hex: it never starts with `-`,
+        which a command line would read as an option)."""
+        return secrets.token_hex(12)
 
     def chat(self, thread_id: str, message: str) -> dict[str, Any]:
         """One turn: the graph's output plus `thread_id` and `turn`.
