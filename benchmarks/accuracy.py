@@ -133,12 +133,14 @@ def paired_against(out: Path, table: dict, reference: str = "sasrec", draws: int
 
 
 def run_table(name, methods, builders, dataset, seeds, protocol, users, out, report,
-              resume) -> None:  # fmt: skip
+              resume, settings) -> None:  # fmt: skip
     """Evaluate `methods` (name -> builder) and add the table to `report` (saved each time).
-    Finished seeds go to `<out>/partial/<name>/`; `resume` reuses them, else they are cleared."""
+    Finished seeds go to `<out>/partial/<name>/`; `resume` reuses them, else they are cleared;
+    a trained scorer's seeds are reused only under the same `resume_key`."""
     from rich.console import Console
 
     from mmsrarec.evaluation.harness import build_report, evaluate_method, results_table
+    from mmsrarec.evaluation.methods import resume_key
 
     done_dir = out / "partial" / name
     if not resume:
@@ -147,8 +149,9 @@ def run_table(name, methods, builders, dataset, seeds, protocol, users, out, rep
     start = time.perf_counter()
     results = []
     for method in methods:  # the table is saved after every method: partial runs keep rows
+        key = resume_key(method.split("@")[0], settings, dataset)
         results.append(evaluate_method(method, builders[method], dataset, seeds, protocol,
-                                       "test", users, done_dir))  # fmt: skip
+                                       "test", users, done_dir, key=key))  # fmt: skip
         rankings = export(out, name, results[-1:], dataset) | report.get("_rankings", {})
         report["_rankings"] = rankings
         table = build_report(results, dataset, protocol, "test", seeds, rankings)
@@ -212,20 +215,21 @@ def main() -> None:
                                                     args.full_llm_users))  # fmt: skip
     if "sampled" not in skip:
         run_table("sampled", rows, {m: builder(m) for m in rows}, dataset, seeds,
-                  Protocol.sampled, None, out, report, args.resume)  # fmt: skip
+                  Protocol.sampled, None, out, report, args.resume, settings)  # fmt: skip
     if "full" not in skip:
         run_table("full", rows, {m: builder(m) for m in rows}, dataset, seeds,
-                  Protocol.full, None, out, report, args.resume)  # fmt: skip
+                  Protocol.full, None, out, report, args.resume, settings)  # fmt: skip
     if "sampled-llm" not in skip and llm_rows:
         names = ["random", "most-popular", *BASELINES, *llm_rows]
         run_table(f"sampled-llm{args.tag}", names, {m: builder(m) for m in names}, dataset,
-                  llm_seeds, Protocol.sampled, users, out, report, args.resume)  # fmt: skip
+                  llm_seeds, Protocol.sampled, users, out, report, args.resume,
+                  settings)  # fmt: skip
     full_llm = [m for m in args.full_llm_methods.split(",") if m]
     if "full-llm" not in skip and full_llm:
         builders = {m: builder(m) for m in ["random", "most-popular", *BASELINES]}
         builders |= {f"{m}@sasrec-top50": two_stage(m) for m in full_llm}
         run_table(f"full-llm{args.tag}", list(builders), builders, dataset, llm_seeds,
-                  Protocol.full, full_users, out, report, args.resume)  # fmt: skip
+                  Protocol.full, full_users, out, report, args.resume, settings)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -11,6 +11,9 @@ both protocols, per-user target ranks, fit and scoring seconds, the training log
 gate) with a key over the method's settings, the data and `ROW_VERSION`; a row whose key
 matches is skipped, so a killed run resumes and an unchanged row is never recomputed. Seed 0
 also writes the rankings exports `accuracy/rankings/{sampled,full}.<method>.jsonl.gz`.
+A row whose scoring costs more than 0.5 s per user (`SAMPLED`: the yes/no prompt scorer)
+runs on a seeded sample of test users, and its intervals pair it with the references on
+exactly those users.
 Afterwards `llm/results.json` and `llm/RESULTS.md` hold the tables: mean ± std over seeds,
 paired 95% bootstrap intervals over users against SASRec and against the collaborative
 ensemble, and the split by target popularity. Prerequisite: `mmsrarec data prepare`.
@@ -42,7 +45,10 @@ KEYWORDS = ["llm-recommender-base-keywords", "llm-recommender-tuned-no-collab",
 CONTROLS = [*KEYWORDS, "llm-recommender-id-only", "llm-recommender-text-only",
             "llm-recommender-permuted-text", "llm-recommender-random-init",
             "llm-recommender-minilm", "llm-recommender-retrieval",
-            "llm-recommender-text-init-normal", "mmsrarec-id-only"]  # fmt: skip
+            "llm-recommender-text-init-normal", "mmsrarec-id-only", "llm-yes-no"]  # fmt: skip
+# Rows on a seeded sample of test users (method -> users): the yes/no scorer needs a prompt
+# of 1 + 20 candidates per user (about 1.7 s on 2 cores), and 50 for full ranking.
+SAMPLED = {"llm-yes-no": 200}
 REFERENCES = ("sasrec", "cf-ensemble")
 # The critic's effect on recommendations: (row, against) on the seeds both have.
 KEYWORD_PAIRS = [("llm-recommender", "llm-recommender-base-keywords"),
@@ -91,7 +97,18 @@ def item_keywords(method: str, dataset, settings) -> dict[str, tuple[str, dict]]
             for m in members}  # fmt: skip
 
 
+def row_users(method: str, dataset) -> list[str]:
+    """The test users of `method`'s row: all, or its seeded `SAMPLED` sample."""
+    import random
+
+    users = sorted(dataset.eval_users)
+    if method in SAMPLED:
+        users = sorted(random.Random(0).sample(users, min(SAMPLED[method], len(users))))
+    return users
+
+
 def row_key(method: str, seed: int, dataset, settings) -> str:
+    from mmsrarec.evaluation.methods import resume_key
     from mmsrarec.models.item_lm import ItemLMConfig
     from mmsrarec.recommenders.methods import FUSIONS, LLM_VARIANTS
 
@@ -106,6 +123,11 @@ def row_key(method: str, seed: int, dataset, settings) -> str:
         "data": hashlib.sha256(json.dumps([dataset.sequences, dataset.negatives],
                                           sort_keys=True).encode()).hexdigest(),
     }  # fmt: skip
+    if method in SAMPLED:  # only then: the keys of rows on all users stay as committed
+        parts["users"] = row_users(method, dataset)
+    trained = resume_key(method, settings, dataset)  # the trained yes/no scorer's manifest
+    if trained is not None:
+        parts["trained"] = trained(seed)
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -129,9 +151,10 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
     started = time.perf_counter()
     recommender.fit(dataset, seed)
     fitted = time.perf_counter()
-    sampled = evaluate_sampled(recommender, dataset, "test")
+    users = row_users(method, dataset)
+    sampled = evaluate_sampled(recommender, dataset, "test", users)
     scored = time.perf_counter()
-    full = evaluate_full(recommender, dataset, "test")
+    full = evaluate_full(recommender, dataset, "test", users)
     row = {
         "key": row_key(method, seed, dataset, settings), "method": method, "seed": seed,
         "fit_s": fitted - started, "sampled_s": scored - fitted,
@@ -145,6 +168,9 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
         row["training"] = {k: meta[k] for k in ("log", "best_epoch", "train_seconds", "keywords")
                            if k in meta}  # fmt: skip
     row["device"] = "cuda" if torch.cuda.is_available() else "cpu"
+    if isinstance(meta, dict) and "best_examples" in meta:  # the yes/no scorer
+        row["training"] = {k: meta[k] for k in ("log", "best_examples", "best_valid_ndcg5",
+                                                "train_seconds")}  # fmt: skip
     if hasattr(recommender, "describe_gate"):
         row["gate"] = recommender.describe_gate()
     if seed == 0:
@@ -197,14 +223,17 @@ def report(dataset) -> dict:
                  "methods": {}}  # fmt: skip
     for method, method_rows in rows.items():
         entry = {"seeds": [r["seed"] for r in method_rows], "per_seed": {}, "paired": {}}
+        mine_users = sorted(method_rows[0]["users"])  # all, or the row's sample
+        mine_rare = np.array([popularity[dataset.target(u, "test")] <= RARE for u in mine_users])
+        entry["users"] = len(mine_users)
         for protocol in ("sampled", "full"):
             metrics = [r[protocol]["metrics"] for r in method_rows]
             entry[protocol] = {k: {"mean": float(np.mean([m[k] for m in metrics])),
                                    "std": float(np.std([m[k] for m in metrics], ddof=1))
                                    if len(metrics) > 1 else 0.0} for k in metrics[0]}  # fmt: skip
-            values = per_user(method_rows, protocol, "", users)
-            entry[protocol]["rare"] = float(values[rare].mean())
-            entry[protocol]["frequent"] = float(values[~rare].mean())
+            values = per_user(method_rows, protocol, "", mine_users)
+            entry[protocol]["rare"] = float(values[mine_rare].mean())
+            entry[protocol]["frequent"] = float(values[~mine_rare].mean())
             for reference in REFERENCES:
                 if reference not in rows or reference == method:
                     continue
@@ -213,11 +242,17 @@ def report(dataset) -> dict:
                 theirs = [r for r in rows[reference] if r["seed"] in seeds]
                 if mine:
                     entry["paired"].setdefault(protocol, {})[reference] = paired(
-                        per_user(mine, protocol, "", users), per_user(theirs, protocol, "", users)
+                        per_user(mine, protocol, "", mine_users),
+                        per_user(theirs, protocol, "", mine_users),
                     ) | {"seeds": sorted(seeds)}
         entry["devices"] = sorted({r.get("device", "cpu") for r in method_rows})
         entry["fit_s"] = float(np.mean([r["fit_s"] for r in method_rows]))
-        entry["full_s_per_user"] = float(np.mean([r["full_s"] for r in method_rows])) / len(users)
+        entry["full_s_per_user"] = float(np.mean([r["full_s"] for r in method_rows])) / len(
+            mine_users
+        )
+        entry["sampled_s_per_user"] = float(np.mean([r["sampled_s"] for r in method_rows])) / len(
+            mine_users
+        )
         entry["gates"] = [r["gate"] for r in method_rows if "gate" in r]
         entry["training"] = [r["training"] for r in method_rows if "training" in r]
         out["methods"][method] = entry
@@ -252,6 +287,12 @@ def _interval(entry: dict, protocol: str, reference: str) -> str:
     return "—" if p is None else f"{p['diff']:+.3f} [{p['low']:+.3f}, {p['high']:+.3f}]"
 
 
+def _label(method: str, entry: dict, out: dict) -> str:
+    """The method's name, with its user count when it ran on a sample (`SAMPLED`)."""
+    users = entry.get("users", out["n_users"])
+    return method if users == out["n_users"] else f"{method} ({users} users)"
+
+
 def markdown(out: dict) -> str:
     order = [m for m in [*MAIN, *CONTROLS] if m in out["methods"]]
     order += [m for m in out["methods"] if m not in order]
@@ -270,7 +311,8 @@ def markdown(out: dict) -> str:
     for m in order:
         e = out["methods"][m]
         lines.append(
-            f"| {m} | {','.join(map(str, e['seeds']))} | {_cell(e, 'sampled', 'HR@1')} | "
+            f"| {_label(m, e, out)} | {','.join(map(str, e['seeds']))} | "
+            f"{_cell(e, 'sampled', 'HR@1')} | "
             f"{_cell(e, 'sampled', 'NDCG@5')} | {_cell(e, 'full', 'NDCG@10')} | "
             f"{_interval(e, 'sampled', 'sasrec')} | {_interval(e, 'sampled', 'cf-ensemble')} | "
             f"{_interval(e, 'full', 'sasrec')} | {_interval(e, 'full', 'cf-ensemble')} |"
@@ -285,7 +327,8 @@ def markdown(out: dict) -> str:
     ]
     for m in order:
         e = out["methods"][m]
-        lines.append(f"| {m} | {e['sampled']['rare']:.3f} | {e['sampled']['frequent']:.3f} | "
+        lines.append(f"| {_label(m, e, out)} | {e['sampled']['rare']:.3f} | "
+                     f"{e['sampled']['frequent']:.3f} | "
                      f"{e['full']['rare']:.3f} | {e['full']['frequent']:.3f} |")  # fmt: skip
     if out.get("keyword_pairs"):
         lines += ["", "## Keyword sources: the critic's effect on recommendations", "",
@@ -298,11 +341,13 @@ def markdown(out: dict) -> str:
             lines.append(f"| {p['method']} | {p['against']} | {seeds} | {cells[0]} | {cells[1]} |")
     lines += ["", "## Cost (where each row ran: `cuda` rows reloaded a model trained there, "
               "so their fit is a reload)", "",
-              "| method | device | fit s (mean) | full-catalog scoring s/user |",
-              "|---|---|---|---|"]  # fmt: skip
+              "| method | device | fit s (mean) | 1+20 scoring s/user | "
+              "full-catalog scoring s/user |",
+              "|---|---|---|---|---|"]  # fmt: skip
     for m in order:
         e = out["methods"][m]
-        lines.append(f"| {m} | {','.join(e.get('devices', ['cpu']))} | {e['fit_s']:.0f} | "
+        lines.append(f"| {_label(m, e, out)} | {','.join(e.get('devices', ['cpu']))} | "
+                     f"{e['fit_s']:.0f} | {e['sampled_s_per_user']:.4f} | "
                      f"{e['full_s_per_user']:.4f} |")  # fmt: skip
     gates = {m: out["methods"][m]["gates"] for m in order if out["methods"][m]["gates"]}
     if gates:

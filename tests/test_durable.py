@@ -1,5 +1,5 @@
 """Durable training outputs, in process: reports and curves are written atomically, a
-half-written SFT checkpoint is never resumed, and SASRec resumes per epoch to the result of an
+half-written GRPO checkpoint is never resumed, and SASRec resumes per epoch to the result of an
 uninterrupted run. (The kill -9 tests on real processes are in `test_kill.py`.)"""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from mmsrarec.models.sasrec import SASRec, SASRecConfig
 from mmsrarec.recommenders.sasrec import TRAINING_CHECKPOINT, SASRecRecommender
 from mmsrarec.training import sasrec_trainer
 from mmsrarec.training.checkpoints import MARKER, is_complete, last_complete_checkpoint
-from mmsrarec.training.config import RecommenderTrainConfig
+from mmsrarec.training.config import SummarizerTrainConfig
 from mmsrarec.training.plots import LOSS_KEYS, plot_curves, write_log_history
 from mmsrarec.training.sasrec_trainer import train_sasrec
 
@@ -100,21 +100,24 @@ def test_reports_and_curves_are_replaced_atomically(tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log_history.jsonl", "loss.png"]
 
 
-def test_a_half_written_sft_checkpoint_is_never_resumed(tiny_dataset, tiny_lm_dir, tmp_path):
-    from mmsrarec.training.recommender import train_recommender
+def test_a_half_written_grpo_checkpoint_is_never_resumed(
+    tiny_dataset, tiny_lm_dir, tiny_encoder, tmp_path
+):
+    from mmsrarec.training.summarizer import train_summarizer
 
-    def config(steps: int) -> RecommenderTrainConfig:
-        return RecommenderTrainConfig(
-            output_dir=str(tmp_path / "sft"), use_cpu=True, max_steps=steps, n_users=6,
-            n_valid_users=2, per_device_train_batch_size=2, eval_steps=2, save_steps=2,
-            logging_steps=1, learning_rate=1e-2, max_length=256, seed=0, save_total_limit=None,
+    out = tmp_path / "grpo"
+
+    def config(steps: int) -> SummarizerTrainConfig:
+        return SummarizerTrainConfig(
+            output_dir=str(out), use_cpu=True, max_steps=steps, n_items=4, n_heldout=0,
+            num_generations=2, per_device_train_batch_size=2, save_steps=2, learning_rate=1e-2,
+            seed=0, save_total_limit=None,
         )  # fmt: skip
 
     def llm():
         return load_llm(str(tiny_lm_dir), Settings(cache_dir=tmp_path / "cache", offline=True))
 
-    out = tmp_path / "sft"
-    train_recommender(config(4), tiny_dataset, llm())
+    train_summarizer(config(4), tiny_dataset, llm(), tiny_encoder, llm())
     assert is_complete(out / "checkpoint-2") and is_complete(out / "checkpoint-4")
     # A kill while checkpoint-6 was being written: its weights cut short, no marker.
     shutil.copytree(out / "checkpoint-4", out / "checkpoint-6")
@@ -122,7 +125,7 @@ def test_a_half_written_sft_checkpoint_is_never_resumed(tiny_dataset, tiny_lm_di
     weights = out / "checkpoint-6" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
 
-    report = train_recommender(config(8), tiny_dataset, llm())
+    report = train_summarizer(config(8), tiny_dataset, llm(), tiny_encoder, llm())
     assert report["resumed_from"] == str(out / "checkpoint-4") and report["steps"] == 8
     assert is_complete(out / "checkpoint-6") and is_complete(out / "checkpoint-8")
     assert [p.name.split("-17")[0] for p in out.glob("unfinished-*")] == ["unfinished-checkpoint-6"]

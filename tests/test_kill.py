@@ -1,4 +1,5 @@
-"""kill -9 on real processes, on tiny models: SASRec training, SFT, summarization into the
+"""kill -9 on real processes, on tiny models: SASRec training, the yes/no scorer's training,
+summarization into the
 keyword cache, and a served chat turn. Each rerun resumes with nothing lost or corrupted, and
 every SQLite file involved passes `PRAGMA integrity_check`. (GRPO's kill test sits with the
 GRPO trainer.)"""
@@ -22,7 +23,6 @@ import pytest
 from conftest import write_tiny_jsonl
 
 from mmsrarec.data import load_dataset, prepare_dataset
-from mmsrarec.training.checkpoints import is_complete
 from mmsrarec.web.sessions import HEADER as SESSION_HEADER
 
 pytestmark = pytest.mark.slow
@@ -114,48 +114,48 @@ def test_killed_sasrec_training_resumes_to_the_uninterrupted_result(data_dir, tm
     assert not (folder / "training.pt").exists()
 
 
-SFT = """
+YES_NO = """
 from pathlib import Path
-from transformers import TrainerCallback
 from mmsrarec.config import Settings
 from mmsrarec.data import load_dataset
-from mmsrarec.models import load_llm
-from mmsrarec.training.config import RecommenderTrainConfig
-from mmsrarec.training import recommender
-data, model, out = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
-class Slow(TrainerCallback):  # slower steps, so that the kill lands mid-run
-    def on_step_end(self, *args, **kwargs):
-        time.sleep(0.3)
-config = RecommenderTrainConfig(
-    output_dir=str(out), use_cpu=True, max_steps=12, n_users=6, n_valid_users=2,
-    per_device_train_batch_size=2, eval_steps=2, save_steps=2, logging_steps=1,
-    learning_rate=1e-2, max_length=256, seed=0, save_total_limit=None)
-llm = load_llm(model, Settings(cache_dir=out.parent / "cache", offline=True))
-import transformers
-original = transformers.Trainer.__init__
-def with_slow(self, *args, **kwargs):
-    kwargs["callbacks"] = [*(kwargs.get("callbacks") or []), Slow()]
-    original(self, *args, **kwargs)
-transformers.Trainer.__init__ = with_slow
-print(json.dumps(recommender.train_recommender(config, load_dataset(data), llm)))
+from mmsrarec.recommenders.yes_no import YesNoRecommender
+from mmsrarec.training import yes_no_trainer
+from mmsrarec.training.yes_no_trainer import YesNoConfig
+data, model, root = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+real_validation = yes_no_trainer.validation_ndcg5
+def slow_validation(*args, **kwargs):  # slower evaluations, so that the kill lands mid-run
+    time.sleep(0.5)
+    return real_validation(*args, **kwargs)
+yes_no_trainer.validation_ndcg5 = slow_validation
+dataset = load_dataset(data)
+settings = Settings(cache_dir=root / "cache", run_dir=root / "runs", model=model,
+                    dataset=dataset.name, offline=True)
+config = YesNoConfig(examples=12, batch_size=2, eval_every=2, n_valid_users=3, negatives=3,
+                     k_similar=0, keywords="none", bf16=False, lora_rank=2, lr=1e-2)
+recommender = YesNoRecommender(settings, config, progress=False)
+recommender.fit(dataset, 0)
+print(json.dumps({"folder": str(recommender.save_dir(0)), **recommender.meta}))
 """
 
 
-def test_killed_sft_resumes_from_a_complete_checkpoint(data_dir, tiny_lm_dir, tmp_path):
-    path = script(tmp_path, "sft", SFT)
-    out = tmp_path / "sft"
-    args = [str(data_dir), str(tiny_lm_dir), str(out)]
-    kill_when(path, args, lambda: (out / "checkpoint-4").is_dir(), delay=0.4)
-    assert not (out / "report.json").exists()
-    report = json.loads(run(path, *args).strip().splitlines()[-1])
-    assert report["steps"] == 12 and report["resumed_from"] is not None
-    assert int(report["resumed_from"].rsplit("-", 1)[1]) >= 2
-    checkpoints = sorted(out.glob("checkpoint-*"))
-    assert checkpoints and all(is_complete(folder) for folder in checkpoints)
-    history = [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
-    assert max(row["step"] for row in history) == 12
-    assert json.loads((out / "report.json").read_text()) == report
-    assert (out / "adapter" / "adapter_model.safetensors").exists()
+def test_killed_yes_no_training_resumes_to_the_uninterrupted_result(
+    data_dir, tiny_lm_dir, tmp_path
+):
+    path = script(tmp_path, "yes_no", YES_NO)
+    straight = json.loads(run(path, str(data_dir), str(tiny_lm_dir), str(tmp_path / "a"))
+                          .strip().splitlines()[-1])  # fmt: skip
+    folder = Path(straight["folder"].replace(str(tmp_path / "a"), str(tmp_path / "b")))
+    args = [str(data_dir), str(tiny_lm_dir), str(tmp_path / "b")]
+    kill_when(path, args, lambda: (folder / "checkpoint.pt").exists(), delay=0.3)
+    assert not (folder / "manifest.json").exists()  # killed before the end
+    resumed = json.loads(run(path, *args).strip().splitlines()[-1])
+
+    def without_times(log):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in log]
+
+    assert without_times(resumed["log"]) == without_times(straight["log"])
+    assert resumed["weights_sha256"] == straight["weights_sha256"]
+    assert (folder / "manifest.json").exists() and not (folder / "checkpoint.pt").exists()
 
 
 SUMMARIZE = """

@@ -16,7 +16,8 @@ from mmsrarec.cli.common import run_guarded
 from mmsrarec.cli.train import app
 from mmsrarec.models.item_lm import ItemLMConfig
 from mmsrarec.recommenders.methods import LLM_VARIANTS
-from mmsrarec.training.config import RecommenderTrainConfig, SummarizerTrainConfig
+from mmsrarec.training.config import SummarizerTrainConfig
+from mmsrarec.training.yes_no_trainer import YesNoConfig
 
 
 class _Models:
@@ -32,9 +33,8 @@ class _Models:
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
     import mmsrarec.data
-    import mmsrarec.graph.trained
     import mmsrarec.models
-    import mmsrarec.training.recommender
+    import mmsrarec.recommenders.yes_no
     import mmsrarec.training.summarizer
 
     seen: dict[str, Any] = {}
@@ -48,13 +48,18 @@ def captured(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, Any]:
         seen["config"] = config
         return {}
 
-    def prompt_parts(settings: Any, data: Any, k_similar: int, seed: int) -> tuple[None, None]:
-        seen["prompt_parts"] = (k_similar, seed)
-        return None, None
+    class YesNo:  # records what `train recommender` would train
+        def __init__(self, settings: Any, config: Any, device: Any = None) -> None:
+            self.config, self.meta = config, {"best_examples": 0, "best_valid_ndcg5": 0.5}
+
+        def fit(self, dataset: Any, seed: int) -> None:
+            seen.setdefault("yes_no", []).append((self.config, seed))
+
+        def save_dir(self, seed: int) -> str:
+            return f"seed{seed}"
 
     monkeypatch.setattr(mmsrarec.training.summarizer, "train_summarizer", train)
-    monkeypatch.setattr(mmsrarec.training.recommender, "train_recommender", train)
-    monkeypatch.setattr(mmsrarec.graph.trained, "inference_prompt_parts", prompt_parts)
+    monkeypatch.setattr(mmsrarec.recommenders.yes_no, "YesNoRecommender", YesNo)
     return seen
 
 
@@ -64,23 +69,23 @@ def _fields(config: Any) -> dict[str, Any]:
     return values
 
 
-@pytest.mark.parametrize(
-    ("command", "config_class"),
-    [("summarizer", SummarizerTrainConfig), ("recommender", RecommenderTrainConfig)],
-)
-def test_cli_defaults_are_the_config_defaults(captured, command, config_class) -> None:
-    assert run_guarded(app, [command]) == 0
+def test_cli_defaults_are_the_config_defaults(captured) -> None:
+    assert run_guarded(app, ["summarizer"]) == 0
     built = captured["config"]
-    assert isinstance(built, config_class)
-    assert _fields(built) == _fields(config_class(output_dir=built.output_dir))
-
-
-def test_recommender_prompts_use_the_configs_k_similar_and_seed(captured) -> None:
+    assert isinstance(built, SummarizerTrainConfig)
+    assert _fields(built) == _fields(SummarizerTrainConfig(output_dir=built.output_dir))
     assert run_guarded(app, ["recommender"]) == 0
-    assert captured["prompt_parts"] == (RecommenderTrainConfig.k_similar, 0) == (3, 0)
-    assert run_guarded(app, ["recommender", "--k-similar", "0", "--seed", "5"]) == 0
-    assert captured["prompt_parts"] == (0, 5)
-    assert (captured["config"].k_similar, captured["config"].seed) == (0, 5)
+    assert captured.pop("yes_no") == [(YesNoConfig(), 0)]
+
+
+def test_recommender_options_reach_the_yes_no_config(captured) -> None:
+    flags = ["--seeds", "2", "--k-similar", "0", "--examples", "40", "--keywords", "base",
+             "--negatives", "5", "--lr", "0.001", "--valid-users", "7"]  # fmt: skip
+    assert run_guarded(app, ["recommender", *flags]) == 0
+    expected = YesNoConfig(k_similar=0, examples=40, keywords="base", negatives=5, lr=0.001,
+                           n_valid_users=7)  # fmt: skip
+    assert captured["yes_no"] == [(expected, 0), (expected, 1)]
+    assert run_guarded(app, ["recommender", "--keywords", "best"]) == 2  # one error line
 
 
 def test_an_option_reaches_its_field(captured) -> None:

@@ -1,24 +1,21 @@
-"""Training smoke tests: a few GRPO and SFT steps on tiny local models (no real weights)."""
+"""Training smoke tests: a few GRPO steps on tiny local models (no real weights); the trained
+graph and the two-stage ranking."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from mmsrarec.config import Settings
 from mmsrarec.errors import ConfigError
 from mmsrarec.models import load_llm
-from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
-from mmsrarec.scoring.yes_no import SharedPrefixScorer
-from mmsrarec.training.adapters import OnAdapter, active_adapter, attach_adapters
-from mmsrarec.training.config import RecommenderTrainConfig, SummarizerTrainConfig
-from mmsrarec.training.instructions import TASKS, training_examples, validation_examples
+from mmsrarec.training.config import SummarizerTrainConfig
 
 torch.set_num_threads(1)
 
@@ -26,29 +23,6 @@ torch.set_num_threads(1)
 def fresh_llm(path: Path, tmp_path: Path):
     """A private copy of a tiny model (the session fixtures must not be trained)."""
     return load_llm(str(path), Settings(cache_dir=tmp_path / "cache", offline=True))
-
-
-def test_instructions_use_training_positions_only(tiny_dataset, tiny_llm):
-    rows = training_examples(tiny_llm, tiny_dataset, n_users=0, positions_per_user=3, negatives=2)
-    assert {row["task"] for row in rows} == set(TASKS)
-    train_items = {i for s in tiny_dataset.train_sequences().values() for i in s}
-    train_titles = {tiny_dataset.item(i).title for i in train_items}
-    train_texts = {tiny_dataset.item(i).text for i in train_items}
-    for row in rows:
-        if row["task"] in ("pick_next", "keywords_title"):  # the answer is a training item
-            assert row["completion"] in train_titles
-        if row["task"] in ("yes_no", "next_keywords"):  # history items are training items
-            assert set(re.findall(r"\d+\. <item>(.*?)</item>", row["prompt"])) <= train_titles
-        if row["task"] == "yes_no" and row["completion"] == "yes":  # positives too
-            assert re.search(r"<candidate>(.*?)</candidate>", row["prompt"])[1] in train_texts
-    # yes/no rows are the scorer's exact prompt: prefix + candidate suffix
-    yes = [row for row in rows if row["task"] == "yes_no"]
-    assert {row["completion"] for row in yes} == {"yes", "no"}
-    empty_prefix = build_prefix(tiny_llm, [], "", [])
-    assert empty_prefix.split("Recent items")[0] in yes[0]["prompt"]
-    assert yes[0]["prompt"].endswith(candidate_suffix(tiny_llm, tiny_dataset.item(1))[-30:])
-    valid = validation_examples(tiny_llm, tiny_dataset, n_users=3)
-    assert valid and all(row["prompt"] for row in valid)
 
 
 def test_grpo_items_come_from_training_sequences_only(tiny_dataset):
@@ -68,37 +42,11 @@ def test_grpo_items_come_from_training_sequences_only(tiny_dataset):
     assert not chosen & held_out_only
 
 
-def test_yes_no_examples_retrieve_from_the_whole_history(tiny_dataset, tiny_llm):
-    """As at inference: similar users are found from the whole prefix of the sequence, the
-    prompt lists the last `n_history` items and the neighbours' next items."""
-    seen_histories = []
-
-    def similar_for(user, history):
-        seen_histories.append((user, list(history)))
-        return [{"user_id": "other", "similarity": 0.9, "next_item_id": "i-next",
-                 "next_title": "Neighbour Pick", "keywords": ["kw-a", "kw-b"]}]  # fmt: skip
-
-    rows = training_examples(
-        tiny_llm, tiny_dataset, tasks=["yes_no"], positions_per_user=50, n_history=2,
-        similar_for=similar_for,
-    )  # fmt: skip
-    train = tiny_dataset.train_sequences()
-    ids = {u: [tiny_dataset.item(i).item_id for i in seq] for u, seq in train.items()}
-    assert any(len(history) > 2 for _, history in seen_histories)
-    for user, history in seen_histories:  # each one a strict prefix of the user's sequence
-        assert history == ids[user][: len(history)] and len(history) < len(ids[user])
-    for row in rows:
-        assert "<item>Neighbour Pick</item> keywords: kw-a, kw-b" in row["prompt"]
-        assert len(re.findall(r"\n\d+\. <item>", row["prompt"])) <= 2
-
-
 def test_config_checks(tmp_path):
     with pytest.raises(ConfigError, match="num_generations"):
         SummarizerTrainConfig(output_dir=str(tmp_path), num_generations=1, use_cpu=True)
-    with pytest.raises(ConfigError, match="tasks"):
-        RecommenderTrainConfig(output_dir=str(tmp_path), tasks="nope", use_cpu=True)
-    config = RecommenderTrainConfig(output_dir=str(tmp_path), use_cpu=True)
-    assert config.bf16 is False and config.task_list == list(TASKS)
+    config = SummarizerTrainConfig(output_dir=str(tmp_path), use_cpu=True)
+    assert config.bf16 is False
 
 
 def complete_names(out: Path) -> list[str]:
@@ -215,56 +163,6 @@ def report_history(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "log_history.jsonl").read_text().splitlines()]
 
 
-def test_sft_few_steps_then_reload_gives_identical_scores(tiny_dataset, tiny_lm_dir, tmp_path):
-    from mmsrarec.training.recommender import train_recommender
-
-    llm = fresh_llm(tiny_lm_dir, tmp_path)
-    config = RecommenderTrainConfig(
-        output_dir=str(tmp_path / "sft"), use_cpu=True, max_steps=3, n_users=6,
-        n_valid_users=2, per_device_train_batch_size=2, eval_steps=2, save_steps=2,
-        logging_steps=1, learning_rate=1e-2, max_length=256, seed=0,
-    )  # fmt: skip
-    report = train_recommender(config, tiny_dataset, llm)
-    out = tmp_path / "sft"
-    losses = [row["loss"] for row in report_history(out) if "loss" in row]
-    assert losses and all(math.isfinite(x) for x in losses)
-    assert (out / "loss.png").exists() and report["eval_loss_best"] is not None
-    assert set(report["tasks"]) == set(TASKS)
-
-    # Adapter saved -> loaded on a fresh base model gives the trained model's scores.
-    trained = type(llm)(**{**llm.__dict__, "model": _trained_model(out)})
-    prefix = build_prefix(trained, [("Movie 1", ["space opera"])], "", [])
-    suffixes = [candidate_suffix(trained, tiny_dataset.item(i)) for i in (2, 3, 4)]
-    reloaded = attach_adapters(fresh_llm(tiny_lm_dir, tmp_path), {"recommender": out / "adapter"})
-    base = fresh_llm(tiny_lm_dir, tmp_path)
-    with active_adapter(reloaded.model, "recommender"):
-        again = SharedPrefixScorer(reloaded).score(prefix, suffixes)
-    first = SharedPrefixScorer(trained).score(prefix, suffixes)
-    assert again == pytest.approx(first, abs=1e-6)
-    untrained = SharedPrefixScorer(base).score(prefix, suffixes)
-    assert untrained != pytest.approx(again, abs=1e-4)  # the adapter changed the scores
-    with active_adapter(reloaded.model, None):  # adapters off = the base model
-        assert SharedPrefixScorer(reloaded).score(prefix, suffixes) == pytest.approx(untrained)
-    scorer = OnAdapter(SharedPrefixScorer(reloaded), reloaded.model, "recommender", name="x")
-    assert scorer.score(prefix, suffixes) == pytest.approx(first, abs=1e-6) and scorer.name == "x"
-
-
-def _trained_model(out: Path):
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM
-
-    base = AutoModelForCausalLM.from_pretrained(_base_path(out))
-    return PeftModel.from_pretrained(base, str(out / "adapter")).eval()
-
-
-def _base_path(out: Path) -> str:
-    import json
-
-    return json.loads((out / "adapter" / "adapter_config.json").read_text())[
-        "base_model_name_or_path"
-    ]
-
-
 def test_two_stage_reranks_only_the_shortlist(tiny_dataset):
     import numpy as np
 
@@ -296,59 +194,67 @@ def test_two_stage_reranks_only_the_shortlist(tiny_dataset):
     assert order[3:6] == [6, 7, 8]  # the rest keep the first stage's order
 
 
-def test_trained_graph_switches_adapters_on_one_model(
+def test_trained_graph_uses_the_grpo_adapter_and_the_trained_scorer(
     tiny_dataset, tiny_lm_dir, tiny_encoder_dir, tmp_path
 ):
-    """`mmsrarec-yes-no-no-retrieval` end to end on tiny models: both adapters on one PeftModel,
-    the scorer runs with the SFT adapter, the summarizer with the GRPO one."""
+    """`mmsrarec-yes-no-no-retrieval` end to end on tiny models: the summarizer runs with the
+    GRPO adapter, candidates are scored by the trained yes/no scorer, which is refused once
+    the keywords it was trained on change."""
+    import json
+
     from peft import LoraConfig, get_peft_model
 
-    from mmsrarec.graph.trained import TrainedGraphRecommender, inference_prompt_parts
+    from mmsrarec.errors import NotPreparedError
+    from mmsrarec.graph.trained import TrainedGraphRecommender
     from mmsrarec.recommenders.base import Query
-    from mmsrarec.training.adapters import adapter_dir
+    from mmsrarec.recommenders.yes_no import YesNoRecommender
+    from mmsrarec.summarization import PROMPT_VERSION, KeywordCache
+    from mmsrarec.summarization.cache import keyword_cache_path
+    from mmsrarec.training.adapters import adapter_dir, tuned_summarizer_name
+    from mmsrarec.training.yes_no_trainer import YesNoConfig
 
     settings = Settings(
         cache_dir=tmp_path / "cache", run_dir=tmp_path / "runs", data_dir=tmp_path / "data",
         dataset=tiny_dataset.name, model=str(tiny_lm_dir), embedding_model=str(tiny_encoder_dir),
         offline=True,
     )  # fmt: skip
-    for seed, role in enumerate(("summarizer", "recommender")):
-        torch.manual_seed(seed)
-        lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-        model = get_peft_model(fresh_llm(tiny_lm_dir, tmp_path).model, lora)
-        model.save_pretrained(adapter_dir(settings, role))
+    torch.manual_seed(0)
+    lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(fresh_llm(tiny_lm_dir, tmp_path).model, lora)
+    model.save_pretrained(adapter_dir(settings, "summarizer"))
+    tuned = tuned_summarizer_name(settings)  # `mmsrarec summarize --critic --tuned`:
+    with KeywordCache(keyword_cache_path(settings), tuned, PROMPT_VERSION) as cache:
+        cache.put_many((item, [f"kw {item.item_id}", "drama"], 1.0) for item in tiny_dataset.items)
+    zero_shot = TrainedGraphRecommender(settings, "mmsrarec-yes-no-no-sft")
+    zero_shot.fit(tiny_dataset, 0)
+    assert zero_shot.context.ranker is None and zero_shot.context.summarizer.name == tuned
+    config = YesNoConfig(examples=4, batch_size=2, eval_every=2, n_valid_users=2, negatives=3,
+                         k_similar=0, bf16=False, lora_rank=2)  # fmt: skip
+    scorer = YesNoRecommender(settings, config, progress=False)
+    scorer.fit(tiny_dataset, 0)  # `mmsrarec train recommender`: on the tuned keywords
+    assert scorer.manifest["keywords"]["source"] == tuned
+    assert scorer.keywords_of(tiny_dataset.item(1)) == [
+        f"kw {tiny_dataset.item(1).item_id}",
+        "drama",
+    ]
     recommender = TrainedGraphRecommender(settings, "mmsrarec-yes-no-no-retrieval")
     recommender.fit(tiny_dataset, 0)
     context = recommender.context
     assert context.retriever is None and recommender.name == "mmsrarec-yes-no-no-retrieval"
-    peft_model = context.scorer.llm.model
-    assert set(peft_model.peft_config) == {"summarizer", "recommender"}
-    assert context.summarizer.llm.model is peft_model  # one base model in memory
-    assert "+grpo-" in context.summarizer.name and "+sft-" in context.scorer.name
-    # METHOD.md's prompt (no older-history sentence), catalog summarized offline in `fit`
-    assert context.preference is None
-    assert set(context.keywords.get_many(tiny_dataset.items)) == {
-        item.item_id for item in tiny_dataset.items
-    }
+    assert context.ranker.config == config  # the settings it was trained with
+    assert context.preference is None  # METHOD.md's prompt: no older-history sentence
     user = tiny_dataset.eval_users[0]
     query = Query(user, tuple(tiny_dataset.history(user, "test")),
                   tuple(tiny_dataset.candidates(user, "test")))  # fmt: skip
     scores = recommender.score_candidates([query])[0]
-    assert len(scores) == len(query.candidates) and np_isfinite(scores)
-    # the scorer's numbers are the SFT adapter's, not the base model's
-    prefix = build_prefix(context.scorer.llm, [], "", [])
-    suffixes = [candidate_suffix(context.scorer.llm, tiny_dataset.item(i)) for i in (1, 2)]
-    with active_adapter(peft_model, "recommender"):
-        sft = SharedPrefixScorer(context.scorer.llm).score(prefix, suffixes)
-    with active_adapter(peft_model, None):
-        base = SharedPrefixScorer(context.scorer.llm).score(prefix, suffixes)
-    assert context.scorer.score(prefix, suffixes) == pytest.approx(sft)
-    assert sft != pytest.approx(base)
-    # SFT prompts get the keywords this graph uses: the GRPO summarizer's, from its cache
-    keywords_for, similar_for = inference_prompt_parts(settings, tiny_dataset, k_similar=0)
-    stored = context.keywords.get_many(tiny_dataset.items)
-    assert similar_for is None
-    assert {i.item_id: keywords_for(i) for i in tiny_dataset.items} == stored
+    np.testing.assert_allclose(scores, scorer.score_candidates([query])[0], rtol=1e-5)
+    # Other keywords in the cache: the scorer's prompts would differ from its training.
+    manifest = scorer.save_dir(0) / "manifest.json"
+    stale = json.loads(manifest.read_text())
+    stale["keywords"]["sha256"] = "0" * 64
+    manifest.write_text(json.dumps(stale))
+    with pytest.raises(NotPreparedError, match="trained with other keywords"):
+        TrainedGraphRecommender(settings, "mmsrarec-yes-no").fit(tiny_dataset, 0)
 
 
 def np_isfinite(values) -> bool:
@@ -450,3 +356,34 @@ def test_grpo_killed_mid_run_resumes_from_its_last_complete_checkpoint(
     report = train_summarizer(config, tiny_dataset, policy, tiny_encoder, reward_llm)
     assert Path(report["resumed_from"]) == newest and report["steps"] == step + 1
     assert (out / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_adapters_switch_per_call_on_one_model(tiny_lm_dir, tiny_dataset, tmp_path):
+    """Two saved adapters on one `PeftModel`: each call runs the one it names, None the base."""
+    from peft import LoraConfig, get_peft_model
+
+    from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
+    from mmsrarec.scoring.yes_no import SharedPrefixScorer
+    from mmsrarec.training.adapters import OnAdapter, active_adapter, attach_adapters
+
+    folders = {}
+    for seed, name in enumerate(("one", "two")):
+        torch.manual_seed(seed)
+        lora = LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        model = get_peft_model(fresh_llm(tiny_lm_dir, tmp_path).model, lora)
+        model.save_pretrained(tmp_path / name)
+        folders[name] = tmp_path / name
+    llm = attach_adapters(fresh_llm(tiny_lm_dir, tmp_path), folders)
+    base = SharedPrefixScorer(fresh_llm(tiny_lm_dir, tmp_path))
+    prefix = build_prefix(llm, [("Movie 1", ["space opera"])], "", [])
+    suffixes = [candidate_suffix(llm, tiny_dataset.item(i)) for i in (2, 3)]
+    scorer = SharedPrefixScorer(llm)
+    scores = {}
+    for name in ("one", "two", None):
+        with active_adapter(llm.model, name):
+            scores[name] = scorer.score(prefix, suffixes)
+    assert scores[None] == pytest.approx(base.score(prefix, suffixes))
+    assert scores["one"] != pytest.approx(scores["two"]) != pytest.approx(scores[None])
+    wrapped = OnAdapter(scorer, llm.model, "two", name="x")
+    assert wrapped.score(prefix, suffixes) == pytest.approx(scores["two"]) and wrapped.name == "x"
+    assert llm.model.active_adapter == "one"  # the call restored the active adapter

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": (
         "mmsrarec.cli",
         "train_app",
-        "Train the summarizer (GRPO) and the recommender (SFT) adapters.",
+        "Train the summarizer (GRPO), the yes/no scorer and the LLM recommender.",
     ),
     "demo": (
         "mmsrarec.cli.demo",
@@ -84,9 +84,9 @@ TRAIN_COMMANDS: dict[str, tuple[str, str, str]] = {
         "GRPO of the keyword summarizer on training items with the critic's rewards.",
     ),
     "recommender": (
-        "mmsrarec.cli.train",
-        "recommender",
-        "Multi-task LoRA SFT of the recommender (4 instruction types) with early stopping.",
+        "mmsrarec.cli.train_llm",
+        "yes_no_recommender",
+        "Listwise training of the yes/no scorer with hybrid item tokens (resumes after a kill).",
     ),
     "llm-recommender": (
         "mmsrarec.cli.train_llm",
@@ -155,7 +155,7 @@ train_app = typer.Typer(cls=LazyTrainCommands, no_args_is_help=True, add_complet
 
 @train_app.callback()
 def train() -> None:
-    """Train the summarizer (GRPO) and the recommender (SFT) adapters."""
+    """Train the summarizer (GRPO), the yes/no scorer and the LLM recommender."""
 
 
 def main() -> None:

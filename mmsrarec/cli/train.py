@@ -1,13 +1,12 @@
 """`mmsrarec train summarizer|recommender|llm-recommender`: the LLM's trained parts.
 
-`llm-recommender` trains the hybrid-token recommender (sequence-level, all-item softmax).
-The other two are LoRA adapters for the paper's two LLM roles (keyword summarizer, yes/no
-scorer).
-
-Both write to `<run_dir>/train/<role>/<dataset>/` (checkpoints, `log_history.jsonl`, a PNG of
-the curves, `report.json`, and `adapter/`, which `mmsrarec evaluate --method mmsrarec` loads)
-and resume from the last checkpoint there. They run unchanged on CPU, one GPU, or several
-under `accelerate launch -m mmsrarec.cli.train ...`.
+- `summarizer`: GRPO of the keyword summarizer's LoRA adapter (TRL), written to
+  `<run_dir>/train/summarizer/<dataset>/` (checkpoints, `log_history.jsonl`, curves,
+  `report.json`, `adapter/`), resumed from the last checkpoint there; it runs unchanged on
+  CPU, one GPU, or several under `accelerate launch -m mmsrarec.cli.train ...`.
+- `recommender`: the paper's yes/no scorer, trained listwise with hybrid item tokens
+  (`cli/train_llm.py`).
+- `llm-recommender`: the hybrid-token recommender (sequence-level, all-item softmax).
 """
 
 from __future__ import annotations
@@ -29,13 +28,14 @@ from mmsrarec.cli.common import (
     run_guarded,
     settings_from,
 )
-from mmsrarec.cli.train_llm import llm_recommender
-from mmsrarec.training.adapters import RECOMMENDER, SUMMARIZER, train_dir
-from mmsrarec.training.config import RecommenderTrainConfig, SummarizerTrainConfig
+from mmsrarec.cli.train_llm import llm_recommender, yes_no_recommender
+from mmsrarec.training.adapters import SUMMARIZER, train_dir
+from mmsrarec.training.config import SummarizerTrainConfig
 
-app = typer.Typer(help="Train the summarizer (GRPO) and the recommender (SFT) adapters.",
+app = typer.Typer(help="Train the summarizer (GRPO), the yes/no scorer and the LLM recommender.",
                   no_args_is_help=True)  # fmt: skip
 app.command("llm-recommender")(llm_recommender)
+app.command("recommender")(yes_no_recommender)
 
 ResumeOpt = Annotated[bool, typer.Option(help="Resume from the last checkpoint in the run dir.")]
 
@@ -48,7 +48,7 @@ def field_option(config: type, name: str, flag: str, help: str | None = None, **
     return typer.Option(default, flag, help=help or spec.metadata.get("help"), **extra)
 
 
-S, R = SummarizerTrainConfig, RecommenderTrainConfig
+S = SummarizerTrainConfig
 
 
 @app.command()
@@ -91,55 +91,6 @@ def summarizer(
     models = ModelCache(settings)
     report = train_summarizer(train_config, data, models.llm(), models.encoder(),
                               load_reward_llm(settings.model, settings), resume=resume)  # fmt: skip
-    console.print_json(json.dumps(report))
-
-
-@app.command()
-def recommender(
-    steps: int = field_option(R, "max_steps", "--steps", "Optimizer steps (-1: run `epochs`)."),
-    epochs: float = field_option(R, "num_train_epochs", "--epochs"),
-    users: int = field_option(R, "n_users", "--users"),
-    positions: int = field_option(R, "positions_per_user", "--positions"),
-    negatives: int = field_option(R, "negatives", "--negatives"),
-    valid_users: int = field_option(R, "n_valid_users", "--valid-users"),
-    k_similar: int = field_option(R, "k_similar", "--k-similar", min=0),
-    eval_steps: int = field_option(
-        R, "eval_steps", "--eval-steps", "Steps between evaluations and checkpoints."
-    ),  # fmt: skip
-    batch_size: int = field_option(R, "per_device_train_batch_size", "--batch-size"),
-    learning_rate: float = field_option(R, "learning_rate", "--learning-rate"),
-    max_length: int = field_option(R, "max_length", "--max-length"),
-    resume: ResumeOpt = True,
-    cpu: bool = field_option(R, "use_cpu", "--cpu", "Train on CPU even when a GPU is present."),
-    seed: int = field_option(R, "seed", "--seed"),
-    config: ConfigOpt = None,
-    cache_dir: CacheDirOpt = None,
-    data_dir: DataDirOpt = None,
-    run_dir: RunDirOpt = None,
-    dataset: DatasetOpt = None,
-    model: ModelOpt = None,
-) -> None:
-    """Multi-task LoRA SFT of the recommender (4 instruction types) with early stopping."""
-    settings = settings_from(config, cache_dir=cache_dir, data_dir=data_dir, run_dir=run_dir,
-                             dataset=dataset, model=model)  # fmt: skip
-    from mmsrarec.data import load_dataset
-    from mmsrarec.graph.trained import inference_prompt_parts
-    from mmsrarec.models import ModelCache
-    from mmsrarec.training.recommender import train_recommender
-
-    train_config = RecommenderTrainConfig(
-        output_dir=str(train_dir(settings, RECOMMENDER)), max_steps=steps,
-        num_train_epochs=epochs, n_users=users, positions_per_user=positions,
-        negatives=negatives, n_valid_users=valid_users, k_similar=k_similar,
-        eval_steps=eval_steps, save_steps=eval_steps, per_device_train_batch_size=batch_size,
-        learning_rate=learning_rate, max_length=max_length, use_cpu=cpu, seed=seed,
-    )  # fmt: skip
-    data = load_dataset(settings.dataset_dir)
-    keywords_for, similar_for = inference_prompt_parts(
-        settings, data, train_config.k_similar, train_config.seed
-    )
-    llm = ModelCache(settings).llm()  # a copy of its own: LoRA is added to this one
-    report = train_recommender(train_config, data, llm, keywords_for, similar_for, resume=resume)
     console.print_json(json.dumps(report))
 
 

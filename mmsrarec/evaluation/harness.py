@@ -84,24 +84,28 @@ def evaluate_method(
     users: Sequence[str] | None = None,
     done_dir: Path | None = None,
     run_seed: SeedRunner | None = None,
+    key: Callable[[int], str] | None = None,
 ) -> MethodResult:
     """For each seed: build a fresh recommender, `fit(dataset, seed)`, evaluate it.
 
     With `done_dir`, each finished seed is saved there (atomically) and a seed already saved
     for the same method, protocol, stage and users is loaded instead of run again, so a
-    killed run resumes where it stopped. The caller keeps the folder to one configuration.
+    killed run resumes where it stopped. The caller keeps the folder to one configuration;
+    `key(seed)` (e.g. `yes_no.resume_key`, a digest of what the trained weights must match)
+    is saved with the seed, and a seed saved under another key is run again.
     `run_seed` replaces the local fit-and-evaluate (`distributed.ray_seed_runner`).
     """
     run_seed = run_seed or _local_seed_runner(build, dataset, protocol, stage, users)
     runs, first = [], None
     for seed in seeds:
         path = done_dir / f"{name}.{protocol.value}.{stage}.seed{seed}.json" if done_dir else None
-        done = _load_seed(path, dataset, users) if path is not None else None
+        expected = key(seed) if key is not None else None
+        done = _load_seed(path, dataset, users, expected) if path is not None else None
         if done is None:
             result, fit_s, eval_s = run_seed(seed)
             run = SeedRun(seed, result.metrics, fit_s, eval_s)
             if path is not None:
-                _save_seed(path, run, result)
+                _save_seed(path, run, result, expected)
         else:
             run, result = done
         runs.append(run)
@@ -132,10 +136,10 @@ def _local_seed_runner(
     return run
 
 
-def _save_seed(path: Path, run: SeedRun, result: EvalResult) -> None:
+def _save_seed(path: Path, run: SeedRun, result: EvalResult, key: str | None) -> None:
     # Key order is kept (no sort_keys): it is the metrics' column order in tables.
     obj = {
-        "run": vars(run), "protocol": result.protocol.value, "stage": result.stage,
+        "key": key, "run": vars(run), "protocol": result.protocol.value, "stage": result.stage,
         "users": result.users, "targets": result.targets.tolist(), "ranks": result.ranks.tolist(),
         "candidates": [c.tolist() for c in result.candidates],
         "scores": [s.tolist() for s in result.scores], "metrics": result.metrics,
@@ -144,14 +148,17 @@ def _save_seed(path: Path, run: SeedRun, result: EvalResult) -> None:
 
 
 def _load_seed(
-    path: Path, dataset: Dataset, users: Sequence[str] | None
+    path: Path, dataset: Dataset, users: Sequence[str] | None, key: str | None
 ) -> tuple[SeedRun, EvalResult] | None:
-    """A saved seed, or None when there is none or it was made for other users/targets."""
+    """A saved seed, or None when there is none or it was made for other users, targets or
+    under another `key`."""
     if not path.exists():
         return None
     expected = list(users) if users is not None else sorted(dataset.eval_users)
     try:
         saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved.get("key") != key:
+            return None
         stage = saved["stage"]
         if sorted(saved["users"]) != sorted(expected) or saved["targets"] != [
             dataset.target(user, stage) for user in saved["users"]

@@ -6,12 +6,16 @@ whole graph per user (`graph.recommender`, `graph.trained`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from mmsrarec.config import Settings
+from mmsrarec.data import Dataset
 from mmsrarec.errors import ConfigError
 from mmsrarec.recommenders.base import Recommender
 from mmsrarec.recommenders.methods import CATALOG_SCORERS, build_recommender
 
-# The paper's yes/no scorer in the graph (`mmsrarec train ...` adapters) and its ablations.
+# The paper's yes/no scorer in the graph (`mmsrarec train summarizer|recommender`) and its
+# ablations.
 YES_NO = (
     "mmsrarec-yes-no-zeroshot",
     "mmsrarec-yes-no",
@@ -51,3 +55,20 @@ def build_method(name: str, settings: Settings) -> Recommender:
 
         return TrainedGraphRecommender(settings, name)
     return build_recommender(name, settings)
+
+
+def resume_key(name: str, settings: Settings, dataset: Dataset) -> Callable[[int], str] | None:
+    """For a method that loads the trained yes/no scorer, the seed's `yes_no.resume_key`
+    (saved evaluations made with other trained weights are stale); else None."""
+    from mmsrarec.graph.trained import VARIANTS, scorer_name
+    from mmsrarec.recommenders.methods import YES_NO as TRAINED_YES_NO
+
+    if name == TRAINED_YES_NO:
+        scorer = TRAINED_YES_NO
+    elif name in VARIANTS and VARIANTS[name][1]:
+        scorer = scorer_name(name)
+    else:
+        return None
+    from mmsrarec.recommenders import yes_no
+
+    return lambda seed: yes_no.resume_key(settings, dataset, scorer, seed)

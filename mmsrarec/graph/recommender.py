@@ -7,7 +7,7 @@ candidate scores. Only the sampled protocol here; full ranking goes through
 
 Evaluated graphs follow METHOD.md's two choices that the interactive graph relaxes:
 - the prompt holds the last n items' keywords, the collaborative keywords and the candidate,
-  and no sentence on the older history (the SFT prompts have none either);
+  and no sentence on the older history (the trained scorer's prompts have none either);
 - summarization is an offline stage: `fit` summarizes the whole catalog once into the keyword
   cache (one critic-scored round per item, resumable), so a query only retrieves and scores.
 """

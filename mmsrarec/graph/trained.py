@@ -1,19 +1,21 @@
-"""The full MMSRARec graph with trained adapters, and its ablations.
+"""The full MMSRARec graph with its trained parts, and its ablations.
 
-One base model in memory serves every role: the summarizer runs with the GRPO adapter, the
-scorer with the SFT adapter, and the critic's `r_recon` and the preference sentence with the
-bare base model (`training.adapters.OnAdapter`). Variants (same frozen candidates):
+The summarizer runs with the GRPO adapter on the base model, the critic's `r_recon` with the
+bare base model (`training.adapters.OnAdapter`), and the candidates are scored by the trained
+yes/no scorer (`recommenders/yes_no.py`: the paper's prompt with hybrid item tokens, trained
+listwise by `mmsrarec train recommender`). Variants (same frozen candidates):
 
-- `mmsrarec-yes-no`: both adapters, similar-user retrieval (k = 3) (the paper's design).
-- `mmsrarec-yes-no-no-retrieval`: both adapters, k = 0.
-- `mmsrarec-yes-no-no-rl`: the base summarizer (no GRPO adapter), SFT scorer, retrieval.
-- `mmsrarec-yes-no-no-sft`: GRPO summarizer, base scorer (no SFT adapter), retrieval.
+- `mmsrarec-yes-no`: GRPO summarizer, trained scorer, similar-user retrieval (k = 3).
+- `mmsrarec-yes-no-no-retrieval`: the same with k = 0 in the graph.
+- `mmsrarec-yes-no-no-rl`: the base summarizer, and the scorer trained on its keywords
+  (`mmsrarec train recommender --keywords base`).
+- `mmsrarec-yes-no-no-sft`: GRPO summarizer, the base model's zero-shot yes/no answer.
 
-Adapters come from `mmsrarec train summarizer|recommender` (trained once, seed 0); the
-evaluation seeds vary SASRec, hence the similar users. Keywords of the tuned summarizer are
-cached under their own name (base name + adapter digest), apart from the base model's. Like
-the zero-shot graph, the prompt has no older-history sentence and `fit` summarizes the catalog
-offline (see `graph.recommender`).
+The trained scorer is loaded for the evaluation seed (its ID tokens come from that seed's
+SASRec) and refused when its manifest does not match (`YesNoRecommender.load`). Keywords of
+the tuned summarizer are cached under their own name (base name + adapter digest), apart from
+the base model's. Like the zero-shot graph, the prompt has no older-history sentence and
+`fit` summarizes the catalog offline (see `graph.recommender`).
 """
 
 from __future__ import annotations
@@ -29,21 +31,21 @@ from mmsrarec.graph.factory import build_context
 from mmsrarec.graph.recommender import GraphRecommender, summarize_offline
 from mmsrarec.nodes.context import GraphSettings
 from mmsrarec.recommenders.base import Query, Recommender
+from mmsrarec.recommenders.rerank import rerank_top
+from mmsrarec.recommenders.yes_no import YesNoRecommender, default_name
 from mmsrarec.summarization import PROMPT_VERSION, KeywordCache
 from mmsrarec.summarization.cache import keyword_cache_path
 from mmsrarec.training.adapters import (
-    RECOMMENDER,
     SUMMARIZER,
     OnAdapter,
     adapter_digest,
     adapter_dir,
     attach_adapters,
 )
-from mmsrarec.training.recommender import cached_keywords
-from mmsrarec.types import KeywordsFor, SimilarFor, SimilarUser
+from mmsrarec.training.yes_no_trainer import YesNoConfig
 
 VARIANTS = {
-    # name: (summarizer adapter, recommender adapter, retrieval)
+    # name: (summarizer adapter, trained scorer, retrieval)
     "mmsrarec-yes-no": (True, True, True),
     "mmsrarec-yes-no-no-retrieval": (True, True, False),
     "mmsrarec-yes-no-no-rl": (False, True, True),
@@ -51,34 +53,37 @@ VARIANTS = {
 }
 
 
+def scorer_name(variant: str) -> str:
+    """The trained yes/no scorer a variant loads: trained on the GRPO summarizer's keywords,
+    or on the base summarizer's for `mmsrarec-yes-no-no-rl`."""
+    keywords = "tuned" if VARIANTS[variant][0] else "base"
+    return default_name(YesNoConfig(keywords=keywords))
+
+
 class TrainedGraphRecommender(GraphRecommender):
-    """The graph with the trained LoRA adapters switched per role on one base model.
+    """The graph with the GRPO summarizer adapter and the trained yes/no scorer.
 
     Args:
-        settings: Run settings (`run_dir` holds the adapters under `train/<role>/<dataset>`).
+        settings: Run settings (`run_dir` holds the adapter and the scorer).
         variant: One of `VARIANTS`.
         run: Graph settings; `k_similar` is forced to 0 for `mmsrarec-yes-no-no-retrieval`.
     """
 
     def __init__(self, settings: Settings, variant: str = "mmsrarec-yes-no",
                  run: GraphSettings | None = None) -> None:  # fmt: skip
-        rl, sft, retrieval = VARIANTS[variant]
+        rl, trained, retrieval = VARIANTS[variant]
         run = run or GraphSettings()
         if not retrieval:
             run = run.model_copy(update={"k_similar": 0})
         super().__init__(settings, run)
         self.name = variant
-        self.use_rl, self.use_sft = rl, sft
+        self.use_rl, self.use_trained_scorer = rl, trained
 
     def fit(self, dataset: Dataset, seed: int) -> None:
-        """Loads the base model once, attaches the adapters and builds the graph context."""
-        adapters = {}
-        if self.use_rl:
-            adapters[SUMMARIZER] = adapter_dir(self.settings, SUMMARIZER)
-        if self.use_sft:
-            adapters[RECOMMENDER] = adapter_dir(self.settings, RECOMMENDER)
-        base = self.models.llm()
-        llm = attach_adapters(base, adapters)
+        """Loads the base model once, attaches the summarizer adapter, loads the trained
+        scorer for `seed` and builds the graph context."""
+        adapters = {SUMMARIZER: adapter_dir(self.settings, SUMMARIZER)} if self.use_rl else {}
+        llm = attach_adapters(self.models.llm(), adapters)
         context = build_context(self.settings, dataset, self.models, self.run, seed=seed, llm=llm,
                                 preference=False)  # fmt: skip
         summarizer_name = context.summarizer.name
@@ -86,51 +91,25 @@ class TrainedGraphRecommender(GraphRecommender):
             summarizer_name += f"+grpo-{adapter_digest(adapters[SUMMARIZER])}"
         summarizer = OnAdapter(context.summarizer, llm.model, SUMMARIZER if self.use_rl else None,
                                name=summarizer_name)  # fmt: skip
-        scorer = OnAdapter(context.scorer, llm.model, RECOMMENDER if self.use_sft else None)
-        if self.use_sft:
-            scorer.name = f"{context.scorer.name}+sft-{adapter_digest(adapters[RECOMMENDER])}"
+        ranker = None
+        if self.use_trained_scorer:
+            ranker = YesNoRecommender(self.settings, name=scorer_name(self.name), progress=False)
+            ranker.load(dataset, seed)
         base_parts = {
             key: OnAdapter(getattr(context, key), llm.model, None)
-            for key in ("critic", "preference")
+            for key in ("critic", "preference", "scorer")
             if getattr(context, key) is not None
         }
         self.context = dataclasses.replace(
             context,
             summarizer=summarizer,
-            scorer=scorer,
+            ranker=ranker,
             keywords=KeywordCache(
                 keyword_cache_path(self.settings), summarizer_name, PROMPT_VERSION
             ),  # fmt: skip
             **base_parts,
         )
         summarize_offline(self.context)
-
-
-def inference_prompt_parts(
-    settings: Settings, dataset: Dataset, k_similar: int, seed: int = 0
-) -> tuple[KeywordsFor, SimilarFor | None]:
-    """What the evaluated graph puts in its prompts, for the SFT examples: keywords of the
-    summarizer `mmsrarec` runs with (the GRPO adapter when trained, else the base model),
-    the whole catalog summarized first, and the `k_similar` similar users of SASRec `seed`
-    with their next items' keywords (None when `k_similar` is 0)."""
-    run = GraphSettings(k_similar=k_similar, scorer="yes-no")
-    if adapter_dir(settings, SUMMARIZER).is_dir():
-        graph: GraphRecommender = TrainedGraphRecommender(settings, "mmsrarec-yes-no-no-sft", run)
-    else:
-        graph = GraphRecommender(settings, run)
-    graph.fit(dataset, seed)
-    context = graph.context
-    assert context is not None
-    keywords_for = cached_keywords(context.keywords, dataset)
-    retriever = context.retriever
-    if retriever is None:
-        return keywords_for, None
-
-    def similar_for(user: str, history: list[str]) -> list[SimilarUser]:
-        found = retriever.similar_users(user, history, k_similar)
-        return [{**n, "keywords": keywords_for(dataset.by_id(n["next_item_id"]))} for n in found]
-
-    return keywords_for, similar_for
 
 
 class TwoStageRecommender(Recommender):
@@ -157,17 +136,5 @@ class TwoStageRecommender(Recommender):
         return self.second.score_candidates(queries)
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
-        catalog = np.asarray(self.first.score_catalog(queries), dtype=np.float64)
-        out = np.empty_like(catalog)
-        for row, query in enumerate(queries):
-            scores = catalog[row].copy()
-            scores[0] = -np.inf
-            scores[list(query.history)] = -np.inf
-            order = np.argsort(-scores, kind="stable")  # best first
-            top = order[: self.k]
-            ranks = np.empty(len(order))
-            ranks[order] = np.arange(len(order))
-            out[row] = -1.0 - ranks / len(order)  # SASRec's order, below the re-ranked block
-            shortlist = Query(query.user_id, query.history, tuple(int(i) for i in top))
-            out[row, top] = 1.0 + self.second.score_candidates([shortlist])[0]
-        return out
+        return rerank_top(self.first.score_catalog(queries), queries, self.k,
+                          lambda query: self.second.score_candidates([query])[0])  # fmt: skip

@@ -82,6 +82,16 @@ def is_vision_config(config: PretrainedConfig) -> bool:
     return getattr(config, "vision_config", None) is not None
 
 
+def llm_source(spec: str, settings: Settings) -> tuple[str, Path, bool]:
+    """(what `from_pretrained` reads, the local folder, local files only) for `spec`; a preset
+    is converted on first use."""
+    if spec in LLM_PRESETS:
+        source = ensure_converted(LLM_PRESETS[spec], settings.cache_dir)
+        return str(source), source, True
+    load_from, source = resolve_pretrained(spec, settings, setting="model")
+    return load_from, source, settings.offline
+
+
 def load_llm(spec: str, settings: Settings, *, dtype: torch.dtype = torch.float32) -> LLM:
     """Load an LLM from a preset name, a Hugging Face id or a local folder.
 
@@ -95,12 +105,7 @@ def load_llm(spec: str, settings: Settings, *, dtype: torch.dtype = torch.float3
         ModelNotFoundError: The spec names nothing that can be loaded (offline: at once).
         ConfigError: The model needs a package that is not installed (e.g. torchvision).
     """
-    if spec in LLM_PRESETS:
-        source = ensure_converted(LLM_PRESETS[spec], settings.cache_dir)
-        load_from, local_only = str(source), True
-    else:
-        load_from, source = resolve_pretrained(spec, settings, setting="model")
-        local_only = settings.offline
+    load_from, source, local_only = llm_source(spec, settings)
     try:
         model, tokenizer, processor = _load_parts(load_from, local_only, dtype)
     except OSError as exc:  # a file the folder or the hub cache lacks

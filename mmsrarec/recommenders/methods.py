@@ -37,8 +37,12 @@ FUSIONS = {
     "cf-ensemble": ("sasrec", "item-knn"),
     "mmsrarec-id-only": ("llm-recommender-id-only", "sasrec", "item-knn"),  # control
 }
-# Methods that score the whole catalog in one pass: what the graph's recommend node can use.
-CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", *FUSIONS, *LLM_VARIANTS)
+# The paper's yes/no prompt scorer, trained listwise with hybrid item tokens
+# (`recommenders/yes_no.py`); it ranks the catalog by re-ranking SASRec's top items.
+YES_NO = "llm-yes-no"
+# Methods that score the whole catalog: what the graph's recommend node can use.
+CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", *FUSIONS, *LLM_VARIANTS,
+                   YES_NO)  # fmt: skip
 
 
 def build_recommender(name: str, settings: Settings) -> Recommender:
@@ -71,6 +75,10 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
 
         members = {member: build_recommender(member, settings) for member in FUSIONS[name]}
         return FusionRecommender(members, name)
+    if name == YES_NO:
+        from mmsrarec.recommenders.yes_no import YesNoRecommender
+
+        return YesNoRecommender(settings, name=name)
     if name in LLM_VARIANTS:
         from mmsrarec.models.item_lm import ItemLMConfig
         from mmsrarec.recommenders.llm_recommender import LLMRecommender

@@ -55,11 +55,13 @@ def keyword_list(llm: LLM | None, keywords: Sequence[str]) -> str:
     return ", ".join(k for k in cleaned if k) or "(none)"
 
 
-def history_line(llm: LLM | None, number: int, title: str, keywords: Sequence[str]) -> str:
+def history_line(
+    llm: LLM | None, number: int, title: str, keywords: Sequence[str], slot: str = ""
+) -> str:
     """One history item as every recommender prompt lists it:
-    `3. <item>Title</item> keywords: a, b, c`."""
+    `3. <item>Title</item> keywords: a, b, c` (`slot`, if any, right after `</item>`)."""
     title = sanitize(title, MAX_TITLE_CHARS, _tokenizer(llm))
-    return f"{number}. <item>{title}</item> keywords: {keyword_list(llm, keywords)}"
+    return f"{number}. <item>{title}</item>{slot} keywords: {keyword_list(llm, keywords)}"
 
 
 def _head(
@@ -67,11 +69,12 @@ def _head(
     history_keywords: Sequence[tuple[str, Sequence[str]]],
     preference: str,
     collaborative: Sequence[SimilarUser],
+    slot: str,
 ) -> str:
     """The user message up to the candidate; every line ends with a newline."""
     lines = [INTRO, "Recent items of the user, oldest first, with their keywords:"]
     for number, (title, keywords) in enumerate(history_keywords, start=1):
-        lines.append(history_line(llm, number, title, keywords))
+        lines.append(history_line(llm, number, title, keywords, slot))
     if not history_keywords:
         lines.append("(none)")
     if preference.strip():
@@ -81,7 +84,8 @@ def _head(
         lines.append("Users with a similar history chose next:")
         for user in collaborative:
             title = sanitize(user["next_title"], MAX_TITLE_CHARS, _tokenizer(llm))
-            lines.append(f"- <item>{title}</item> keywords: {keyword_list(llm, user['keywords'])}")
+            keywords = keyword_list(llm, user["keywords"])
+            lines.append(f"- <item>{title}</item>{slot} keywords: {keywords}")
     lines += [QUESTION, "Candidate item:"]
     return "\n".join(lines) + "\n"
 
@@ -110,6 +114,7 @@ def build_prefix(
     history_keywords: Sequence[tuple[str, Sequence[str]]],
     preference: str,
     collaborative: Sequence[SimilarUser],
+    slot: str = "",
 ) -> str:
     """The part of the prompt every candidate of a user shares.
 
@@ -119,17 +124,20 @@ def build_prefix(
         history_keywords: `(title, keywords)` of the user's last n items, oldest first.
         preference: One sentence on the older history, or "" for none.
         collaborative: Similar users; their next item's title and keywords are listed.
+        slot: Put right after each listed item's `</item>` (the hybrid scorer's item
+            tokens, `scoring.packed`); "" for none.
 
     Returns:
         Text ending with a newline inside the user turn, right before the candidate.
     """
-    prefix, _ = _split(llm, _head(llm, history_keywords, preference, collaborative))
+    prefix, _ = _split(llm, _head(llm, history_keywords, preference, collaborative, slot))
     return prefix
 
 
-def candidate_suffix(llm: LLM | None, item: Item) -> str:
+def candidate_suffix(llm: LLM | None, item: Item, slot: str = "") -> str:
     """The candidate block, the rest of the question and (chat models) the assistant header:
-    `build_prefix(...) + candidate_suffix(llm, item)` is the whole prompt."""
+    `build_prefix(...) + candidate_suffix(llm, item)` is the whole prompt. `slot` goes right
+    after `</candidate>`, as in `build_prefix`."""
     _, tail = _split(llm, "")
     text = sanitize(item.text or item.title, MAX_TEXT_CHARS, _tokenizer(llm))
-    return f"<candidate>{text}</candidate>{tail}"
+    return f"<candidate>{text}</candidate>{slot}{tail}"

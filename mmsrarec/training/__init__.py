@@ -2,8 +2,8 @@
 
 - `sasrec_trainer`: SASRec (the retrieval encoder and a baseline).
 - `summarizer`: GRPO of the keyword summarizer on the critic's rewards (TRL, LoRA).
-- `recommender`: multi-task LoRA SFT of the recommender (TRL), instructions in
-  `instructions`.
-- `config`: the two trainers' settings (TRL config subclasses); `adapters`: load and switch
-  the LoRA adapters on one base model; `plots`: reward and loss curves as PNG.
+- `yes_no_trainer`: listwise training of the yes/no scorer with hybrid item tokens.
+- `item_lm_trainer`: sequence-level training of the hybrid-token LLM recommender.
+- `config`: the summarizer's settings (a TRL config subclass); `adapters`: load and switch
+  LoRA adapters on one base model; `checkpoints`, `plots`: resume markers, curves as PNG.
 """

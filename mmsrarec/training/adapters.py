@@ -1,13 +1,12 @@
-"""LoRA adapters of the two trained roles on ONE base model, switched per call.
+"""LoRA adapters (the GRPO summarizer's) on ONE base model, switched per call.
 
-    llm = attach_adapters(models.llm(), {"summarizer": dir_a, "recommender": dir_b})
+    llm = attach_adapters(models.llm(), {"summarizer": adapter_folder})
     summarizer = OnAdapter(LLMSummarizer(llm), llm.model, "summarizer", name=...)
-    scorer = OnAdapter(SharedPrefixScorer(llm), llm.model, "recommender")
     critic = OnAdapter(RewardCritic(encoder, llm), llm.model, None)   # base weights
 
 peft's `PeftModel` holds several named adapters over the same base weights; `set_adapter`
 picks the one used by the next forward pass and `disable_adapter()` runs the bare base model.
-So the graph keeps one copy of the weights in memory whichever roles are trained. Attaching
+So the graph keeps one copy of the weights in memory for every role that runs on it. Attaching
 injects LoRA layers into `llm.model` in place: do not share that `LLM` with a caller that
 wants the untouched model (load a fresh one).
 """
@@ -27,8 +26,6 @@ from mmsrarec.errors import ConfigError, NotPreparedError
 from mmsrarec.models import LLM
 
 SUMMARIZER = "summarizer"
-RECOMMENDER = "recommender"
-ROLES = (SUMMARIZER, RECOMMENDER)
 
 
 def train_dir(settings: Settings, role: str, tag: str = "") -> Path:

@@ -1,9 +1,9 @@
-"""Training settings of the summarizer (GRPO) and the recommender (SFT): TRL's config
-dataclasses plus our fields, each with its `help`, checked together in `__post_init__`.
+"""Training settings of the summarizer (GRPO): TRL's config dataclass plus our fields, each
+with its `help`, checked together in `__post_init__`.
 
 Defaults are the small CPU settings documented in `benchmarks/ACCURACY.md`; on a GPU raise
-`n_items` / `n_users` and the step counts. They are written here only: the options of
-`mmsrarec train summarizer|recommender` take their defaults and help from these fields.
+`n_items` and the step counts. They are written here only: the options of
+`mmsrarec train summarizer` take their defaults and help from these fields.
 Precision: bf16 only where a CUDA device has it (TRL's default of bf16 everywhere fails on
 CPU), fp32 otherwise.
 """
@@ -13,14 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-from trl import GRPOConfig, SFTConfig
+from trl import GRPOConfig
 
 from mmsrarec.critic.rewards import RewardWeights
 from mmsrarec.errors import ConfigError
 from mmsrarec.summarization.stopping import MAX_NEW_TOKENS
 
 
-def _precision(config: GRPOConfig | SFTConfig) -> None:
+def _precision(config: GRPOConfig) -> None:
     """bf16 where CUDA supports it, else fp32 (TRL's bf16 default fails on CPU); gradient
     checkpointing on CUDA only."""
     cuda = torch.cuda.is_available() and not config.use_cpu
@@ -139,72 +139,3 @@ class SummarizerTrainConfig(LoraFields, GRPOConfig):
             raise ConfigError(
                 f"reward weights `alpha`/`beta_recon`/`gamma`/`delta_collab`: {exc}"
             ) from None
-
-
-@dataclass
-class RecommenderTrainConfig(LoraFields, SFTConfig):
-    """Multi-task LoRA SFT of the recommender on training positions only."""
-
-    n_users: int = field(
-        default=200, metadata={"help": "Training users that contribute examples (0 = all)."}
-    )
-    positions_per_user: int = field(
-        default=2, metadata={"help": "Training positions (next items) sampled per user."}
-    )
-    negatives: int = field(
-        default=1, metadata={"help": "Random never-seen items per yes/no positive."}
-    )
-    n_history: int = field(default=5, metadata={"help": "History items in each prompt."})
-    k_similar: int = field(
-        default=3,
-        metadata={"help": "Similar users in yes/no prompts (trains SASRec if missing; 0 = none)."},
-    )
-    n_valid_users: int = field(
-        default=64, metadata={"help": "Validation users (validation target) for eval loss."}
-    )
-    tasks: str = field(
-        default="yes_no,pick_next,keywords_title,next_keywords",
-        metadata={"help": "Comma-separated instruction types (see `instructions.TASKS`)."},
-    )
-    early_stopping_patience: int = field(
-        default=2, metadata={"help": "Evaluations without a lower eval loss before stopping."}
-    )
-    max_length: int | None = field(default=512, metadata={"help": "Tokens per example."})
-    seed: int = field(
-        default=0, metadata={"help": "Seed of example sampling, negatives and LoRA init."}
-    )
-    learning_rate: float = field(default=2e-4, metadata={"help": "AdamW learning rate (LoRA)."})
-    num_train_epochs: float = field(default=1.0, metadata={"help": "Epochs over the examples."})
-    per_device_train_batch_size: int = field(default=4, metadata={"help": "Examples per step."})
-    per_device_eval_batch_size: int = field(default=8, metadata={"help": "Eval batch size."})
-    eval_strategy: str = field(default="steps", metadata={"help": "Evaluate every `eval_steps`."})
-    eval_steps: float | None = field(default=25, metadata={"help": "Steps between evaluations."})
-    save_strategy: str = field(default="steps", metadata={"help": "Checkpoint with evaluations."})
-    save_steps: float = field(default=25, metadata={"help": "Steps between checkpoints."})
-    save_total_limit: int | None = field(default=2, metadata={"help": "Checkpoints kept."})
-    load_best_model_at_end: bool = field(
-        default=True, metadata={"help": "Keep the adapter with the lowest eval loss."}
-    )
-    metric_for_best_model: str | None = field(default="eval_loss", metadata={"help": "Best by."})
-    logging_steps: float = field(default=5, metadata={"help": "Log every N steps."})
-    report_to: str | list[str] | None = field(default="none", metadata={"help": "No trackers."})
-
-    def __post_init__(self) -> None:
-        _precision(self)
-        self.check_lora()
-        from mmsrarec.training.instructions import TASKS
-
-        unknown = [t for t in self.task_list if t not in TASKS]
-        if unknown or not self.task_list:
-            raise ConfigError(f"`tasks` has unknown {unknown}; known: {', '.join(TASKS)}")
-        if self.n_users < 0 or self.positions_per_user < 1 or self.negatives < 0:
-            raise ConfigError("`n_users` >= 0, `positions_per_user` >= 1, `negatives` >= 0")
-        if self.k_similar < 0:
-            raise ConfigError(f"`k_similar` must be at least 0, got {self.k_similar}")
-        if self.load_best_model_at_end and self.eval_strategy != self.save_strategy:
-            raise ConfigError("`load_best_model_at_end` needs `save_strategy` == `eval_strategy`")
-        super().__post_init__()
-
-    @property
-    def task_list(self) -> list[str]:
-        return [t.strip() for t in self.tasks.split(",") if t.strip()]

@@ -13,7 +13,7 @@ columns `description` (the item text) and `item_id` reach the rewards by keyword
   sampled completion cut where the summarizer's stop rule ends greedy generation
   (`StopRuleGRPOTrainer`); tokens after that point get no gradient.
 - Checkpoints: marked complete after each save and resumed only when complete
-  (`training.checkpoints`, as the SFT does), so a kill during a save never resumes from a
+  (`training.checkpoints`), so a kill during a save never resumes from a
   half-written one. The adapter and the report are replaced atomically too.
 - Held-out items (never prompted) are summarised greedily before and after training and
   scored with the same rewards; the report holds the paired 95% interval of tuned - base.
