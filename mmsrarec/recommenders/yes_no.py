@@ -55,6 +55,7 @@ from mmsrarec.storage import atomic_write_bytes, atomic_write_json, sha256_file
 from mmsrarec.summarization.parse import parse_keywords
 from mmsrarec.training.plots import plot_curves
 from mmsrarec.training.yes_no_trainer import YesNoConfig, train_yes_no
+from mmsrarec.types import SimilarUser
 
 logger = logging.getLogger(__name__)
 
@@ -215,16 +216,19 @@ class YesNoRecommender(Recommender):
         out = []
         for (_, history, candidates), similar in zip(lists, retrieved, strict=True):
             recent = [dataset.item(i) for i in list(history)[-n:]]
-            collaborative = [{"user_id": "", "similarity": 0.0, "next_item_id": item.item_id,
-                              "next_title": item.title, "keywords": self.keywords_of(item)}
-                             for item in (dataset.item(i) for i in similar)]  # fmt: skip
+            collaborative = [self._neighbour_pick(dataset.item(i)) for i in similar]
             prefix = build_prefix(llm, [(i.title, self.keywords_of(i)) for i in recent], "",
-                                  collaborative, ITEM_SLOT)  # type: ignore[arg-type]  # fmt: skip
+                                  collaborative, ITEM_SLOT)  # fmt: skip
             slotted = [*list(history)[-n:], *similar]
             suffixes = [encode(llm.tokenizer, candidate_suffix(llm, dataset.item(c), ITEM_SLOT),
                                [c], first=False) for c in candidates]  # fmt: skip
             out.append((encode(llm.tokenizer, prefix, slotted, first=True), suffixes))
         return out
+
+    def _neighbour_pick(self, item: Item) -> SimilarUser:
+        """A similar user's next item as the prompt lists it (title and keywords)."""
+        return SimilarUser(user_id="", similarity=0.0, next_item_id=item.item_id,
+                           next_title=item.title, keywords=self.keywords_of(item))  # fmt: skip
 
     def list_margins(
         self, lists: Sequence[tuple[str, Sequence[int], Sequence[int]]]

@@ -4,6 +4,8 @@
 - `yes_no.py`: `p(yes) / (p(yes) + p(no))` from the first token; `SharedPrefixScorer` runs
   the prefix once (KV cache), `NaiveScorer` one full pass per candidate (the reference),
   `ServerScorer` asks an OpenAI-compatible server (`llm_server_url`).
+- `packed.py`: all of a user's candidates in one sequence (4-D mask) with item-token slots:
+  the trained yes/no scorer's layout, in training and in scoring.
 - `evidence.py`: which history / collaborative keywords a candidate shares.
 - `preference.py`: `LLMPreferenceSummarizer`, one cached sentence on the older history.
 """
