@@ -12,7 +12,9 @@ listwise by `mmsrarec train recommender`). Variants (same frozen candidates):
 - `mmsrarec-yes-no-no-sft`: GRPO summarizer, the base model's zero-shot yes/no answer.
 
 The trained scorer is loaded for the evaluation seed (its ID tokens come from that seed's
-SASRec) and refused when its manifest does not match (`YesNoRecommender.load`). Keywords of
+SASRec) and refused when its manifest does not match (`YesNoRecommender.load`). It holds a
+base model of its own: its LoRA layers are injected in place, so it cannot share the
+summarizer's `PeftModel`. Keywords of
 the tuned summarizer are cached under their own name (base name + adapter digest), apart from
 the base model's. Like the zero-shot graph, the prompt has no older-history sentence and
 `fit` summarizes the catalog offline (see `graph.recommender`).

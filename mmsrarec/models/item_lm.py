@@ -260,5 +260,11 @@ class ItemLM(nn.Module):
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         """The parameters training changes (LoRA, projections, ID embeddings, head)."""
-        names = {name for name, p in self.named_parameters() if p.requires_grad}
-        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k in names}
+        return trainable_state(self)
+
+
+def trainable_state(module: nn.Module, also: tuple[str, ...] = ()) -> dict[str, torch.Tensor]:
+    """CPU copies of `module`'s trainable parameters, plus the state entries named in `also`
+    (buffers fixed at build time that loading must restore)."""
+    names = {name for name, p in module.named_parameters() if p.requires_grad} | set(also)
+    return {k: v.detach().cpu().clone() for k, v in module.state_dict().items() if k in names}

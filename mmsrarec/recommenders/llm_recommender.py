@@ -12,7 +12,6 @@ the best validation epoch), `meta.json` (fingerprint, training log), written las
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -37,7 +36,8 @@ from mmsrarec.models.llm import LLM, load_llm
 from mmsrarec.models.sasrec import SASRecConfig
 from mmsrarec.recommenders.base import Query, Recommender
 from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir, sasrec_fingerprint
-from mmsrarec.storage import atomic_write_bytes, atomic_write_json, sha256_file
+from mmsrarec.storage import atomic_write_json, sha256_file
+from mmsrarec.training.checkpoints import load_verified, save_torch
 from mmsrarec.training.item_lm_trainer import (
     add_retrieval,
     score_histories,
@@ -147,9 +147,7 @@ class LLMRecommender(Recommender):
             "items_with_keywords": sum(1 for i in dataset.items if self.keywords.get(i.item_id)),
             "keywords": self.keywords_source,
         }  # fmt: skip
-        buffer = io.BytesIO()
-        torch.save(self.model.trainable_state(), buffer)
-        atomic_write_bytes(folder / "weights.pt", buffer.getvalue())
+        save_torch(folder / "weights.pt", self.model.trainable_state())
         self.meta["weights_sha256"] = sha256_file(folder / "weights.pt")
         atomic_write_json(folder / "meta.json", self.meta)  # last: marks the folder complete
         checkpoint.unlink(missing_ok=True)
@@ -192,10 +190,7 @@ class LLMRecommender(Recommender):
 
     def _load(self, folder: Path) -> None:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        weights = folder / "weights.pt"
-        if not weights.exists() or sha256_file(weights) != meta.get("weights_sha256"):
-            raise NotPreparedError(f"`{weights}` is missing or damaged: delete `{folder}`")
-        state = torch.load(weights, map_location=self.device, weights_only=True)
+        state = load_verified(folder / "weights.pt", meta.get("weights_sha256"), self.device)
         self._require_model().load_state_dict(state, strict=False)
         self.model.eval()
         self.meta = meta

@@ -19,7 +19,6 @@ and `meta.json` (training log), written last. `fit` retrains when the manifest d
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from torch import nn
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, Item
 from mmsrarec.errors import ConfigError, NotPreparedError
-from mmsrarec.models.item_lm import add_lora
+from mmsrarec.models.item_lm import add_lora, trainable_state
 from mmsrarec.models.item_text import (
     cached_features,
     item_texts,
@@ -51,8 +50,9 @@ from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir, sasrec_f
 from mmsrarec.scoring.packed import ITEM_SLOT, Encoded, answer_margins, encode, pack
 from mmsrarec.scoring.prompts import PROMPT_VERSION, build_prefix, candidate_suffix
 from mmsrarec.scoring.yes_no import yes_no_token_ids
-from mmsrarec.storage import atomic_write_bytes, atomic_write_json, sha256_file
+from mmsrarec.storage import atomic_write_json, sha256_file
 from mmsrarec.summarization.parse import parse_keywords
+from mmsrarec.training.checkpoints import load_verified, save_torch
 from mmsrarec.training.plots import plot_curves
 from mmsrarec.training.yes_no_trainer import YesNoConfig, train_yes_no
 from mmsrarec.types import SimilarUser
@@ -70,9 +70,7 @@ class YesNoModel(nn.Module):
         self.lm, self.item_tokens = lm, item_tokens
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        names = {name for name, p in self.named_parameters() if p.requires_grad}
-        names.add("item_tokens.scale")
-        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k in names}
+        return trainable_state(self, also=("item_tokens.scale",))
 
 
 class YesNoRecommender(Recommender):
@@ -102,7 +100,7 @@ class YesNoRecommender(Recommender):
         self.meta: dict[str, Any] = {}
 
     def save_dir(self, seed: int) -> Path:
-        return self.settings.run_dir / "yes-no" / self.settings.dataset / self.name / f"seed{seed}"
+        return scorer_dir(self.settings, self.name, seed)
 
     # ----- fit and load -----------------------------------------------------------------
 
@@ -121,9 +119,7 @@ class YesNoRecommender(Recommender):
         model = self._require_model()
         result = train_yes_no(model, self.list_margins, dataset, self.config, seed, checkpoint,
                               self.progress)  # fmt: skip
-        buffer = io.BytesIO()
-        torch.save(model.trainable_state(), buffer)
-        atomic_write_bytes(folder / "weights.pt", buffer.getvalue())
+        save_torch(folder / "weights.pt", model.trainable_state())
         self.meta = {
             "best_examples": result.best_examples, "best_valid_ndcg5": result.best_valid_ndcg5,
             "train_seconds": result.seconds, "log": result.log,
@@ -190,10 +186,7 @@ class YesNoRecommender(Recommender):
 
     def _load_weights(self, folder: Path) -> None:
         meta = _json(folder / "meta.json") or {}
-        weights = folder / "weights.pt"
-        if not weights.exists() or sha256_file(weights) != meta.get("weights_sha256"):
-            raise NotPreparedError(f"`{weights}` is missing or damaged: delete `{folder}`")
-        state = torch.load(weights, map_location=self.device, weights_only=True)
+        state = load_verified(folder / "weights.pt", meta.get("weights_sha256"), self.device)
         self._require_model().load_state_dict(state, strict=False)
         self._require_model().eval()
         self.meta = meta
@@ -283,10 +276,14 @@ def resume_key(settings: Settings, dataset: Dataset, name: str, seed: int) -> st
     """A digest of the manifest that scorer `name` must have for `seed` (with the settings it
     was trained with, as `YesNoRecommender(config=None)` loads it): evaluation results saved
     under another key are stale."""
-    recommender = YesNoRecommender(settings, name=name)
-    config = saved_config(recommender.save_dir(seed)) or YesNoConfig()
+    config = saved_config(scorer_dir(settings, name, seed)) or YesNoConfig()
     manifest, _ = expected_manifest(settings, dataset, config, seed)
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
+
+
+def scorer_dir(settings: Settings, name: str, seed: int) -> Path:
+    """Where scorer `name` of `seed` is saved: `<run_dir>/yes-no/<dataset>/<name>/seed<k>`."""
+    return settings.run_dir / "yes-no" / settings.dataset / name / f"seed{seed}"
 
 
 def default_name(config: YesNoConfig) -> str:

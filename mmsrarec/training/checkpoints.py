@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from mmsrarec.storage import atomic_write_bytes, atomic_write_json
+from mmsrarec.errors import NotPreparedError
+from mmsrarec.storage import atomic_write_bytes, atomic_write_json, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -90,3 +91,16 @@ def save_torch(path: Path, obj: Any) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_verified(path: Path, sha256: str | None, device: Any) -> Any:
+    """`torch.load` of weights saved with `save_torch` whose sha256 was recorded.
+
+    Raises:
+        NotPreparedError: the file is missing or its sha256 is not `sha256`.
+    """
+    import torch
+
+    if not path.exists() or sha256_file(path) != sha256:
+        raise NotPreparedError(f"`{path}` is missing or damaged: delete `{path.parent}`")
+    return torch.load(path, map_location=device, weights_only=True)

@@ -11,7 +11,6 @@ Reads only training sequences and the validation stage; never the test stage.
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 import time
@@ -27,7 +26,7 @@ from tqdm.auto import tqdm
 from mmsrarec.data import Dataset
 from mmsrarec.metrics import ndcg, ranks_from_scores
 from mmsrarec.models.item_lm import ItemLM, ItemLMConfig
-from mmsrarec.storage import atomic_write_bytes
+from mmsrarec.training.checkpoints import save_torch
 from mmsrarec.training.sasrec_trainer import window_bounds
 
 logger = logging.getLogger(__name__)
@@ -237,11 +236,9 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: ItemLMConfig, steps_per
 
 
 def _save_checkpoint(path, model, optimizers, generator, best_state, epoch, result) -> None:
-    buffer = io.BytesIO()
-    torch.save({
+    save_torch(path, {
         "model": model.trainable_state(), **optimizers,
         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
         "best_state": best_state, "epoch": epoch, "best_epoch": result.best_epoch,
         "best_valid_ndcg5": result.best_valid_ndcg5, "log": result.log,
-    }, buffer)  # fmt: skip
-    atomic_write_bytes(path, buffer.getvalue())
+    })  # fmt: skip

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import json
 import logging
 import math
@@ -36,7 +35,7 @@ from tqdm.auto import tqdm
 from mmsrarec.data import Dataset
 from mmsrarec.errors import ConfigError
 from mmsrarec.metrics import ndcg, ranks_from_scores
-from mmsrarec.storage import atomic_write_bytes
+from mmsrarec.training.checkpoints import save_torch
 
 logger = logging.getLogger(__name__)
 
@@ -191,8 +190,9 @@ def train_yes_no(
         batch = positions[done : done + config.batch_size]
         margins = score([(p.user, p.history, (p.target, *p.negatives)) for p in batch])
         # The real item is candidate 0 of every list: one softmax over its candidates' margins.
-        loss = torch.stack([F.cross_entropy(m.float().unsqueeze(0), torch.zeros(1, dtype=torch.long,
-                            device=m.device)) for m in margins]).mean()  # fmt: skip
+        logits = torch.stack(margins).float()  # [B, 1 + negatives]
+        loss = F.cross_entropy(logits, torch.zeros(len(batch), dtype=torch.long,
+                                                   device=logits.device))  # fmt: skip
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"training loss became {loss.item()}: lower `lr`")
         optimizer.zero_grad(set_to_none=True)
@@ -234,11 +234,9 @@ def _evaluate(score, dataset, users, module, result: YesNoResult, done: int, sta
 
 
 def _save(path: Path, module, optimizer, best_state, done: int, result: YesNoResult) -> None:
-    buffer = io.BytesIO()
-    torch.save({
+    save_torch(path, {
         "model": module.trainable_state(), "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(), "best_state": best_state, "done": done,
         "best_examples": result.best_examples, "best_valid_ndcg5": result.best_valid_ndcg5,
         "log": result.log,
-    }, buffer)  # fmt: skip
-    atomic_write_bytes(path, buffer.getvalue())
+    })  # fmt: skip
