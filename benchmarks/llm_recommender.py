@@ -42,7 +42,11 @@ MAIN = ["random", "most-popular", "item-knn", "sasrec", "cf-ensemble", "llm-reco
 # as `llm-recommender-item-text`).
 KEYWORDS = ["llm-recommender-base-keywords", "llm-recommender-tuned-no-collab",
             "llm-recommender-item-text"]  # fmt: skip
-CONTROLS = [*KEYWORDS, "llm-recommender-id-only", "llm-recommender-text-only",
+# Fusions that ask what the LLM adds beyond a second collaborative model (3 seeds: the
+# differences are small).
+FUSION_CONTROLS = ["cf-ensemble-two-sasrec", "mmsrarec-four-texts"]
+SEVERAL_SEEDS = [*MAIN, *KEYWORDS, *FUSION_CONTROLS]
+CONTROLS = [*KEYWORDS, *FUSION_CONTROLS, "llm-recommender-id-only", "llm-recommender-text-only",
             "llm-recommender-permuted-text", "llm-recommender-random-init",
             "llm-recommender-minilm", "llm-recommender-retrieval",
             "llm-recommender-text-init-normal", "mmsrarec-id-only", "llm-yes-no"]  # fmt: skip
@@ -56,6 +60,10 @@ KEYWORD_PAIRS = [("llm-recommender", "llm-recommender-base-keywords"),
                  ("llm-recommender", "llm-recommender-tuned-no-collab"),
                  ("llm-recommender", "llm-recommender-item-text"),
                  ("llm-recommender-base-keywords", "llm-recommender-item-text")]  # fmt: skip
+# What the LLM adds to the fusion, against what a second SASRec run adds.
+ADDED_VALUE_PAIRS = [("mmsrarec", "cf-ensemble-two-sasrec"),
+                     ("mmsrarec-four-texts", "cf-ensemble-two-sasrec"),
+                     ("cf-ensemble-two-sasrec", "cf-ensemble")]  # fmt: skip
 RARE = 20  # a target with at most this many training interactions counts as rare
 DRAWS = 2000
 
@@ -80,10 +88,10 @@ def plan(rows: str, seeds: int) -> list[tuple[str, int]]:
         if part == "main":
             out += [(m, s) for s in range(seeds) for m in MAIN]
         elif part == "controls":
-            out += [(m, s) for m in CONTROLS for s in (range(seeds) if m in KEYWORDS else [0])]
+            out += [(m, s) for m in CONTROLS
+                    for s in (range(seeds) if m in SEVERAL_SEEDS else [0])]  # fmt: skip
         else:
-            several = part in MAIN or part in KEYWORDS
-            out += [(part, s) for s in (range(seeds) if several else [0])]
+            out += [(part, s) for s in (range(seeds) if part in SEVERAL_SEEDS else [0])]
     return list(dict.fromkeys(out))
 
 
@@ -256,8 +264,19 @@ def report(dataset) -> dict:
         entry["gates"] = [r["gate"] for r in method_rows if "gate" in r]
         entry["training"] = [r["training"] for r in method_rows if "training" in r]
         out["methods"][method] = entry
-    out["keyword_pairs"] = []
-    for a, b in KEYWORD_PAIRS:
+    out["keyword_pairs"] = pairs(rows, KEYWORD_PAIRS, users)
+    out["added_value_pairs"] = pairs(rows, ADDED_VALUE_PAIRS, users)
+    from mmsrarec.storage import atomic_write_json, atomic_write_text
+
+    atomic_write_json(OUT / "results.json", out)
+    atomic_write_text(OUT / "RESULTS.md", markdown(out))
+    return out
+
+
+def pairs(rows: dict[str, list[dict]], wanted: list[tuple[str, str]], users: list[str]) -> list:
+    """Paired intervals of (row, against) on the seeds both have, for rows both committed."""
+    out = []
+    for a, b in wanted:
         if a not in rows or b not in rows:
             continue
         seeds = {r["seed"] for r in rows[a]} & {r["seed"] for r in rows[b]}
@@ -267,11 +286,7 @@ def report(dataset) -> dict:
                 per_user([r for r in rows[a] if r["seed"] in seeds], protocol, "", users),
                 per_user([r for r in rows[b] if r["seed"] in seeds], protocol, "", users),
             )
-        out["keyword_pairs"].append(pair)
-    from mmsrarec.storage import atomic_write_json, atomic_write_text
-
-    atomic_write_json(OUT / "results.json", out)
-    atomic_write_text(OUT / "RESULTS.md", markdown(out))
+        out.append(pair)
     return out
 
 
@@ -330,11 +345,16 @@ def markdown(out: dict) -> str:
         lines.append(f"| {_label(m, e, out)} | {e['sampled']['rare']:.3f} | "
                      f"{e['sampled']['frequent']:.3f} | "
                      f"{e['full']['rare']:.3f} | {e['full']['frequent']:.3f} |")  # fmt: skip
-    if out.get("keyword_pairs"):
-        lines += ["", "## Keyword sources: the critic's effect on recommendations", "",
+    for key, title in (
+        ("keyword_pairs", "Keyword sources: the critic's effect on recommendations"),
+        ("added_value_pairs", "What the LLM adds: against a second SASRec run"),
+    ):
+        if not out.get(key):
+            continue
+        lines += ["", f"## {title}", "",
                   "| method | against | seeds | NDCG@5 difference | NDCG@10 difference |",
                   "|---|---|---|---|---|"]  # fmt: skip
-        for p in out["keyword_pairs"]:
+        for p in out[key]:
             cells = [f"{p[k]['diff']:+.3f} [{p[k]['low']:+.3f}, {p[k]['high']:+.3f}]"
                      for k in ("sampled", "full")]  # fmt: skip
             seeds = ",".join(map(str, p["seeds"]))

@@ -16,8 +16,10 @@ from mmsrarec.evaluation.methods import METHODS, build_method
 from mmsrarec.evaluation.protocols import evaluate_sampled
 from mmsrarec.models import load_llm
 from mmsrarec.models.item_lm import ItemLM, ItemLMConfig, add_lora, truncated_backbone
-from mmsrarec.recommenders.base import Query, Recommender
+from mmsrarec.recommenders.base import Query, Recommender, Reseeded
 from mmsrarec.recommenders.fusion import FusionRecommender, zscore
+from mmsrarec.recommenders.methods import RESEED_OFFSET
+from mmsrarec.recommenders.sasrec import SASRecRecommender
 from mmsrarec.training.item_lm_trainer import (
     add_retrieval,
     score_histories,
@@ -263,11 +265,31 @@ def test_zscore_is_per_user_and_ignores_ruled_out_items():
 def test_every_new_method_builds(tmp_path):
     settings = Settings(cache_dir=tmp_path, run_dir=tmp_path)
     for name in ("llm-recommender", "llm-recommender-id-only", "cf-ensemble", "mmsrarec",
-                 "mmsrarec-yes-no"):  # fmt: skip
+                 "mmsrarec-yes-no", "cf-ensemble-two-sasrec", "mmsrarec-four-texts"):  # fmt: skip
         assert name in METHODS
         assert build_method(name, settings).name == name
     fused = build_method("mmsrarec", settings)
     assert list(fused.members) == ["llm-recommender", "sasrec", "item-knn"]
+    second = build_method("cf-ensemble-two-sasrec", settings).members["sasrec-reseeded"]
+    assert isinstance(second.member, SASRecRecommender) and second.offset == RESEED_OFFSET
+
+
+class Recording(Fixed):
+    """A `Fixed` recommender that remembers the seed it was fitted with."""
+
+    def fit(self, dataset, seed):
+        super().fit(dataset, seed)
+        self.seed = seed
+
+
+def test_a_reseeded_member_is_fitted_with_its_own_seed(walk_dataset):
+    inner = Recording(next_item_oracle)
+    second = Reseeded(inner, 100, "oracle-reseeded")
+    fusion = FusionRecommender({"oracle": Recording(next_item_oracle), "second": second})
+    fusion.fit(walk_dataset, 2)
+    assert fusion.members["oracle"].seed == 2 and inner.seed == 102
+    queries = [Query.from_dataset(walk_dataset, u, "test", False) for u in walk_dataset.eval_users]
+    np.testing.assert_array_equal(second.score_catalog(queries), inner.score_catalog(queries))
 
 
 @pytest.mark.integration

@@ -54,3 +54,19 @@ class Recommender(ABC):
         """Scores of each query's `candidates`, same order. Default: gather from the catalog."""
         catalog = self.score_catalog(queries)
         return [catalog[row, list(query.candidates)] for row, query in enumerate(queries)]
+
+
+class Reseeded(Recommender):
+    """`member` fitted with `seed + offset`: an independent run of the same method, so that a
+    fusion can add a second collaborative model where another adds the LLM."""
+
+    def __init__(self, member: Recommender, offset: int, name: str) -> None:
+        self.member = member
+        self.offset = offset
+        self.name = name
+
+    def fit(self, dataset: Dataset, seed: int) -> None:
+        self.member.fit(dataset, seed + self.offset)
+
+    def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
+        return self.member.score_catalog(queries)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mmsrarec.config import Settings
 from mmsrarec.errors import ConfigError
-from mmsrarec.recommenders.base import Recommender
+from mmsrarec.recommenders.base import Recommender, Reseeded
 
 # The LLM recommender (hybrid item tokens) and its controls: one setting changed each.
 LLM_VARIANTS: dict[str, dict[str, object]] = {
@@ -36,13 +36,22 @@ FUSIONS = {
     "mmsrarec": ("llm-recommender", "sasrec", "item-knn"),
     "cf-ensemble": ("sasrec", "item-knn"),
     "mmsrarec-id-only": ("llm-recommender-id-only", "sasrec", "item-knn"),  # control
-}
+    # What the LLM adds beyond one more collaborative model: a second SASRec run in its place.
+    "cf-ensemble-two-sasrec": ("sasrec", "sasrec-reseeded", "item-knn"),
+    # The LLM four times, once per item text (the keyword sources and the items' own text).
+    "mmsrarec-four-texts": ("llm-recommender", "llm-recommender-base-keywords",
+                            "llm-recommender-tuned-no-collab", "llm-recommender-item-text",
+                            "sasrec", "item-knn"),
+}  # fmt: skip
+# SASRec trained again with seed + RESEED_OFFSET: an independent second run.
+RESEEDED_SASREC = "sasrec-reseeded"
+RESEED_OFFSET = 100
 # The paper's yes/no prompt scorer, trained listwise with hybrid item tokens
 # (`recommenders/yes_no.py`); it ranks the catalog by re-ranking SASRec's top items.
 YES_NO = "llm-yes-no"
 # Methods that score the whole catalog: what the graph's recommend node can use.
-CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", *FUSIONS, *LLM_VARIANTS,
-                   YES_NO)  # fmt: skip
+CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", RESEEDED_SASREC, *FUSIONS,
+                   *LLM_VARIANTS, YES_NO)  # fmt: skip
 
 
 def build_recommender(name: str, settings: Settings) -> Recommender:
@@ -88,4 +97,7 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
                               keywords_from=KEYWORD_SOURCES.get(name, "none"))  # fmt: skip
     from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
 
-    return SASRecRecommender(save_dir=sasrec_dir(settings))
+    sasrec = SASRecRecommender(save_dir=sasrec_dir(settings))
+    if name == RESEEDED_SASREC:
+        return Reseeded(sasrec, RESEED_OFFSET, name)
+    return sasrec
