@@ -31,21 +31,21 @@ LLM_VARIANTS: dict[str, dict[str, object]] = {
 # `llm-recommender-item-text` does.
 KEYWORD_SOURCES = {"llm-recommender": "tuned", "llm-recommender-base-keywords": "base",
                    "llm-recommender-tuned-no-collab": "tuned:no-collab"}  # fmt: skip
+# SASRec trained again with seed + RESEED_OFFSET: an independent second run.
+RESEEDED_SASREC = "sasrec-reseeded"
+RESEED_OFFSET = 100
 # Gated z-score fusions (fitted on validation): the full system and its baseline.
 FUSIONS = {
     "mmsrarec": ("llm-recommender", "sasrec", "item-knn"),
     "cf-ensemble": ("sasrec", "item-knn"),
     "mmsrarec-id-only": ("llm-recommender-id-only", "sasrec", "item-knn"),  # control
     # What the LLM adds beyond one more collaborative model: a second SASRec run in its place.
-    "cf-ensemble-two-sasrec": ("sasrec", "sasrec-reseeded", "item-knn"),
+    "cf-ensemble-two-sasrec": ("sasrec", RESEEDED_SASREC, "item-knn"),
     # The LLM four times, once per item text (the keyword sources and the items' own text).
     "mmsrarec-four-texts": ("llm-recommender", "llm-recommender-base-keywords",
                             "llm-recommender-tuned-no-collab", "llm-recommender-item-text",
                             "sasrec", "item-knn"),
 }  # fmt: skip
-# SASRec trained again with seed + RESEED_OFFSET: an independent second run.
-RESEEDED_SASREC = "sasrec-reseeded"
-RESEED_OFFSET = 100
 # The paper's yes/no prompt scorer, trained listwise with hybrid item tokens
 # (`recommenders/yes_no.py`); it ranks the catalog by re-ranking SASRec's top items.
 YES_NO = "llm-yes-no"
