@@ -18,10 +18,12 @@ import io
 import json
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 
+from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, Item
 from mmsrarec.storage import atomic_write_bytes
 
@@ -57,6 +59,56 @@ def llm_features(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch:
         mask = encoded["attention_mask"].unsqueeze(-1).to(hidden.dtype)
         rows.append((hidden * mask).sum(1) / mask.sum(1).clamp(min=1))
     return torch.cat(rows).float().cpu().numpy()
+
+
+TextKind = Literal["llm", "minilm"]
+
+
+def catalog_features(
+    settings: Settings, dataset: Dataset, kind: TextKind,
+    keywords: Mapping[str, list[str]] | None = None, llm=None,
+) -> np.ndarray:  # fmt: skip
+    """Frozen text features of every catalog item [n_items, d], in index order, cached on disk.
+
+    Args:
+        kind: `llm` (the LLM's mean-pooled hidden states) or `minilm` (the sentence encoder).
+        keywords: per item id, used in the item texts (`item_texts`).
+        llm: the loaded `settings.model`, when the caller has it already (else loaded here).
+    """
+    texts = item_texts(dataset, keywords)
+    folder = settings.cache_dir / "item-features" / dataset.name
+    if kind == "minilm":
+        from mmsrarec.models.embeddings import load_encoder
+
+        encoder = load_encoder(settings.embedding_model, settings)
+        return cached_features(folder, "minilm", settings.embedding_model, texts,
+                               lambda t: encoder.encode(list(t)))  # fmt: skip
+    if llm is None:
+        from mmsrarec.models.llm import load_llm
+
+        llm = load_llm(settings.model, settings)
+    identity = model_identity(llm.source, llm.name)
+    return cached_features(folder, "llm", identity, texts,
+                           lambda t: llm_features(llm.model, llm.tokenizer, t))  # fmt: skip
+
+
+def with_padding(features: np.ndarray) -> np.ndarray:
+    """[n, d] -> [n + 1, d] with a zero row 0 (the padding index)."""
+    return np.concatenate([np.zeros((1, features.shape[1]), np.float32), features]).astype(
+        np.float32
+    )
+
+
+def unit_pca(features: np.ndarray, dim: int) -> np.ndarray:
+    """Item text vectors for `sasrec-text`: the top `dim` principal components of the
+    features, each row scaled to norm 1; [n + 1, dim] with a zero padding row."""
+    centred = features - features.mean(0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    reduced = centred @ components[:dim].T
+    if reduced.shape[1] < dim:  # fewer items or features than `dim`
+        reduced = np.pad(reduced, ((0, 0), (0, dim - reduced.shape[1])))
+    reduced /= np.linalg.norm(reduced, axis=1, keepdims=True).clip(min=1e-12)
+    return with_padding(reduced)
 
 
 def standardize(features: np.ndarray) -> np.ndarray:

@@ -39,6 +39,9 @@ class Recommender(ABC):
     """
 
     name: str = "recommender"
+    #: Scores items that have no interactions (no trained ID: new releases) from their text or
+    #: fields. An ID-only recommender does not; a fusion then leaves those items to others.
+    reads_text: bool = False
 
     def fit(self, dataset: Dataset, seed: int) -> None:  # noqa: B027 - optional for baselines
         """Train on the training split. Baselines without parameters may do nothing."""
@@ -49,6 +52,11 @@ class Recommender(ABC):
 
         Column 0 (padding) is ignored by the evaluator.
         """
+
+    def hide_ids(self, items: frozenset[int]) -> None:  # noqa: B027 - no IDs to hide by default
+        """Score as if `items` had no trained ID either, besides the dataset's cold items, until
+        called again (`frozenset()` restores). A fusion fits how far to trust text on new
+        items on such pseudo-cold warm items. Recommenders without IDs have nothing to hide."""
 
     def score_candidates(self, queries: Sequence[Query]) -> list[np.ndarray]:
         """Scores of each query's `candidates`, same order. Default: gather from the catalog."""
@@ -65,8 +73,15 @@ class Reseeded(Recommender):
         self.offset = offset
         self.name = name
 
+    @property
+    def reads_text(self) -> bool:  # type: ignore[override]
+        return self.member.reads_text
+
     def fit(self, dataset: Dataset, seed: int) -> None:
         self.member.fit(dataset, seed + self.offset)
+
+    def hide_ids(self, items: frozenset[int]) -> None:
+        self.member.hide_ids(items)
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         return self.member.score_catalog(queries)

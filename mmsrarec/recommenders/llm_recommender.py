@@ -91,6 +91,14 @@ class LLMRecommender(Recommender):
         self.model: ItemLM | None = None
         self.retriever: RetrievalTokens | None = None
         self.meta: dict[str, Any] = {}
+        self.cold: frozenset[int] = frozenset()
+
+    @property
+    def reads_text(self) -> bool:  # type: ignore[override]
+        return self.config.item_tokens != "id"
+
+    def hide_ids(self, items: frozenset[int]) -> None:
+        self._require_model().set_cold(self.cold | items)
 
     def save_dir(self, seed: int) -> Path:
         return (
@@ -121,6 +129,8 @@ class LLMRecommender(Recommender):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model = self._build(llm, sasrec, features).to(self.device)
+        self.cold = dataset.cold
+        self.model.set_cold(dataset.cold)
         if config.k_similar:
             self.retriever = RetrievalTokens(self.settings, dataset, sasrec, config.k_similar)
         if _saved_fingerprint(folder) == fingerprint:
@@ -131,7 +141,7 @@ class LLMRecommender(Recommender):
         if self.retriever is not None:
             add_retrieval(windows, dataset.train_sequences(), self.retriever.tokens)
             valid_retrieved = self.retriever.tokens(
-                [(u, dataset.history(u, "valid")) for u in dataset.eval_users]
+                [(u, dataset.history(u, "valid")) for u in dataset.valid_users]
             )
         checkpoint = folder / "checkpoint.pt"
         if checkpoint.exists() and _checkpoint_fingerprint(folder) != fingerprint:
@@ -186,7 +196,8 @@ class LLMRecommender(Recommender):
             id_init = sasrec.model.item_embedding.weight.detach().cpu()
         text = torch.from_numpy(features) if features is not None else None
         return ItemLM(backbone, llm.model.config.hidden_size, id_init, text, config.item_tokens,
-                      config.dropout, config.text_init)  # fmt: skip
+                      config.dropout, config.text_init,
+                      text_bias=config.id_dropout > 0)  # fmt: skip
 
     def _load(self, folder: Path) -> None:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))

@@ -24,6 +24,8 @@ LLM_VARIANTS: dict[str, dict[str, object]] = {
     "llm-recommender-minilm": {"text_features": "minilm"},
     "llm-recommender-retrieval": {"k_similar": 3},
     "llm-recommender-text-init-normal": {"text_init": "normal"},
+    # Text fallback trained for items without interactions (new releases): IDs hidden at random.
+    "llm-recommender-id-dropout": {"id_dropout": 0.25},
 }
 # Where each variant's item texts take their keywords (`llm_recommender.resolve_keywords`):
 # the GRPO summarizer's (with R_collab), the base summarizer's, the GRPO summarizer's trained
@@ -31,6 +33,9 @@ LLM_VARIANTS: dict[str, dict[str, object]] = {
 # `llm-recommender-item-text` does.
 KEYWORD_SOURCES = {"llm-recommender": "tuned", "llm-recommender-base-keywords": "base",
                    "llm-recommender-tuned-no-collab": "tuned:no-collab"}  # fmt: skip
+# SASRec with frozen text vectors + bounded deltas as item embeddings ("Let It Go?"): scores
+# items that have no interactions from their text.
+SASREC_TEXT = "sasrec-text"
 # SASRec trained again with seed + RESEED_OFFSET: an independent second run.
 RESEEDED_SASREC = "sasrec-reseeded"
 RESEED_OFFSET = 100
@@ -50,7 +55,10 @@ FUSIONS = {
 # (`recommenders/yes_no.py`); it ranks the catalog by re-ranking SASRec's top items.
 YES_NO = "llm-yes-no"
 # Methods that score the whole catalog: what the graph's recommend node can use.
-CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", RESEEDED_SASREC, *FUSIONS,
+# Content baselines: they rank items from their text or fields alone (`content.py`).
+CONTENT = ("content-knn", "genre-profile", "latest")
+CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", SASREC_TEXT, RESEEDED_SASREC,
+                   *CONTENT, *FUSIONS,
                    *LLM_VARIANTS, YES_NO)  # fmt: skip
 
 
@@ -79,6 +87,8 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
         from mmsrarec.recommenders.itemknn import ItemKNNRecommender
 
         return ItemKNNRecommender()
+    if name in CONTENT:
+        return _content(name, settings)
     if name in FUSIONS:
         from mmsrarec.recommenders.fusion import FusionRecommender
 
@@ -97,7 +107,37 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
                               keywords_from=KEYWORD_SOURCES.get(name, "none"))  # fmt: skip
     from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
 
+    if name == SASREC_TEXT:
+        return _sasrec_text(settings)
     sasrec = SASRecRecommender(save_dir=sasrec_dir(settings))
     if name == RESEEDED_SASREC:
         return Reseeded(sasrec, RESEED_OFFSET, name)
     return sasrec
+
+
+def _sasrec_text(settings: Settings) -> Recommender:
+    from mmsrarec.models.item_text import catalog_features, unit_pca
+    from mmsrarec.models.sasrec import SASRecConfig
+    from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
+
+    config = SASRecConfig(item_init="text")
+
+    def text_vectors(dataset):  # the sentence encoder's, as "Let It Go?" used E5's
+        return unit_pca(catalog_features(settings, dataset, "minilm"), config.hidden)
+
+    recommender = SASRecRecommender(config, sasrec_dir(settings, SASREC_TEXT),
+                                    text_vectors=text_vectors)  # fmt: skip
+    recommender.name = SASREC_TEXT
+    return recommender
+
+
+def _content(name: str, settings: Settings) -> Recommender:
+    from mmsrarec.recommenders import content
+
+    if name == "genre-profile":
+        return content.GenreProfileRecommender()
+    if name == "latest":
+        return content.LatestRecommender()
+    from mmsrarec.models.item_text import catalog_features
+
+    return content.ContentKNNRecommender(lambda d: catalog_features(settings, d, "minilm"))

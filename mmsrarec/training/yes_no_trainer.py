@@ -164,7 +164,7 @@ def train_yes_no(
     started = time.perf_counter()
     torch.manual_seed(seed)
     positions = training_positions(dataset, config.examples, config.negatives, seed)
-    valid_users = sorted(dataset.eval_users)
+    valid_users = sorted(dataset.valid_users)
     valid_users = sorted(
         random.Random(seed).sample(valid_users, min(config.n_valid_users, len(valid_users)))
     )
