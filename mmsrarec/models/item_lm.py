@@ -44,6 +44,9 @@ from transformers import PreTrainedModel
 from mmsrarec.errors import ConfigError
 
 ItemTokens = Literal["hybrid", "id", "text"]
+# ID dropout where the catalog has items without interactions: chosen on the new-releases
+# split's validation (pseudo-cold items, see benchmarks/coldstart/RESULTS.md).
+AUTO_ID_DROPOUT = 0.25
 Backbone = Literal["pretrained", "random"]
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -82,12 +85,14 @@ class ItemLMConfig:
         default=0,
         metadata={"help": "Retrieval tokens: next items of this many similar users (0 = off)."},
     )
-    id_dropout: float = field(
-        default=0.0,
+    id_dropout: float | None = field(
+        default=None,
         metadata={
             "help": "Hybrid tokens: share of items whose ID is hidden in each training batch "
             "(input and output side), so the text path learns to score items without "
-            "interactions (new releases); 0 = off, 1 = the text path alone."
+            "interactions (new releases); 0 = off, 1 = the text path alone. Default: "
+            f"{AUTO_ID_DROPOUT} where the catalog has items without interactions (the "
+            "new-releases split), else 0."
         },
     )
     max_len: int = field(default=50, metadata={"help": "History items per window."})
@@ -126,10 +131,22 @@ class ItemLMConfig:
             raise ConfigError(f"`backbone` must be pretrained or random, got {self.backbone}")
         if not 0.0 <= self.dropout < 1.0 or self.lr <= 0 or self.weight_decay < 0:
             raise ConfigError("`dropout` must be in [0, 1), `lr` > 0 and `weight_decay` >= 0")
-        if not 0.0 <= self.id_dropout <= 1.0:
+        if self.id_dropout is not None and not 0.0 <= self.id_dropout <= 1.0:
             raise ConfigError(f"`id_dropout` must be in [0, 1], got {self.id_dropout}")
         if self.id_dropout and self.item_tokens != "hybrid":
             raise ConfigError("`id_dropout` needs hybrid item tokens (an ID and a text part)")
+
+    def id_dropout_for(self, has_cold: bool) -> float:
+        """The ID dropout a fit uses: the setting, or its default for the data."""
+        if self.id_dropout is not None:
+            return self.id_dropout
+        return AUTO_ID_DROPOUT if has_cold and self.item_tokens == "hybrid" else 0.0
+
+    def resolved(self, has_cold: bool) -> ItemLMConfig:
+        """This config with the ID dropout a fit on such data uses (None where it is off, so
+        that a model trained before the setting existed keeps its fingerprint)."""
+        share = self.id_dropout_for(has_cold)
+        return dataclasses.replace(self, id_dropout=share or None)
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, except settings added later while at their default (so that models
@@ -142,7 +159,7 @@ class ItemLMConfig:
 
 
 # Settings added after models were trained and rows committed, with their defaults.
-_LATER: dict[str, Any] = {"id_dropout": 0.0}
+_LATER: dict[str, Any] = {"id_dropout": None}
 
 
 def truncated_backbone(model: PreTrainedModel, layers: int, backbone: Backbone) -> nn.Module:

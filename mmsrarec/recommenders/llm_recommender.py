@@ -25,19 +25,13 @@ from mmsrarec.config import Settings
 from mmsrarec.data import Dataset
 from mmsrarec.errors import NotPreparedError
 from mmsrarec.models.item_lm import ItemLM, ItemLMConfig, add_lora, truncated_backbone
-from mmsrarec.models.item_text import (
-    cached_features,
-    item_texts,
-    llm_features,
-    model_identity,
-    standardize,
-)
+from mmsrarec.models.item_text import catalog_features, standardize, with_padding
 from mmsrarec.models.llm import LLM, load_llm
 from mmsrarec.models.sasrec import SASRecConfig
 from mmsrarec.recommenders.base import Query, Recommender
 from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir, sasrec_fingerprint
 from mmsrarec.storage import atomic_write_json, sha256_file
-from mmsrarec.training.checkpoints import load_verified, save_torch
+from mmsrarec.training.checkpoints import load_verified, remove_resumable, save_torch
 from mmsrarec.training.item_lm_trainer import (
     add_retrieval,
     score_histories,
@@ -113,7 +107,7 @@ class LLMRecommender(Recommender):
 
     def fit(self, dataset: Dataset, seed: int) -> None:
         """Train on the training split (validation for the checkpoint), or reload."""
-        config = self.config
+        config = self.config.resolved(bool(dataset.cold))
         if self.keywords_from != "given":
             self.keywords_source, self.keywords = resolve_keywords(
                 self.settings, dataset, self.keywords_from
@@ -128,7 +122,7 @@ class LLMRecommender(Recommender):
         folder = self.save_dir(seed)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.model = self._build(llm, sasrec, features).to(self.device)
+            self.model = self._build(llm, sasrec, features, config).to(self.device)
         self.cold = dataset.cold
         self.model.set_cold(dataset.cold)
         if config.k_similar:
@@ -145,7 +139,7 @@ class LLMRecommender(Recommender):
             )
         checkpoint = folder / "checkpoint.pt"
         if checkpoint.exists() and _checkpoint_fingerprint(folder) != fingerprint:
-            checkpoint.unlink()  # another configuration's progress: never resume from it
+            remove_resumable(checkpoint)  # another configuration's progress: never resume
         atomic_write_json(folder / "training.json", {"fingerprint": fingerprint})
         result = train_item_lm(self.model, dataset, config, seed, windows, valid_retrieved,
                                checkpoint, self.progress)  # fmt: skip
@@ -160,7 +154,7 @@ class LLMRecommender(Recommender):
         save_torch(folder / "weights.pt", self.model.trainable_state())
         self.meta["weights_sha256"] = sha256_file(folder / "weights.pt")
         atomic_write_json(folder / "meta.json", self.meta)  # last: marks the folder complete
-        checkpoint.unlink(missing_ok=True)
+        remove_resumable(checkpoint)
         _plot(result.log, folder / "training.png", self.name)
 
     def _text_features(self, dataset: Dataset, seed: int, llm: LLM) -> np.ndarray | None:
@@ -168,26 +162,13 @@ class LLMRecommender(Recommender):
         config = self.config
         if config.item_tokens == "id":
             return None
-        texts = item_texts(dataset, self.keywords)
-        folder = self.settings.cache_dir / "item-features" / dataset.name
-        if config.text_features == "minilm":
-            from mmsrarec.models.embeddings import load_encoder
-
-            encoder = load_encoder(self.settings.embedding_model, self.settings)
-            features = cached_features(folder, "minilm", self.settings.embedding_model, texts,
-                                       lambda t: encoder.encode(list(t)))  # fmt: skip
-        else:
-            identity = model_identity(llm.source, llm.name)
-            features = cached_features(
-                folder, "llm", identity, texts, lambda t: llm_features(llm.model, llm.tokenizer, t)
-            )
-        features = standardize(features)
+        kind = "minilm" if config.text_features == "minilm" else "llm"
+        features = standardize(catalog_features(self.settings, dataset, kind, self.keywords, llm))
         if config.text_features == "permuted":  # same values, wrong items: capacity, no knowledge
             features = features[np.random.default_rng(seed).permutation(len(features))]
-        return np.concatenate([np.zeros((1, features.shape[1]), np.float32), features])
+        return with_padding(features)
 
-    def _build(self, llm: LLM, sasrec: SASRecRecommender, features) -> ItemLM:
-        config = self.config
+    def _build(self, llm: LLM, sasrec: SASRecRecommender, features, config) -> ItemLM:
         backbone = add_lora(
             truncated_backbone(llm.model, config.layers, config.backbone), config.lora_rank
         )
@@ -197,7 +178,7 @@ class LLMRecommender(Recommender):
         text = torch.from_numpy(features) if features is not None else None
         return ItemLM(backbone, llm.model.config.hidden_size, id_init, text, config.item_tokens,
                       config.dropout, config.text_init,
-                      text_bias=config.id_dropout > 0)  # fmt: skip
+                      text_bias=bool(config.id_dropout))  # fmt: skip
 
     def _load(self, folder: Path) -> None:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
@@ -270,6 +251,11 @@ def resolve_keywords(
     """
     if source == "none":
         return "item text", {}
+    if dataset.cold and source != "base":
+        # GRPO's data and R_collab read interactions of every item, the cold ones included.
+        logger.warning("new-releases split: the GRPO summarizer's keywords would leak the cold "
+                       "items' interactions; item texts without keywords")  # fmt: skip
+        return "item text (new-releases split: no GRPO keywords)", {}
     if source == "base":
         name, fix = settings.model, "mmsrarec summarize --critic"
     elif source.partition(":")[0] == "tuned":

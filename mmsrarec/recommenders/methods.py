@@ -24,8 +24,8 @@ LLM_VARIANTS: dict[str, dict[str, object]] = {
     "llm-recommender-minilm": {"text_features": "minilm"},
     "llm-recommender-retrieval": {"k_similar": 3},
     "llm-recommender-text-init-normal": {"text_init": "normal"},
-    # Text fallback trained for items without interactions (new releases): IDs hidden at random.
-    "llm-recommender-id-dropout": {"id_dropout": 0.25},
+    # New releases: the text fallback trained without ID dropout (control).
+    "llm-recommender-no-id-dropout": {"id_dropout": 0.0},
 }
 # Where each variant's item texts take their keywords (`llm_recommender.resolve_keywords`):
 # the GRPO summarizer's (with R_collab), the base summarizer's, the GRPO summarizer's trained
@@ -50,6 +50,8 @@ FUSIONS = {
     "mmsrarec-four-texts": ("llm-recommender", "llm-recommender-base-keywords",
                             "llm-recommender-tuned-no-collab", "llm-recommender-item-text",
                             "sasrec", "item-knn"),
+    # New releases: the fused system with the text-initialised SASRec as a fourth member.
+    "mmsrarec-sasrec-text": ("llm-recommender", "sasrec-text", "sasrec", "item-knn"),
 }  # fmt: skip
 # The paper's yes/no prompt scorer, trained listwise with hybrid item tokens
 # (`recommenders/yes_no.py`); it ranks the catalog by re-ranking SASRec's top items.

@@ -16,7 +16,6 @@ means the folder is complete):
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -31,7 +30,8 @@ from mmsrarec.data import Dataset
 from mmsrarec.errors import ConfigError, NotPreparedError
 from mmsrarec.models.sasrec import SASRec, SASRecConfig
 from mmsrarec.recommenders.base import Query, Recommender
-from mmsrarec.storage import atomic_write_bytes, atomic_write_json, sha256_file
+from mmsrarec.storage import atomic_write_json, sha256_file
+from mmsrarec.training.checkpoints import load_verified, remove_resumable, save_torch
 from mmsrarec.training.sasrec_trainer import left_pad, score_histories, train_sasrec
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ class SASRecRecommender(Recommender):
         }
         if folder is not None:
             self._save(folder)
-            (folder / TRAINING_CHECKPOINT).unlink(missing_ok=True)
+            remove_resumable(folder / TRAINING_CHECKPOINT)
 
     # ----- scoring --------------------------------------------------------------------
 
@@ -155,9 +155,7 @@ class SASRecRecommender(Recommender):
 
     def _save(self, folder: Path) -> None:
         model = self._require_model()
-        buffer = io.BytesIO()
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
-        atomic_write_bytes(folder / "weights.pt", buffer.getvalue())
+        save_torch(folder / "weights.pt", {k: v.cpu() for k, v in model.state_dict().items()})
         atomic_write_json(folder / "config.json", self.config.to_dict())
         self.meta["weights_sha256"] = sha256_file(folder / "weights.pt")
         atomic_write_json(folder / "meta.json", self.meta)  # last: marks the folder complete
@@ -165,17 +163,12 @@ class SASRecRecommender(Recommender):
 
     def _load(self, folder: Path, cold: frozenset[int]) -> None:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        weights = folder / "weights.pt"
-        if not weights.exists() or sha256_file(weights) != meta.get("weights_sha256"):
-            raise NotPreparedError(
-                f"`{weights}` is missing or does not match `meta.json`: delete `{folder}` "
-                "and fit again"
-            )
+        state = load_verified(folder / "weights.pt", meta.get("weights_sha256"), "cpu")
         text = None  # the saved state holds the text vectors
         if self.config.item_init == "text":
             text = torch.zeros(meta["n_items"] + 1, self.config.hidden)
         model = SASRec(meta["n_items"], self.config, text)
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        model.load_state_dict(state)
         model.set_cold(cold)
         self.model = model.to(self.device).eval()
         self.meta = meta

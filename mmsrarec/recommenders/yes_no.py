@@ -52,7 +52,7 @@ from mmsrarec.scoring.prompts import PROMPT_VERSION, build_prefix, candidate_suf
 from mmsrarec.scoring.yes_no import yes_no_token_ids
 from mmsrarec.storage import atomic_write_json, sha256_file
 from mmsrarec.summarization.parse import parse_keywords
-from mmsrarec.training.checkpoints import load_verified, save_torch
+from mmsrarec.training.checkpoints import load_verified, remove_resumable, save_torch
 from mmsrarec.training.plots import plot_curves
 from mmsrarec.training.yes_no_trainer import YesNoConfig, train_yes_no
 from mmsrarec.types import SimilarUser
@@ -114,7 +114,7 @@ class YesNoRecommender(Recommender):
             return
         checkpoint = folder / "checkpoint.pt"
         if checkpoint.exists() and _json(folder / "training.json") != self.manifest:
-            checkpoint.unlink()  # another configuration's progress: never resume from it
+            remove_resumable(checkpoint)  # another configuration's progress: never resume
         atomic_write_json(folder / "training.json", self.manifest)
         model = self._require_model()
         result = train_yes_no(model, self.list_margins, dataset, self.config, seed, checkpoint,
@@ -127,7 +127,7 @@ class YesNoRecommender(Recommender):
         }  # fmt: skip
         atomic_write_json(folder / "meta.json", self.meta)
         atomic_write_json(folder / "manifest.json", self.manifest)  # last: marks it complete
-        checkpoint.unlink(missing_ok=True)
+        remove_resumable(checkpoint)
         rows = [{"step": row["examples"], **row} for row in result.log]
         plot_curves(rows, ("loss", "valid_ndcg5"), folder / "training.png",
                     f"{self.name}: listwise loss and validation NDCG@5")  # fmt: skip

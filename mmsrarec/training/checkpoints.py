@@ -6,7 +6,10 @@ fail on (or worse, load partly). `completion_marker()` writes `complete.json` (e
 size) atomically once the trainer has finished saving a checkpoint; `last_complete_checkpoint`
 resumes only from a folder whose marker matches its files, and moves unfinished ones aside.
 
-`save_torch` writes a torch checkpoint through a temporary file and a rename.
+`save_torch` writes a torch checkpoint through a temporary file and a rename; every weights or
+checkpoint file is read back through `load_verified` (its sha256 checked, tensors and plain
+values only). A training loop's resume file (`save_resumable`) records its own sha256 beside
+it, so a file from a kill between the two writes is not resumed from.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsrarec.errors import NotPreparedError
-from mmsrarec.storage import atomic_write_bytes, atomic_write_json, sha256_file
+from mmsrarec.storage import atomic_write_bytes, atomic_write_json, atomic_write_text, sha256_file
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +94,36 @@ def save_torch(path: Path, obj: Any) -> None:
     buffer = io.BytesIO()
     torch.save(obj, buffer)
     atomic_write_bytes(path, buffer.getvalue())
+
+
+def save_resumable(path: Path, state: dict[str, Any]) -> None:
+    """A training loop's state after a finished epoch: the file, then its sha256 beside it."""
+    save_torch(path, state)
+    atomic_write_text(_digest_path(path), sha256_file(path) + "\n")
+
+
+def load_resumable(path: Path | None, device: Any) -> dict[str, Any] | None:
+    """The state saved by `save_resumable`, or None when there is none or it does not match
+    its recorded sha256 (a fresh start, never a partial resume)."""
+    if path is None or not path.exists():
+        return None
+    digest = _digest_path(path)
+    recorded = digest.read_text(encoding="utf-8").strip() if digest.exists() else None
+    try:
+        return load_verified(path, recorded, device)
+    except NotPreparedError:
+        logger.warning("%s does not match its recorded sha256: training starts over", path)
+        return None
+
+
+def remove_resumable(path: Path) -> None:
+    """Remove a resume file and its sha256 (training finished, or it is another run's)."""
+    path.unlink(missing_ok=True)
+    _digest_path(path).unlink(missing_ok=True)
+
+
+def _digest_path(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
 
 
 def load_verified(path: Path, sha256: str | None, device: Any) -> Any:

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from mmsrarec.data import Dataset
 from mmsrarec.metrics import ndcg, ranks_from_scores
 from mmsrarec.models.item_lm import ItemLM, ItemLMConfig
-from mmsrarec.training.checkpoints import save_torch
+from mmsrarec.training.checkpoints import load_resumable, save_resumable
 from mmsrarec.training.sasrec_trainer import window_bounds
 
 logger = logging.getLogger(__name__)
@@ -184,10 +184,10 @@ def train_item_lm(
     scheduler = _scheduler(optimizer, config, steps)
     result = ItemLMResult(best_epoch=0, best_valid_ndcg5=-math.inf)
     best_state = model.trainable_state()
+    id_dropout = config.id_dropout_for(bool(dataset.cold))
     first_epoch = 1
-    if checkpoint is not None and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location=next(model.parameters()).device,
-                           weights_only=False)  # fmt: skip
+    saved = load_resumable(checkpoint, next(model.parameters()).device)
+    if saved is not None:
         model.load_state_dict(saved["model"], strict=False)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -206,7 +206,7 @@ def train_item_lm(
         bar = tqdm(range(steps), desc=f"LLM recommender epoch {epoch}", disable=not progress)
         for step in bar:
             chosen = [windows[i] for i in order[step * config.batch_size :][: config.batch_size]]
-            id_mask = id_dropout_mask(model, config.id_dropout, generator)
+            id_mask = id_dropout_mask(model, id_dropout, generator)
             loss, targets = _batch_loss(model, chosen, config.bf16, id_mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -249,7 +249,7 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: ItemLMConfig, steps_per
 
 
 def _save_checkpoint(path, model, optimizers, generator, best_state, epoch, result) -> None:
-    save_torch(path, {
+    save_resumable(path, {
         "model": model.trainable_state(), **optimizers,
         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
         "best_state": best_state, "epoch": epoch, "best_epoch": result.best_epoch,

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from mmsrarec.data import Dataset
 from mmsrarec.metrics import ndcg, ranks_from_scores
 from mmsrarec.models.sasrec import SASRec, SASRecConfig
-from mmsrarec.training.checkpoints import save_torch
+from mmsrarec.training.checkpoints import load_resumable, save_resumable
 
 logger = logging.getLogger(__name__)
 
@@ -254,7 +254,7 @@ def train_sasrec(
         else:
             bar.set_postfix(loss=f"{epoch_loss:.4f}")
         if checkpoint is not None:
-            save_torch(checkpoint, {
+            save_resumable(checkpoint, {
                 "run_key": run_key, "epoch": epoch, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "best_state": best_state, "stale": stale,
@@ -278,9 +278,9 @@ def _load_checkpoint(
     path: Path | None, run_key: str, device: torch.device
 ) -> dict[str, Any] | None:
     """The saved state at `path` when it belongs to this run, else None (a fresh start)."""
-    if path is None or not path.exists():
+    saved = load_resumable(path, device)
+    if saved is None:
         return None
-    saved = torch.load(path, map_location=device, weights_only=False)
     if saved.get("run_key") != run_key:
         logger.info("SASRec: %s belongs to another run (config, data or seed): not resumed", path)
         return None
