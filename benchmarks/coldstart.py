@@ -51,8 +51,11 @@ DRAWS = 2000
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", default="main,controls",
-                        help="`main`, `controls`, or method names (comma-separated).")
+    parser.add_argument(
+        "--rows",
+        default="main,controls",
+        help="`main`, `controls`, or method names (comma-separated).",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="Seeds of the seeded main rows.")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads.")
     parser.add_argument("--report", action="store_true", help="Only rebuild the tables.")
@@ -210,8 +213,9 @@ def report(dataset) -> dict:
             pair = {"seeds": sorted(seeds)}
             for group, (protocol, _) in GROUPS.items():
                 users = group_users(dataset, group)
-                pair[group] = paired_interval(per_user(mine, protocol, users),
-                                              per_user(theirs, protocol, users), draws=DRAWS)
+                pair[group] = paired_interval(
+                    per_user(mine, protocol, users), per_user(theirs, protocol, users), draws=DRAWS
+                )
             out["paired"].setdefault(method, {})[against] = pair
     atomic_write_json(OUT / "results.json", out)
     atomic_write_text(OUT / "RESULTS.md", markdown(out))

@@ -51,6 +51,7 @@ class Dataset:
     timestamps: dict[str, list[float]] = field(default_factory=dict, repr=False)
     cold: frozenset[int] = frozenset()
     cold_rule: str = ""  # the rule that chose `cold` (`data/coldstart.py`), for the record
+    item_kind: str = "item"  # what one item is, in words ("movie" on ML-100K)
 
     @property
     def n_items(self) -> int:
@@ -173,7 +174,8 @@ def load_dataset(folder: Path) -> Dataset:
         stage: {user: [index[i] for i in ids] for user, ids in frozen[stage].items()}
         for stage in STAGES
     }
-    return Dataset(manifest["name"], items, sequences, negatives, timestamps)
+    return Dataset(manifest["name"], items, sequences, negatives, timestamps,
+                   item_kind=manifest.get("item_kind", "item"))  # fmt: skip
 
 
 def _read_jsonl(path: Path) -> list[dict]:

@@ -118,6 +118,7 @@ def prepare_dataset(
             **settings,
             "name": raw.name,
             "source": raw.source,
+            "item_kind": raw.kind,
             "tie_rule": "timestamp, then source file row order (stable sort)",
             "split": "leave-one-out: last = test, second-last = valid, rest = train",
             "files": {name: sha256_file(folder / name) for name in files},

@@ -32,6 +32,7 @@ class RawData:
     items: list[Item]
     interactions: list[tuple[str, str, float]]  # (user_id, item_id, timestamp), file order
     source: str
+    kind: str = "item"  # what one item is, in words ("movie"): for prompts and replies
 
 
 def read_source(source: str | Path) -> RawData:
@@ -70,7 +71,7 @@ def read_ml100k() -> RawData:
     folder = recbole_ml100k_dir()
     raw = read_atomic_folder(folder)
     items = [_movielens_item(item) for item in raw.items]
-    return RawData("ml-100k", items, raw.interactions, f"recbole:{folder}")
+    return RawData("ml-100k", items, raw.interactions, f"recbole:{folder}", kind="movie")
 
 
 def _movielens_item(item: Item) -> Item:

@@ -22,10 +22,12 @@ ID-only members neither see such items in histories nor score them (z = 0).
 The gate is fitted on the validation position only, by listwise softmax cross-entropy over
 each user's frozen 1 + 20 validation candidates, with a small L2 penalty. On the
 new-releases split no cold interaction is read: validation positions with a cold target are
-left out, cold items are removed from the validation histories and candidates, and the newest
-warm releases (`data.coldstart.pseudo_cold`) play the cold items' part, their IDs hidden from
-every member (`Recommender.hide_ids`). Scoring reads only the queries' histories: no
-validation or test label.
+left out, and cold items are removed from the validation histories and candidates. The warm
+gate is fitted first, as on data without new items; then, the warm gate held fixed, the
+new-item gate, on a world one release cohort earlier: the newest warm releases
+(`data.coldstart.pseudo_cold`) play the cold items' part, their IDs hidden from every member
+(`Recommender.hide_ids`) and from the ID-only members' histories. Scoring reads only the
+queries' histories: no validation or test label.
 """
 
 from __future__ import annotations
@@ -78,26 +80,34 @@ class FusionRecommender(Recommender):
         return [name for name, member in self.members.items() if member.reads_text]
 
     def fit(self, dataset: Dataset, seed: int) -> None:
-        """Fit every member, then the gate on the validation candidates."""
+        """Fit every member, then the gate on the validation candidates: the warm gate as on
+        data without new items, then (on the new-releases split) the new-item gate on the
+        pseudo-cold items, the warm gate held fixed."""
         for member in self.members.values():
             member.fit(dataset, seed)
         counts = np.log1p(np.asarray(dataset.train_popularity(), dtype=np.float64))
         self.popularity = (counts - counts[1:].mean()) / (counts[1:].std() + 1e-9)
-        learns_new = bool(dataset.cold) and bool(self._text_members)
-        pseudo = pseudo_cold(dataset) if learns_new else frozenset()
         queries = [_without(Query.from_dataset(dataset, u, "valid", sampled=True), dataset.cold)
                    for u in dataset.valid_users]  # fmt: skip
         lengths = np.log1p([len(q.history) for q in queries])
         self.length_norm = (float(lengths.mean()), float(lengths.std() + 1e-9))
-        self.no_id = _mask(dataset.n_items, pseudo)
-        for member in self.members.values():
-            member.hide_ids(pseudo)
-        try:
-            features, allowed = self._features(queries, dataset.cold, learns_new)
-        finally:
+        self.no_id = _mask(dataset.n_items, frozenset())
+        features, allowed = self._features(queries, dataset.cold, learns_new=False)
+        self.gate, _ = _fit_gate(features, allowed, len(self.members))
+        self.new_item_gate = None
+        if dataset.cold and self._text_members:
+            pseudo = pseudo_cold(dataset)
+            self.no_id = _mask(dataset.n_items, pseudo)
             for member in self.members.values():
-                member.hide_ids(frozenset())
-        self.gate, self.new_item_gate = _fit_gate(features, allowed, len(self.members))
+                member.hide_ids(pseudo)
+            targets = np.array([dataset.target(u, "valid") for u in dataset.valid_users])
+            try:
+                features, allowed = self._catalog_features(queries, targets, dataset.cold)
+            finally:
+                for member in self.members.values():
+                    member.hide_ids(frozenset())
+            _, self.new_item_gate = _fit_gate(features, allowed, len(self.members), self.gate,
+                                              targets)  # fmt: skip
         self.no_id = _mask(dataset.n_items, dataset.cold)
 
     def _features(
@@ -111,6 +121,24 @@ class FusionRecommender(Recommender):
         features = self._combine(z, queries, self.popularity[candidates],
                                  self.no_id[candidates], learns_new)  # fmt: skip
         return features, allowed
+
+    def _catalog_features(
+        self, queries: Sequence[Query], targets: np.ndarray, cold: frozenset[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Gate features of every item [U, n_items + 1, K], and which items a user's softmax
+        runs over [U, n_items + 1]: the full-ranking candidates (no padding, no history item)
+        less the cold items. A new item must beat the whole catalog to be shown, not 20
+        random negatives."""
+        z = self._z(queries)
+        pop = np.broadcast_to(self.popularity[None, :], z.shape[:2])
+        no_id = np.broadcast_to(self.no_id[None, :], z.shape[:2])
+        allowed = np.ones(z.shape[:2], dtype=bool)
+        allowed[:, 0] = False
+        allowed[:, sorted(cold)] = False
+        for row, query in enumerate(queries):
+            allowed[row, list(query.history)] = False
+        allowed[np.arange(len(queries)), targets] = True  # ranked even if seen before
+        return self._combine(z, queries, pop, no_id, learns_new=True), allowed
 
     def _z(self, queries: Sequence[Query]) -> np.ndarray:
         """Members' z-scores [U, n_items + 1, M]; ID-only members see no item without an ID."""
@@ -205,25 +233,36 @@ def _share(history: Sequence[int], no_id: np.ndarray) -> float:
 
 
 def _fit_gate(
-    features: np.ndarray, allowed: np.ndarray, members: int
+    features: np.ndarray,
+    allowed: np.ndarray,
+    members: int,
+    warm_gate: np.ndarray | None = None,
+    targets: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Listwise softmax cross-entropy (target = candidate 0) + L2, by L-BFGS.
+    """Listwise softmax cross-entropy + L2, by L-BFGS; the target is column `targets[u]`
+    (default 0: the sampled candidates' target).
 
-    Returns the warm gate [M, 3] and the new-item gate [K - 3M] (None when there is none).
+    Returns the warm gate [M, 3] (`warm_gate`, held fixed, where given) and the new-item gate
+    [K - 3M] (None when the features have no new-item part).
     """
     x = torch.from_numpy(np.ascontiguousarray(features))  # [U, C, K]
     warm_x = x[..., : 3 * members].reshape(*x.shape[:2], members, 3)  # [U, C, M, 3]
     new_x = x[..., 3 * members :]
-    warm = torch.zeros(members, 3, dtype=torch.float64, requires_grad=True)
-    with torch.no_grad():
-        warm[:, 0] = 1.0 / members  # start from the plain average of z-scores
-    params = [warm]
+    if warm_gate is None:
+        warm = torch.zeros(members, 3, dtype=torch.float64, requires_grad=True)
+        with torch.no_grad():
+            warm[:, 0] = 1.0 / members  # start from the plain average of z-scores
+        params = [warm]
+    else:
+        warm, params = torch.from_numpy(np.asarray(warm_gate, dtype=np.float64)), []
     new = None
     if new_x.shape[-1]:
         new = torch.zeros(new_x.shape[-1], dtype=torch.float64, requires_grad=True)
         params.append(new)
     optimizer = torch.optim.LBFGS(params, max_iter=200, line_search_fn="strong_wolfe")
-    targets = torch.zeros(x.shape[0], dtype=torch.long)
+    if targets is None:
+        targets = np.zeros(x.shape[0], dtype=np.int64)
+    targets = torch.from_numpy(np.asarray(targets, dtype=np.int64))
     blocked = None if allowed.all() else torch.from_numpy(~allowed)
 
     def closure() -> torch.Tensor:

@@ -50,15 +50,18 @@ FUSIONS = {
     "mmsrarec-four-texts": ("llm-recommender", "llm-recommender-base-keywords",
                             "llm-recommender-tuned-no-collab", "llm-recommender-item-text",
                             "sasrec", "item-knn"),
-    # New releases: the fused system with the text-initialised SASRec as a fourth member.
+    # New releases: the fused system with the text-initialised SASRec, and the LLM's fame prior.
     "mmsrarec-sasrec-text": ("llm-recommender", "sasrec-text", "sasrec", "item-knn"),
+    "mmsrarec-fame": ("llm-recommender", "llm-fame", "sasrec-text", "sasrec", "item-knn"),
 }  # fmt: skip
 # The paper's yes/no prompt scorer, trained listwise with hybrid item tokens
 # (`recommenders/yes_no.py`); it ranks the catalog by re-ranking SASRec's top items.
 YES_NO = "llm-yes-no"
 # Methods that score the whole catalog: what the graph's recommend node can use.
-# Content baselines: they rank items from their text or fields alone (`content.py`).
-CONTENT = ("content-knn", "genre-profile", "latest")
+# Content baselines: they rank items from their text or fields alone (`content.py`), and the
+# LLM's knowledge of how well known each item is (`fame.py`).
+FAME = "llm-fame"
+CONTENT = ("content-knn", "genre-profile", "latest", FAME)
 CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", SASREC_TEXT, RESEEDED_SASREC,
                    *CONTENT, *FUSIONS,
                    *LLM_VARIANTS, YES_NO)  # fmt: skip
@@ -136,6 +139,8 @@ def _sasrec_text(settings: Settings) -> Recommender:
 def _content(name: str, settings: Settings) -> Recommender:
     from mmsrarec.recommenders import content
 
+    if name == FAME:
+        return _fame(settings)
     if name == "genre-profile":
         return content.GenreProfileRecommender()
     if name == "latest":
@@ -143,3 +148,18 @@ def _content(name: str, settings: Settings) -> Recommender:
     from mmsrarec.models.item_text import catalog_features
 
     return content.ContentKNNRecommender(lambda d: catalog_features(settings, d, "minilm"))
+
+
+def _fame(settings: Settings) -> Recommender:
+    import numpy as np
+
+    from mmsrarec.models.item_text import catalog_features, catalog_title_likelihoods
+    from mmsrarec.models.llm import load_llm
+    from mmsrarec.recommenders.fame import FameRecommender
+
+    def features(dataset):
+        llm = load_llm(settings.model, settings)
+        titles = catalog_title_likelihoods(settings, dataset, llm)
+        return np.concatenate([titles, catalog_features(settings, dataset, "llm", llm=llm)], 1)
+
+    return FameRecommender(features)
