@@ -131,6 +131,8 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
                            if k in meta}  # fmt: skip
     if hasattr(recommender, "describe_gate"):
         row["gate"] = recommender.describe_gate()
+    if isinstance(meta, dict) and "validation" in meta:  # the fusion's fit, validation only
+        row["validation"] = meta["validation"]
     atomic_write_json(row_path(method, seed), row)
     full = row["full"]["metrics"]
     print(f"{method} seed {seed}: full NDCG@10 cold {full['cold:NDCG@10']:.4f}, warm "

@@ -53,11 +53,6 @@ class Recommender(ABC):
         Column 0 (padding) is ignored by the evaluator.
         """
 
-    def hide_ids(self, items: frozenset[int]) -> None:  # noqa: B027 - no IDs to hide by default
-        """Score as if `items` had no trained ID either, besides the dataset's cold items, until
-        called again (`frozenset()` restores). A fusion fits how far to trust text on new
-        items on such pseudo-cold warm items. Recommenders without IDs have nothing to hide."""
-
     def score_candidates(self, queries: Sequence[Query]) -> list[np.ndarray]:
         """Scores of each query's `candidates`, same order. Default: gather from the catalog."""
         catalog = self.score_catalog(queries)
@@ -79,9 +74,6 @@ class Reseeded(Recommender):
 
     def fit(self, dataset: Dataset, seed: int) -> None:
         self.member.fit(dataset, seed + self.offset)
-
-    def hide_ids(self, items: frozenset[int]) -> None:
-        self.member.hide_ids(items)
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         return self.member.score_catalog(queries)

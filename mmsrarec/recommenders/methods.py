@@ -27,7 +27,7 @@ LLM_VARIANTS: dict[str, dict[str, object]] = {
     # New releases: the text fallback trained without ID dropout (control).
     "llm-recommender-no-id-dropout": {"id_dropout": 0.0},
 }
-# Where each variant's item texts take their keywords (`llm_recommender.resolve_keywords`):
+# Where each variant's item texts take their keywords (`summarization.keywords`):
 # the GRPO summarizer's (with R_collab), the base summarizer's, the GRPO summarizer's trained
 # without R_collab, or none. The controls above use the items' own text (`none`), as
 # `llm-recommender-item-text` does.

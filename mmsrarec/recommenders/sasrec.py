@@ -70,27 +70,24 @@ class SASRecRecommender(Recommender):
         self.device = torch.device(device)
         self.model: SASRec | None = None
         self.meta: dict[str, Any] = {}
-        self.cold: frozenset[int] = frozenset()
 
     @property
     def reads_text(self) -> bool:  # type: ignore[override]
         return self.config.item_init == "text"
 
-    def hide_ids(self, items: frozenset[int]) -> None:
-        self._require_model().set_cold(self.cold | items)
-
     # ----- training -------------------------------------------------------------------
 
     def fit(self, dataset: Dataset, seed: int) -> None:
         """Train on `dataset.train_sequences()` with validation early stopping, or reload."""
-        self.cold = dataset.cold
         text = None
         if self.config.item_init == "text":
             if self.text_vectors is None:
                 raise ConfigError("SASRec: `item_init=text` needs `text_vectors` to train")
             text = torch.from_numpy(np.ascontiguousarray(self.text_vectors(dataset)))
         fingerprint = sasrec_fingerprint(self.config, dataset, seed, text)
-        folder = self.save_dir / f"seed{seed}" if self.save_dir is not None else None
+        folder = None
+        if self.save_dir is not None:
+            folder = self.save_dir / f"seed{seed}{dataset.split_tag}"
         if folder is not None and _saved_fingerprint(folder) == fingerprint:
             self._load(folder, dataset.cold)
             logger.info(
