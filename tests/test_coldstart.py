@@ -342,3 +342,27 @@ def test_the_protocol_runs_on_a_user_s_own_jsonl_data(tmp_path, tiny_encoder_dir
     assert saved["methods"]["content-knn"]["mean"]["cold:NDCG@10"] > 0.0
     assert main(["evaluate", "--cold", "release>=2024-06-01", "--dataset", "shop",
                  *base]) == 2  # fmt: skip
+
+
+class Unfittable(ByText):
+    """A new-item member that must not be fitted where there are no new items."""
+
+    def fit(self, dataset, seed):
+        if not dataset.cold:
+            raise AssertionError("a new-item member was fitted on data without new items")
+        super().fit(dataset, seed)
+
+
+def test_new_item_members_score_only_items_without_an_id(shop):
+    standard = Dataset(shop.name, shop.items, shop.sequences, shop.negatives, shop.timestamps)
+    alone = FusionRecommender({"popular": PopularityRecommender()})
+    alone.fit(standard, 0)
+    with_new = FusionRecommender({"popular": PopularityRecommender()}, "f", {"text": Unfittable()})
+    with_new.fit(standard, 0)  # no new items: the new-item member is never fitted
+    np.testing.assert_array_equal(with_new.gate, alone.gate)
+    assert with_new.new_item_gate is None
+    with_new.fit(shop, 0)
+    gate = with_new.describe_gate()
+    assert set(gate["text"]) == {"new_items_weight", "new_items_x_history_length"}
+    assert gate["text"]["new_items_weight"] > 0.5
+    assert evaluate_full(with_new, shop).metrics["cold:NDCG@10"] > 0.1

@@ -61,10 +61,24 @@ def zscore(scores: np.ndarray) -> np.ndarray:
 
 
 class FusionRecommender(Recommender):
-    """Gated z-score fusion of fitted-in-`fit` members (all fitted with the same seed)."""
+    """Gated z-score fusion of fitted-in-`fit` members (all fitted with the same seed).
 
-    def __init__(self, members: dict[str, Recommender], name: str = "fusion") -> None:
+    Args:
+        members: the recommenders fused on every item.
+        name: the method's name.
+        new_item_members: recommenders that join only where an item has no ID (they read
+            text); fitted only on data with such items, so the fusion of data without new
+            items is the fusion of `members` alone.
+    """
+
+    def __init__(
+        self,
+        members: dict[str, Recommender],
+        name: str = "fusion",
+        new_item_members: dict[str, Recommender] | None = None,
+    ) -> None:
         self.members = members
+        self.new_item_members = new_item_members or {}
         self.name = name
         self.gate: np.ndarray | None = None  # [M, 3]: a, b, c per member
         # Items without an ID: [T, 2] (d, e) per member that reads text, then (f_0, f_1, f_2).
@@ -76,11 +90,17 @@ class FusionRecommender(Recommender):
 
     @property
     def reads_text(self) -> bool:  # type: ignore[override]
-        return any(member.reads_text for member in self.members.values())
+        return any(member.reads_text for member in self._scorers(True).values())
 
     @property
     def _text_members(self) -> list[str]:
-        return [name for name, member in self.members.items() if member.reads_text]
+        """The members that score items without an ID: those of `members` that read text,
+        then every new-item member."""
+        text = [name for name, member in self.members.items() if member.reads_text]
+        return text + list(self.new_item_members)
+
+    def _scorers(self, with_new: bool) -> dict[str, Recommender]:
+        return {**self.members, **self.new_item_members} if with_new else self.members
 
     def fit(self, dataset: Dataset, seed: int) -> None:
         """Fit every member, then the gate on the validation candidates: the warm gate as on
@@ -99,6 +119,8 @@ class FusionRecommender(Recommender):
         self.gate, _ = _fit_gate(features, allowed, len(self.members))
         self.new_item_gate = None
         if dataset.cold and self._text_members:
+            for member in self.new_item_members.values():
+                member.fit(dataset, seed)
             self.new_item_gate = self._fit_new_item_gate(dataset, seed, queries)
         self.no_id = _mask(dataset.n_items, dataset.cold)
 
@@ -112,19 +134,20 @@ class FusionRecommender(Recommender):
         0.125 among themselves on validation, new releases at 0.047 on the test)."""
         pseudo = pseudo_cold(dataset)
         earlier = dataset.with_cold(dataset.cold | pseudo, dataset.cold_rule)
-        fitted = self.members
-        self.members = {name: member for name, member in fitted.items()}
-        for name in self._text_members:
-            self.members[name] = copy.deepcopy(fitted[name])  # unfitted copies are cheap
+        fitted = self.members, self.new_item_members
+        text = set(self._text_members)
+        again = {name: copy.deepcopy(m) for name, m in self._scorers(True).items() if name in text}
+        self.members = {name: again.get(name, m) for name, m in fitted[0].items()}
+        self.new_item_members = {name: again[name] for name in fitted[1]}
         try:
-            for name in self._text_members:
-                self.members[name].fit(earlier, seed)
+            for member in again.values():
+                member.fit(earlier, seed)
             self.no_id = _mask(dataset.n_items, pseudo)
             targets = np.array([dataset.target(u, "valid") for u in dataset.valid_users])
             features, allowed = self._catalog_features(queries, targets, dataset.cold)
         finally:
-            self.members = fitted
-        _, gate = _fit_gate(features, allowed, len(fitted), self.gate, targets)
+            self.members, self.new_item_members = fitted
+        _, gate = _fit_gate(features, allowed, len(self.members), self.gate, targets)
         # What the fit achieved on its own data, to compare designs on validation only.
         logits = np.where(allowed, features @ np.concatenate([self.gate.reshape(-1), gate]),
                           -np.inf)  # fmt: skip
@@ -144,7 +167,8 @@ class FusionRecommender(Recommender):
         """Gate features of each query's candidates [U, C, K], and which candidates count
         [U, C] (cold negatives do not: no cold item is seen in a fit)."""
         candidates = np.array([q.candidates for q in queries])  # [U, C]
-        z = np.take_along_axis(self._z(queries), candidates[..., None], axis=1)  # [U, C, M]
+        z = self._z(queries, learns_new)
+        z = np.take_along_axis(z, candidates[..., None], axis=1)  # [U, C, M]
         allowed = ~np.isin(candidates, list(cold))
         features = self._combine(z, queries, self.popularity[candidates],
                                  self.no_id[candidates], learns_new)  # fmt: skip
@@ -157,7 +181,7 @@ class FusionRecommender(Recommender):
         runs over [U, n_items + 1]: the full-ranking candidates (no padding, no history item)
         less the cold items. A new item must beat the whole catalog to be shown, not 20
         random negatives."""
-        z = self._z(queries)
+        z = self._z(queries, with_new=True)
         pop = np.broadcast_to(self.popularity[None, :], z.shape[:2])
         no_id = np.broadcast_to(self.no_id[None, :], z.shape[:2])
         allowed = np.ones(z.shape[:2], dtype=bool)
@@ -168,12 +192,13 @@ class FusionRecommender(Recommender):
         allowed[np.arange(len(queries)), targets] = True  # ranked even if seen before
         return self._combine(z, queries, pop, no_id, learns_new=True), allowed
 
-    def _z(self, queries: Sequence[Query]) -> np.ndarray:
-        """Members' z-scores [U, n_items + 1, M]; ID-only members see no item without an ID."""
+    def _z(self, queries: Sequence[Query], with_new: bool) -> np.ndarray:
+        """Members' z-scores [U, n_items + 1, M (+ N new-item members)]; ID-only members see
+        no item without an ID."""
         no_id = frozenset(np.flatnonzero(self.no_id).tolist())
         known = [_without(q, no_id) for q in queries]
         columns = []
-        for member in self.members.values():
+        for member in self._scorers(with_new).values():
             scores = member.score_catalog(queries if member.reads_text else known)
             if not member.reads_text:
                 scores = np.asarray(scores, dtype=np.float64)
@@ -185,18 +210,18 @@ class FusionRecommender(Recommender):
         self, z: np.ndarray, queries: Sequence[Query], pop: np.ndarray, no_id: np.ndarray,
         learns_new: bool,
     ) -> np.ndarray:  # fmt: skip
-        """z [U, I, M], pop and no_id [U, I] -> features [U, I, K]: the warm gate's 3 per member,
-        then (with `learns_new`) the new-item gate's."""
+        """z [U, I, M (+ N)], pop and no_id [U, I] -> features [U, I, K]: the warm gate's 3 per
+        member, then (with `learns_new`) the new-item gate's."""
         mean, std = self.length_norm
         length = (np.log1p([len(q.history) for q in queries]) - mean) / std  # [U]
         length = np.broadcast_to(length[:, None], z.shape[:2])
-        warm = z * ~no_id[..., None]
+        warm = z[..., : len(self.members)] * ~no_id[..., None]
         parts = [warm, warm * length[..., None], warm * pop[..., None]]
         out = np.stack(parts, axis=-1).reshape(*z.shape[:2], -1)  # [U, I, M * 3]
         if not learns_new:
             return out
         new = no_id.astype(np.float64)
-        text = [list(self.members).index(name) for name in self._text_members]
+        text = [list(self._scorers(True)).index(name) for name in self._text_members]
         share = np.array([_share(q.history, self.no_id) for q in queries])[:, None]
         extra = [z[..., m] * new for m in text] + [z[..., m] * new * length for m in text]
         extra += [new, new * share, new * length]
@@ -205,10 +230,10 @@ class FusionRecommender(Recommender):
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         if self.gate is None or self.popularity is None:
             raise NotPreparedError(f"`{self.name}` is not fitted: call `fit(dataset, seed)`")
-        z = self._z(queries)
+        learns_new = self.new_item_gate is not None
+        z = self._z(queries, learns_new)
         pop = np.broadcast_to(self.popularity[None, :], z.shape[:2])
         no_id = np.broadcast_to(self.no_id[None, :], z.shape[:2])
-        learns_new = self.new_item_gate is not None
         weights = self.gate.reshape(-1)
         if learns_new:
             weights = np.concatenate([weights, self.new_item_gate])
@@ -229,8 +254,9 @@ class FusionRecommender(Recommender):
             text = self._text_members
             weights, lengths = np.split(self.new_item_gate[: 2 * len(text)], 2)
             for name, weight, length in zip(text, weights, lengths, strict=True):
-                out[name] |= {"new_items_weight": float(weight),
-                              "new_items_x_history_length": float(length)}  # fmt: skip
+                out.setdefault(name, {}).update(
+                    new_items_weight=float(weight), new_items_x_history_length=float(length)
+                )
             f0, f1, f2 = self.new_item_gate[2 * len(text) :]
             out["new-item offset"] = {"bias": float(f0), "x_recent_new_share": float(f1),
                                       "x_history_length": float(f2)}  # fmt: skip

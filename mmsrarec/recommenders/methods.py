@@ -50,9 +50,10 @@ FUSIONS = {
     "mmsrarec-four-texts": ("llm-recommender", "llm-recommender-base-keywords",
                             "llm-recommender-tuned-no-collab", "llm-recommender-item-text",
                             "sasrec", "item-knn"),
-    # New releases: the fused system with the text-initialised SASRec, and the LLM's fame prior.
-    "mmsrarec-sasrec-text": ("llm-recommender", "sasrec-text", "sasrec", "item-knn"),
-    "mmsrarec-fame": ("llm-recommender", "llm-fame", "sasrec-text", "sasrec", "item-knn"),
+    # New releases, design candidates: the text-initialised SASRec and the LLM's fame prior
+    # scoring only items without an ID (`NEW_ITEM_MEMBERS`).
+    "mmsrarec-st": ("llm-recommender", "sasrec", "item-knn"),
+    "mmsrarec-st-fame": ("llm-recommender", "sasrec", "item-knn"),
 }  # fmt: skip
 # The paper's yes/no prompt scorer, trained listwise with hybrid item tokens
 # (`recommenders/yes_no.py`); it ranks the catalog by re-ranking SASRec's top items.
@@ -62,6 +63,8 @@ YES_NO = "llm-yes-no"
 # LLM's knowledge of how well known each item is (`fame.py`).
 FAME = "llm-fame"
 CONTENT = ("content-knn", "genre-profile", "latest", FAME)
+# Members a fusion adds only where an item has no ID (new releases; `FusionRecommender`).
+NEW_ITEM_MEMBERS = {"mmsrarec-st": ("sasrec-text",), "mmsrarec-st-fame": ("sasrec-text", FAME)}
 CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", SASREC_TEXT, RESEEDED_SASREC,
                    *CONTENT, *FUSIONS,
                    *LLM_VARIANTS, YES_NO)  # fmt: skip
@@ -98,7 +101,9 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
         from mmsrarec.recommenders.fusion import FusionRecommender
 
         members = {member: build_recommender(member, settings) for member in FUSIONS[name]}
-        return FusionRecommender(members, name)
+        new = {member: build_recommender(member, settings)
+               for member in NEW_ITEM_MEMBERS.get(name, ())}  # fmt: skip
+        return FusionRecommender(members, name, new)
     if name == YES_NO:
         from mmsrarec.recommenders.yes_no import YesNoRecommender
 
