@@ -342,6 +342,9 @@ def test_the_protocol_runs_on_a_user_s_own_jsonl_data(tmp_path, tiny_encoder_dir
     assert saved["methods"]["content-knn"]["mean"]["cold:NDCG@10"] > 0.0
     assert main(["evaluate", "--cold", "release>=2024-06-01", "--dataset", "shop",
                  *base]) == 2  # fmt: skip
+    assert main(["evaluate", "--protocol", "shelf", "--dataset", "shop", *base]) == 2
+    assert main(["evaluate", "--split", "new-releases", "--cold", "release", "--dataset",
+                 "shop", *base]) == 2  # fmt: skip
 
 
 class Unfittable(ByText):

@@ -54,6 +54,7 @@ FUSIONS = {
     # scoring only items without an ID (`NEW_ITEM_MEMBERS`).
     "mmsrarec-st": ("llm-recommender", "sasrec", "item-knn"),
     "mmsrarec-st-fame": ("llm-recommender", "sasrec", "item-knn"),
+    "mmsrarec-st-fame-i2i": ("llm-recommender", "sasrec", "item-knn"),
 }  # fmt: skip
 # The paper's yes/no prompt scorer, trained listwise with hybrid item tokens
 # (`recommenders/yes_no.py`); it ranks the catalog by re-ranking SASRec's top items.
@@ -62,9 +63,14 @@ YES_NO = "llm-yes-no"
 # Content baselines: they rank items from their text or fields alone (`content.py`), and the
 # LLM's knowledge of how well known each item is (`fame.py`).
 FAME = "llm-fame"
-CONTENT = ("content-knn", "genre-profile", "latest", FAME)
+I2I = "llm-i2i"  # item-kNN where new items borrow their LLM text neighbours' similarities
+CONTENT = ("content-knn", "genre-profile", "latest", FAME, I2I)
 # Members a fusion adds only where an item has no ID (new releases; `FusionRecommender`).
-NEW_ITEM_MEMBERS = {"mmsrarec-st": ("sasrec-text",), "mmsrarec-st-fame": ("sasrec-text", FAME)}
+NEW_ITEM_MEMBERS = {
+    "mmsrarec-st": ("sasrec-text",),
+    "mmsrarec-st-fame": ("sasrec-text", FAME),
+    "mmsrarec-st-fame-i2i": ("sasrec-text", FAME, I2I),
+}
 CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", SASREC_TEXT, RESEEDED_SASREC,
                    *CONTENT, *FUSIONS,
                    *LLM_VARIANTS, YES_NO)  # fmt: skip
@@ -146,6 +152,11 @@ def _content(name: str, settings: Settings) -> Recommender:
 
     if name == FAME:
         return _fame(settings)
+    if name == I2I:
+        from mmsrarec.models.item_text import catalog_features
+        from mmsrarec.recommenders.i2i import LLMI2IRecommender
+
+        return LLMI2IRecommender(lambda d: catalog_features(settings, d, "llm"))
     if name == "genre-profile":
         return content.GenreProfileRecommender()
     if name == "latest":
