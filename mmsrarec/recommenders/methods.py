@@ -132,50 +132,32 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
 
 
 def _sasrec_text(settings: Settings) -> Recommender:
-    from mmsrarec.models.item_text import catalog_features, unit_pca
+    from mmsrarec.models.item_text import TextFeatures
     from mmsrarec.models.sasrec import SASRecConfig
     from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
 
-    config = SASRecConfig(item_init="text")
-
-    def text_vectors(dataset):  # the sentence encoder's, as "Let It Go?" used E5's
-        return unit_pca(catalog_features(settings, dataset, "minilm"), config.hidden)
-
-    recommender = SASRecRecommender(config, sasrec_dir(settings, SASREC_TEXT),
-                                    text_vectors=text_vectors)  # fmt: skip
+    # The sentence encoder's vectors, as "Let It Go?" used E5's.
+    recommender = SASRecRecommender(SASRecConfig(item_init="text"),
+                                    sasrec_dir(settings, SASREC_TEXT),
+                                    text=TextFeatures(settings, "minilm"))  # fmt: skip
     recommender.name = SASREC_TEXT
     return recommender
 
 
 def _content(name: str, settings: Settings) -> Recommender:
+    from mmsrarec.models.item_text import TextFeatures
     from mmsrarec.recommenders import content
 
     if name == FAME:
-        return _fame(settings)
+        from mmsrarec.recommenders.fame import FameRecommender
+
+        return FameRecommender(TextFeatures(settings, "fame"))
     if name == I2I:
-        from mmsrarec.models.item_text import catalog_features
         from mmsrarec.recommenders.i2i import LLMI2IRecommender
 
-        return LLMI2IRecommender(lambda d: catalog_features(settings, d, "llm"))
+        return LLMI2IRecommender(TextFeatures(settings, "llm"))
     if name == "genre-profile":
         return content.GenreProfileRecommender()
     if name == "latest":
         return content.LatestRecommender()
-    from mmsrarec.models.item_text import catalog_features
-
-    return content.ContentKNNRecommender(lambda d: catalog_features(settings, d, "minilm"))
-
-
-def _fame(settings: Settings) -> Recommender:
-    import numpy as np
-
-    from mmsrarec.models.item_text import catalog_features, catalog_title_likelihoods
-    from mmsrarec.models.llm import load_llm
-    from mmsrarec.recommenders.fame import FameRecommender
-
-    def features(dataset):
-        llm = load_llm(settings.model, settings)
-        titles = catalog_title_likelihoods(settings, dataset, llm)
-        return np.concatenate([titles, catalog_features(settings, dataset, "llm", llm=llm)], 1)
-
-    return FameRecommender(features)
+    return content.ContentKNNRecommender(TextFeatures(settings, "minilm"))
