@@ -40,8 +40,9 @@ FUSED = "mmsrarec"
 MAIN = ["random", "most-popular", "latest", "content-knn", "item-knn", "sasrec", "sasrec-text",
         "cf-ensemble", "llm-recommender", FUSED]  # fmt: skip
 SEEDED = {"sasrec", "sasrec-text", "cf-ensemble", "llm-recommender", FUSED}
-CONTROLS = ["genre-profile", "llm-recommender-permuted-text", "llm-recommender-minilm",
-            "llm-recommender-no-id-dropout", "mmsrarec-no-sasrec-text"]  # fmt: skip
+CONTROLS = ["genre-profile", "llm-fame", "llm-i2i", "llm-recommender-permuted-text",
+            "llm-recommender-minilm", "llm-recommender-no-id-dropout", "mmsrarec-llm-new-items",
+            "cf-ensemble-sasrec-text"]  # fmt: skip
 # What the fused system must beat, by group: the references of the paired intervals.
 AGAINST = ["most-popular", "latest", "content-knn", "sasrec-text", "cf-ensemble",
            "llm-recommender"]  # fmt: skip

@@ -46,7 +46,12 @@ KEYWORDS = ["llm-recommender-base-keywords", "llm-recommender-tuned-no-collab",
 # differences are small).
 FUSION_CONTROLS = ["cf-ensemble-two-sasrec", "mmsrarec-four-texts"]
 SEVERAL_SEEDS = [*MAIN, *KEYWORDS, *FUSION_CONTROLS]
-CONTROLS = [*KEYWORDS, *FUSION_CONTROLS, "llm-recommender-id-only", "llm-recommender-text-only",
+# Models that score items from their text (the new-releases work, benchmarks/coldstart.py):
+# here on warm items, for their rare-target bucket.
+TEXT_MODELS = ["sasrec-text", "content-knn", "llm-fame", "llm-i2i", "latest", "genre-profile",
+               "llm-recommender-item-text-id-dropout"]  # fmt: skip
+CONTROLS = [*KEYWORDS, *FUSION_CONTROLS, *TEXT_MODELS, "llm-recommender-id-only",
+            "llm-recommender-text-only",
             "llm-recommender-permuted-text", "llm-recommender-random-init",
             "llm-recommender-minilm", "llm-recommender-retrieval",
             "llm-recommender-text-init-normal", "mmsrarec-id-only", "llm-yes-no"]  # fmt: skip
