@@ -21,15 +21,14 @@ Prerequisite: `mmsrarec data prepare` (after fields were kept: `--force` on an o
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from rows import load_rows, per_user, write_export
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "coldstart"
@@ -103,7 +102,6 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
     """Fit once on the split, evaluate the three protocols on every test user, commit."""
     import torch
 
-    from mmsrarec.evaluation.harness import write_rankings
     from mmsrarec.evaluation.methods import build_method
     from mmsrarec.evaluation.protocols import EVALUATE, Protocol
     from mmsrarec.storage import atomic_write_json
@@ -121,11 +119,7 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
                          "ranks": result.ranks.tolist(), "cold": result.cold.tolist(),
                          "seconds": time.perf_counter() - began}  # fmt: skip
         if seed == 0:
-            plain = RANKINGS / f"{protocol}.{method}.jsonl"
-            write_rankings(plain, result, dataset)
-            with plain.open("rb") as src, gzip.GzipFile(f"{plain}.gz", "wb", mtime=0) as dst:
-                shutil.copyfileobj(src, dst)  # mtime 0: equal rows give equal files
-            plain.unlink()
+            write_export(RANKINGS, method, result, dataset)
     meta = getattr(recommender, "meta", None)
     if isinstance(meta, dict) and "log" in meta:
         row["training"] = {k: meta[k] for k in ("log", "best_epoch", "train_seconds", "keywords")
@@ -143,26 +137,6 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
 
 
 # ----- report -----------------------------------------------------------------------------
-
-
-def load_rows() -> dict[str, list[dict]]:
-    rows: dict[str, list[dict]] = {}
-    for path in sorted((OUT / "rows").glob("*.json")):
-        row = json.loads(path.read_text(encoding="utf-8"))
-        rows.setdefault(row["method"], []).append(row)
-    return rows
-
-
-def per_user(rows: list[dict], protocol: str, users: list[str]) -> np.ndarray:
-    """Per-user NDCG (@5 on 1+20, @10 otherwise), averaged over the rows' seeds: [len(users)]."""
-    from mmsrarec.metrics import ndcg
-
-    k = 5 if protocol == "sampled" else 10
-    values = []
-    for row in rows:
-        ranks = dict(zip(row[protocol]["users"], row[protocol]["ranks"], strict=True))
-        values.append([ndcg(np.array([ranks[u]]), k) for u in users])
-    return np.mean(values, axis=0)
 
 
 GROUPS = {"cold": ("full", "cold"), "warm": ("full", "warm"), "all": ("full", None),
@@ -185,7 +159,7 @@ def report(dataset) -> dict:
     from mmsrarec.metrics import paired_interval
     from mmsrarec.storage import atomic_write_json, atomic_write_text
 
-    rows = load_rows()
+    rows = load_rows(OUT / "rows")
     cold_users = group_users(dataset, "cold")
     out: dict = {"n_users": len(dataset.eval_users), "cold_users": len(cold_users),
                  "cold_items": len(dataset.cold), "cold_rule": dataset.cold_rule,
