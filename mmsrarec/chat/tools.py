@@ -139,8 +139,13 @@ def rank(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
             orders.append([i for i in soft_order if i in candidates])
         if not liked:
             orders.append(candidates)  # the pool's order: most popular first
+        if intent.order:  # "the older the better"
+            years = {i: ctx.facts(i).year or 0 for i in candidates}
+            newest = intent.order != "oldest"
+            orders.append(sorted(candidates, key=lambda i: years[i], reverse=newest))
         chosen = {u["next_item_id"] for u in output["similar_users"]}
         soft = {m["item_id"]: (" ".join(intent.wishes), m["similarity"]) for m in matches}
+        wanted_genres = intent.all_genres()
         liked_titles = [ctx.title(i) for i in liked]
         ranked = [
             Recommendation(
@@ -148,7 +153,7 @@ def rank(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
                 title=ctx.title(item_id),
                 score=round(score, 4),
                 evidence=reason(
-                    ctx.facts(item_id), intent.genres, soft, item_id in chosen, liked_titles
+                    ctx.facts(item_id), wanted_genres, soft, item_id in chosen, liked_titles
                 ),  # noqa: E501
             )
             for item_id, score in fuse(orders)
@@ -186,7 +191,7 @@ def final_filter(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, A
             why = (
                 "liked, disliked, seen or shown" if rec["item_id"] in excluded
                 else "same title as a pick" if facts.title in titles
-                else "avoided genre" if set(facts.genres) & set(intent.avoid_genres)
+                else "avoided genre" if set(facts.genres) & set(intent.all_avoided())
                 else "avoided word" if avoided(item.text, intent.avoid_wishes)
                 else ""
             )  # fmt: skip
