@@ -163,8 +163,8 @@ class Checker:
         for a, b in intent.get("avoid_years") or []:
             years -= set(range(a, b + 1))
         return {
-            "genres": set(intent["genres"]),
-            "avoid": set(intent["avoid_genres"]),
+            "genres": set(intent["genres"]) | set((intent.get("moods") or {}).values()),
+            "avoid": set(intent["avoid_genres"]) | set((intent.get("avoid_moods") or {}).values()),
             "years": {y for y in years if low <= y <= high},
             "liked": set(intent["liked"]),
             "disliked": set(intent["disliked"]),
@@ -277,13 +277,17 @@ def main() -> None:
         by_split[row["split"]].append(row)
     families_out = {name: summary(part) for name, part in sorted(by_family.items())}
     measured = {k: v for k, v in families_out.items() if k.startswith("m_")}
-    worst = min(measured, key=lambda k: (measured[k]["sat@5"], measured[k]["intent_exact"] or 0))
+    worst = (
+        min(measured, key=lambda k: (measured[k]["sat@5"], measured[k]["intent_exact"] or 0))
+        if measured
+        else None
+    )
     report = {
         "seed": args.seed,
         "scorer": args.scorer,
         "splits": {name: summary(part) for name, part in sorted(by_split.items())},
         "families": families_out,
-        "worst_measure_family": worst if measured else None,
+        "worst_measure_family": worst,
     }
     if args.failures:  # dev and handwritten only: the measurement set is never read
         with args.failures.open("w", encoding="utf-8") as handle:

@@ -75,8 +75,10 @@ class Intent(BaseModel):
         )
 
     def banned(self) -> set[str]:
-        """Items never to recommend: liked, disliked, seen or already shown."""
-        return {*self.liked, *self.disliked, *self.seen, *self.shown, *self.series}
+        """Items never to recommend: liked, disliked, seen, or of an excluded series. (Items
+        already shown come last, and only when too few others meet the conditions: a later
+        condition narrows the request, it does not make it fail.)"""
+        return {*self.liked, *self.disliked, *self.seen, *self.series}
 
     def years(self) -> Years:
         within = (

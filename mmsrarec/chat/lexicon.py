@@ -136,8 +136,9 @@ DECADE_WORDS = {
     "nineties": 1990,
 }
 # Words a typo-tolerant match may correct to (`spelling.py`): genre words and decade words.
-# Words shorter than `MIN_TYPO_LENGTH` are never corrected ("war" is not "was").
-MIN_TYPO_LENGTH = 5
+# Words shorter than `MIN_TYPO_LENGTH` are never corrected ("war" is not "was"), nor
+# corrected to.
+MIN_TYPO_LENGTH = 4
 
 # Mood and soft words -> genres by meaning (`moods.py`): each genre's descriptors, embedded as
 # "a <word> movie" by the sentence encoder; a message word (with no genre word in the
@@ -159,7 +160,7 @@ GENRE_DESCRIPTORS = {
     "Mystery": "mystery puzzle detective whodunit clues",
     "Romance": "romance love romantic",
     "Sci-Fi": "sci-fi futuristic space aliens robots",
-    "Thriller": "thriller suspense tension tense danger",
+    "Thriller": "thriller thrilling gripping suspense tension tense danger",
     "War": "war soldiers battle combat",
     "Western": "western cowboys gunfights frontier",
 }

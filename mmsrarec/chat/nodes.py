@@ -6,6 +6,7 @@ Each is `fn(state, runtime) -> dict` over `ChatState`, with a `ChatContext` as
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -125,12 +126,11 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
         line = intent_line(intent, ctx.title)
         trace["outputs"] = {
             "chosen": chosen,
-            "parsed": {k: v for k, v in vars(parsed).items() if k not in KINDS and v},
+            "parsed": {k: v for k, v in asdict(parsed).items() if k not in KINDS and v},
             "titles": resolved,
             "intent": intent.model_dump(),
             "intent_line": line,
             "unknown_words": parsed.unknown,
-            "typos": [vars(c) for c in parsed.corrections],
             "moods": {"wanted": moods[0], "avoided": moods[1]},
             "question": question,
             "note": note,
