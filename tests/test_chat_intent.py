@@ -14,6 +14,7 @@ from mmsrarec.chat.intent import Intent, intent_line, update_intent
 from mmsrarec.chat.parse import TitleIndex
 from mmsrarec.chat.rules import parse_message
 from mmsrarec.chat.sqlcatalog import CatalogDB, Conditions, genres_of, relax
+from mmsrarec.chat.years import YearSpan, combine
 from mmsrarec.data import Item, load_dataset, prepare_dataset
 
 GENRES = frozenset(
@@ -81,8 +82,8 @@ def test_negation_scope(text, wanted, avoided):
     ],
 )
 def test_decades_and_year_ranges(text, years):
-    parsed = parse(text)
-    assert (parsed.year_min, parsed.year_max) == years
+    within = combine(parse(text).years).within or YearSpan()
+    assert (within.low, within.high) == years
 
 
 def test_liked_disliked_and_seen_titles():
@@ -220,7 +221,8 @@ def test_conversation_refines_over_five_turns(chat):
     assert first in four["intent"]["seen"]
     assert first not in {r["item_id"] for r in four["recommendations"]}
     five = chat.chat(thread, "start over")
-    assert five["question"].startswith("Starting over") and not five["recommendations"]
+    assert five["reply"].splitlines()[1].startswith("Starting over")
+    assert "popular picks" in five["reply"] and five["recommendations"]  # never empty
     assert five["intent"]["seen"] == four["intent"]["seen"] and not five["intent"]["genres"]
 
 
@@ -231,9 +233,14 @@ def test_dislikes_are_never_recommended_and_nonsense_asks(chat):
     banned = {"f4", "f10", "f16"}
     assert out["recommendations"] and not banned & {r["item_id"] for r in out["recommendations"]}
     nonsense = chat.chat(thread, "qwzx blorp")
-    assert nonsense["recommendations"] == [] and "did not catch" in nonsense["question"]
+    assert "did not catch a request in 'qwzx blorp'" in nonsense["reply"]
+    assert "picks from the titles you liked" in nonsense["reply"]
+    assert nonsense["recommendations"] and nonsense["liked"] == ["f4", "f10"]
     only_dislike = chat.chat(chat.new_thread(), "I hated Film 16")
-    assert only_dislike["question"].startswith("Noted") and not only_dislike["recommendations"]
+    assert only_dislike["reply"].splitlines()[1].startswith("Noted")
+    assert "popular picks" in only_dislike["reply"]
+    assert only_dislike["recommendations"]
+    assert "f16" not in {r["item_id"] for r in only_dislike["recommendations"]}
 
 
 def test_relaxation_is_named_in_the_reply(chat):
