@@ -219,13 +219,15 @@ def summary(rows: list[dict]) -> dict:
 
 
 def build_service(args: argparse.Namespace):
+    from mmsrarec.chat.context import ChatSettings
     from mmsrarec.chat.factory import build_chat_service
     from mmsrarec.config import Settings
     from mmsrarec.nodes.context import GraphSettings
 
     settings = Settings(run_dir=args.run_dir)
     run = GraphSettings(scorer=args.scorer, k_similar=args.k_similar)
-    return build_chat_service(settings, run, critic=not args.no_critic, in_memory=True)
+    chat = ChatSettings(intent_reader=args.reader)
+    return build_chat_service(settings, run, chat, critic=not args.no_critic, in_memory=True)
 
 
 def main() -> None:
@@ -239,6 +241,12 @@ def main() -> None:
     parser.add_argument("--scorer", default="item-knn", help="the rank node's ranker")
     parser.add_argument("--k-similar", type=int, default=0)
     parser.add_argument("--no-critic", action="store_true")
+    parser.add_argument(
+        "--reader",
+        default="rules",
+        choices=["rules", "llm", "both"],
+        help="who reads genres and years (`ChatSettings.intent_reader`)",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "conversation_families.json")
     parser.add_argument("--failures", type=Path, default=None, help="dev failures (JSONL)")
     args = parser.parse_args()
@@ -285,6 +293,8 @@ def main() -> None:
     report = {
         "seed": args.seed,
         "scorer": args.scorer,
+        "reader": args.reader,
+        "limit": args.limit,
         "splits": {name: summary(part) for name, part in sorted(by_split.items())},
         "families": families_out,
         "worst_measure_family": worst,

@@ -17,6 +17,7 @@ from mmsrarec.chat.candidates import KNNCandidates
 from mmsrarec.chat.catalog import CatalogIndex, vocabulary
 from mmsrarec.chat.context import ChatContext, ChatSettings
 from mmsrarec.chat.graph import ChatService
+from mmsrarec.chat.llm_intent import LLMIntentReader
 from mmsrarec.chat.moods import MoodMap
 from mmsrarec.chat.parse import SeriesIndex, TitleIndex
 from mmsrarec.chat.sqlcatalog import CatalogDB
@@ -69,6 +70,11 @@ def build_chat_context(
         series=SeriesIndex.from_items(dataset.items, lexicon.SERIES),
         moods=MoodMap.build(encoder, db.genres, chat.mood_similarity, chat.mood_margin),
         known_words=whole_words(encoder.tokenizer.get_vocab()),
+        intent_llm=(
+            LLMIntentReader(models.llm(), sorted(db.genres), db.span)
+            if chat.intent_reader != "rules"
+            else None
+        ),
     )
 
 

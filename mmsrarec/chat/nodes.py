@@ -13,6 +13,7 @@ from langgraph.runtime import Runtime
 
 from mmsrarec.chat.context import ChatContext
 from mmsrarec.chat.intent import Intent, intent_line, update_intent
+from mmsrarec.chat.llm_intent import merged, rules_unsure
 from mmsrarec.chat.parse import Mention, resolve_choice
 from mmsrarec.chat.replies import ASK_FOR_TASTE, HELP, option_labels, reply_text, same_film
 from mmsrarec.chat.rules import Parsed, parse_message
@@ -104,6 +105,12 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
         parsed = parse_message(text, ctx.titles, ctx.db.genres, ctx.vocabulary, ctx.known_words)
         resolved, options = resolve_mentions(ctx, parsed, chosen)
         moods = read_moods(ctx, parsed)
+        reader = ctx.settings.intent_reader
+        if ctx.intent_llm is not None and (
+            reader == "llm" or rules_unsure(parsed, {*moods[0], *moods[1]})
+        ):
+            parsed = merged(parsed, ctx.intent_llm.read(text), replace=reader == "llm")
+            moods = ({}, {}) if reader == "llm" else moods
         intent, question, note = before, "", ""
         if options:
             labels = option_labels([ctx.facts(i) for i in options])
