@@ -99,6 +99,10 @@ OLDER = _words("older earlier")
 NEWER = _words("newer later")
 OLD = _words("old classic oldie oldies")
 RECENT = _words("recent new modern latest")
+# Tokens `PHRASES` makes of "the older / newer the better": the order of the picks.
+ORDER_TOKENS = {"oldestfirst": "oldest", "newestfirst": "newest"}
+# A message with one of these replaces the wanted genres instead of adding to them.
+INSTEAD = re.compile(r"\b(?:instead|actually|rather)\b")
 # Words that point back at the last answer ("I've seen it", "seen them").
 POINTERS = _words("it that them those these all")
 PLURAL_POINTERS = _words("them those these all")

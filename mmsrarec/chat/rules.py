@@ -170,7 +170,7 @@ def parse_message(
     parsed.years, text = read_years(text, negated_at)
     for clause in lx.CLAUSE_END.split(text):
         _read_clause(clause, mentions, parsed, genres, vocabulary)
-    if re.search(r"\b(?:instead|actually|rather)\b", text):
+    if lx.INSTEAD.search(text):
         _add(parsed.refine, "instead")
     return parsed
 
@@ -191,8 +191,8 @@ def _read_clause(
             titles_here.append((mentions[int(word.removeprefix(PLACEHOLDER))], negated))
         elif word == "sequels":
             parsed.no_sequels = parsed.no_sequels or negated
-        elif word in ("oldestfirst", "newestfirst"):
-            parsed.order = word.removesuffix("first")
+        elif word in lx.ORDER_TOKENS:
+            parsed.order = lx.ORDER_TOKENS[word]
         elif word == "startover":
             _add(parsed.refine, word)
         elif word in lx.OLDER or word in lx.NEWER:
