@@ -218,6 +218,24 @@ def summary(rows: list[dict]) -> dict:
     }
 
 
+def table(report: dict) -> str:
+    """The report as Markdown: one row per set, then one per family."""
+    head = "| {} | turns | sat@5 | exact intent | empty | relaxed | p50 s | p95 s |"
+    lines = [head.format("set"), "|---|---|---|---|---|---|---|---|"]
+
+    def row(name: str, v: dict) -> str:
+        exact = "–" if v["intent_exact"] is None else f"{v['intent_exact']:.3f}"
+        return (
+            f"| {name} | {v['turns']} | {v['sat@5']:.3f} | {exact} | {v['empty_rate']:.3f} | "
+            f"{v['relaxed_turns']} | {v['p50_s']:.3f} | {v['p95_s']:.3f} |"
+        )
+
+    lines += [row(f"**{name}**", v) for name, v in report["splits"].items()]
+    lines += ["", head.format("family"), lines[1]]
+    lines += [row(name, v) for name, v in report["families"].items()]
+    return "\n".join(lines)
+
+
 def build_service(args: argparse.Namespace):
     from mmsrarec.chat.context import ChatSettings
     from mmsrarec.chat.factory import build_chat_service
@@ -249,7 +267,11 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=HERE / "conversation_families.json")
     parser.add_argument("--failures", type=Path, default=None, help="dev failures (JSONL)")
+    parser.add_argument("--table", action="store_true", help="print --out as Markdown")
     args = parser.parse_args()
+    if args.table:
+        print(table(json.loads(args.out.read_text())))
+        return
     if args.write_sets:
         write_sets(SETS, args.seed)
         print(f"wrote {SETS}")
