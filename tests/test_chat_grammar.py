@@ -224,3 +224,28 @@ def test_multi_turn_script_through_the_chat_keeps_every_condition(genre_chat):
         assert "Comedy" in facts.genres and "Romance" not in facts.genres
         assert facts.year >= 1960 and not 1980 <= facts.year <= 1989
     assert "not: romance, 1980–1989" in out["intent_line"]
+
+
+@pytest.mark.integration
+def test_mood_words_map_to_genres_with_the_packaged_encoder():
+    """MiniLM puts development mood words near their genre's descriptors, and filler and
+    gibberish near none (the thresholds of `ChatSettings`)."""
+    from mmsrarec.chat.context import ChatSettings
+    from mmsrarec.chat.moods import MoodMap
+    from mmsrarec.config import Settings
+    from mmsrarec.models import ModelCache
+
+    chat = ChatSettings()
+    moods = MoodMap.build(
+        ModelCache(Settings()).encoder("all-minilm-l6-v2"),
+        lexicon.GENRE_DESCRIPTORS,
+        chat.mood_similarity,
+        chat.mood_margin,
+    )
+    found = {m.word: m.genre for m in moods.genre_of(
+        ["creepy", "futuristic", "explosive", "tense", "gory", "tonight", "asdf", "popcorn"]
+    )}  # fmt: skip
+    assert found == {
+        "creepy": "Horror", "futuristic": "Sci-Fi", "explosive": "Action", "tense": "Thriller",
+        "gory": "Horror",
+    }  # fmt: skip
