@@ -23,6 +23,7 @@ Merge rules (one place):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -54,7 +55,9 @@ class Intent(BaseModel):
     series: list[str] = Field(
         default_factory=list, description="Items excluded as a liked title's series."
     )
-    order: str = Field("", description="'oldest' / 'newest': 'the older the better'.")
+    order: Literal["", "oldest", "newest"] = Field(
+        "", description="Picks ordered by year: 'the older / newer the better'."
+    )
     wishes: list[str] = Field(default_factory=list, description="Soft wishes ('tense').")
     avoid_wishes: list[str] = Field(default_factory=list, description="Soft dislikes ('dark').")
     shown: list[str] = Field(default_factory=list, description="Recommended so far.")

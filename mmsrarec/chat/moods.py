@@ -20,6 +20,7 @@ from mmsrarec.chat import lexicon as lx
 from mmsrarec.models.embeddings import SentenceEncoder
 
 TEMPLATE = "a {} movie"
+MAX_CACHED = 20_000  # words remembered; users' words are unbounded, memory is not
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,8 @@ class MoodMap:
     def genre_of(self, words: Sequence[str]) -> list[MoodGenre]:
         """The words that read as a genre, in order (each word once)."""
         new = [w for w in dict.fromkeys(words) if w not in self._cache]
+        if len(self._cache) + len(new) > MAX_CACHED:
+            self._cache.clear()
         if new and self.vectors is not None:
             similarity = self.encoder.encode([TEMPLATE.format(w) for w in new]) @ self.vectors.T
             for word, row in zip(new, similarity, strict=True):  # row: [n_descriptors]
