@@ -249,3 +249,17 @@ def test_mood_words_map_to_genres_with_the_packaged_encoder():
         "creepy": "Horror", "futuristic": "Sci-Fi", "explosive": "Action", "tense": "Thriller",
         "gory": "Horror",
     }  # fmt: skip
+
+
+def test_a_later_mood_wins_over_an_earlier_one(reader):
+    def step(intent, text, wanted=None, avoided=None):
+        parsed = parse_message(text, reader.titles, reader.genres, frozenset())
+        return update_intent(
+            intent, parsed, {}, lambda i: None, reader.catalog.span, (wanted or {}, avoided or {})
+        )
+
+    intent = step(Intent(), "nothing creepy", avoided={"creepy": "Horror"})
+    assert intent.avoid_moods == {"creepy": "Horror"} and intent.has_request()
+    intent = step(intent, "actually something creepy", wanted={"creepy": "Horror"})
+    assert intent.moods == {"creepy": "Horror"} and intent.avoid_moods == {}
+    assert intent.all_genres() == ["Horror"] and intent.all_avoided() == []

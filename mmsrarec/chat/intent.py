@@ -154,8 +154,15 @@ def update_intent(
     if "recent" in parsed.refine and year_min is None:
         year_min = span[1] - 3
     wanted_moods, avoided_moods = moods
-    new_moods = {**base.moods, **wanted_moods}
-    new_avoid_moods = {**base.avoid_moods, **avoided_moods}
+    # A later word wins: a mood now wanted leaves the avoided ones, and the reverse.
+    new_moods = {
+        **{w: g for w, g in base.moods.items() if g not in avoided_moods.values()},
+        **wanted_moods,
+    }
+    new_avoid_moods = {
+        **{w: g for w, g in base.avoid_moods.items() if g not in wanted_moods.values()},
+        **avoided_moods,
+    }
     series = list(base.series)
     if parsed.no_sequels:
         series = list(dict.fromkeys([*series, *series_of(liked_now or liked)]))
