@@ -287,3 +287,37 @@ def test_the_intent_loads_back_from_the_checkpointer_without_warnings(chat, capl
     assert chat.graph.get_state({"configurable": {"thread_id": thread}}).values["intent"].genres
     assert chat.trace(thread)
     assert "unregistered type" not in caplog.text
+
+
+def test_relaxation_order_mood_then_liked_genres_then_years_never_a_no():
+    conditions = Conditions(
+        genres=("Comedy",),
+        mood_genres=(("creepy", "Horror"),),
+        any_genres=("Action", "Sci-Fi"),
+        avoid_genres=("War",),
+        year_min=1950,
+        year_max=1959,
+        avoid_years=((1955, 1956),),
+    )
+    dropped = []
+    while (step := relax(conditions)) is not None:
+        conditions, what = step
+        dropped.append(what)
+    assert dropped == [
+        "genre Horror (from 'creepy')",
+        "the liked titles' genres",
+        "years 1950–1959",
+        "genre Comedy",
+    ]
+    assert conditions.avoid_genres == ("War",) and conditions.avoid_years == ((1955, 1956),)
+
+
+def test_sql_filter_leaves_out_avoided_years_and_needs_one_liked_genre(ml100k):
+    db = CatalogDB.build(ml100k)
+    found, _ = db.query(
+        Conditions(any_genres=("Western", "Film-Noir"), avoid_years=((1940, 1969),))
+    )
+    assert len(found) > 20
+    for item_id in found:
+        year, genres, _ = db.facts(item_id)
+        assert {"Western", "Film-Noir"} & set(genres) and not 1940 <= year <= 1969
