@@ -106,12 +106,19 @@ def prepare_dataset(
     )
     atomic_write_json(folder / "negatives.json", frozen)
     files = ("items.jsonl", "sequences.jsonl", "negatives.json")
+    if any(item.fields for item in raw.items):  # the source's other columns (release dates...)
+        atomic_write_jsonl(
+            folder / "fields.jsonl",
+            ({"item_id": it.item_id, "fields": it.fields} for it in raw.items if it.fields),
+        )
+        files += ("fields.jsonl",)
     atomic_write_json(
         manifest_path,
         {
             **settings,
             "name": raw.name,
             "source": raw.source,
+            "item_kind": raw.kind,
             "tie_rule": "timestamp, then source file row order (stable sort)",
             "split": "leave-one-out: last = test, second-last = valid, rest = train",
             "files": {name: sha256_file(folder / name) for name in files},

@@ -21,6 +21,7 @@ from mmsrarec.data.dataset import Item
 from mmsrarec.errors import DataError
 
 BUILTIN = ("ml-100k",)
+CATALOG_KEYS = ("item_id", "title", "description", "image")
 
 
 @dataclass
@@ -31,6 +32,7 @@ class RawData:
     items: list[Item]
     interactions: list[tuple[str, str, float]]  # (user_id, item_id, timestamp), file order
     source: str
+    kind: str = "item"  # what one item is, in words ("movie"): for prompts and replies
 
 
 def read_source(source: str | Path) -> RawData:
@@ -69,7 +71,7 @@ def read_ml100k() -> RawData:
     folder = recbole_ml100k_dir()
     raw = read_atomic_folder(folder)
     items = [_movielens_item(item) for item in raw.items]
-    return RawData("ml-100k", items, raw.interactions, f"recbole:{folder}")
+    return RawData("ml-100k", items, raw.interactions, f"recbole:{folder}", kind="movie")
 
 
 def _movielens_item(item: Item) -> Item:
@@ -205,7 +207,8 @@ def read_jsonl_folder(folder: Path) -> RawData:
                 raise DataError(f"`{catalog_path}` line {number}: `image` must be a path string")
             image = str(_image_path(folder, image, catalog_path, number))
         text = f"{title}. {description.strip()}" if description.strip() else f"{title}."
-        items.append(Item(item_id=item_id, title=title, text=text, image=image))
+        items.append(Item(item_id=item_id, title=title, text=text, image=image,
+                          fields=_extra_fields(record)))  # fmt: skip
     _check_unique(items, catalog_path)
 
     interactions = []
@@ -221,6 +224,16 @@ def read_jsonl_folder(folder: Path) -> RawData:
         )
     _check_interactions(interactions, items, inter_path)
     return RawData(folder.name, items, interactions, str(folder))
+
+
+def _extra_fields(record: dict[str, Any]) -> dict[str, str]:
+    """The catalog line's other scalar columns (a release date, a category...), as text."""
+    return {
+        key: str(value)
+        for key, value in record.items()
+        if key not in CATALOG_KEYS and isinstance(value, str | int | float)
+        and not isinstance(value, bool)
+    }  # fmt: skip
 
 
 def _image_path(folder: Path, image: str, path: Path, number: int) -> Path:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmsrarec.data import Dataset, Stage
+from mmsrarec.data import Dataset, Item, Stage
+from mmsrarec.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ class Recommender(ABC):
     """
 
     name: str = "recommender"
+    #: Scores items that have no interactions (no trained ID: new releases) from their text or
+    #: fields. An ID-only recommender does not; a fusion then leaves those items to others.
+    reads_text: bool = False
 
     def fit(self, dataset: Dataset, seed: int) -> None:  # noqa: B027 - optional for baselines
         """Train on the training split. Baselines without parameters may do nothing."""
@@ -49,6 +53,15 @@ class Recommender(ABC):
 
         Column 0 (padding) is ignored by the evaluator.
         """
+
+    def add_items(self, items: Sequence[Item]) -> None:
+        """The catalog grew by `items` (indices after the last), which have no interactions:
+        score them from now on. Only recommenders that read text can (`reads_text`)."""
+        raise ConfigError(
+            f"`{self.name}` cannot score items added after training (it reads no text): serve "
+            "a recommender that does (`mmsrarec`, `llm-recommender`, `sasrec-text`, "
+            "`content-knn`) or retrain with the new items"
+        )
 
     def score_candidates(self, queries: Sequence[Query]) -> list[np.ndarray]:
         """Scores of each query's `candidates`, same order. Default: gather from the catalog."""
@@ -65,8 +78,15 @@ class Reseeded(Recommender):
         self.offset = offset
         self.name = name
 
+    @property
+    def reads_text(self) -> bool:  # type: ignore[override]
+        return self.member.reads_text
+
     def fit(self, dataset: Dataset, seed: int) -> None:
         self.member.fit(dataset, seed + self.offset)
+
+    def add_items(self, items: Sequence[Item]) -> None:
+        self.member.add_items(items)
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         return self.member.score_catalog(queries)
