@@ -71,7 +71,19 @@ def prepare_dataset(
 ) -> tuple[Path, bool]:
     """Prepare `source` into `datasets_dir/<name>`. Returns (folder, whether it was (re)built)."""
     raw = read_source(source)
-    folder = datasets_dir / raw.name
+    return prepare_raw(raw, datasets_dir / raw.name, negatives=negatives, seed=seed, force=force)
+
+
+def prepare_raw(
+    raw: RawData,
+    folder: Path,
+    *,
+    negatives: int = NEGATIVES_PER_USER,
+    seed: int = NEGATIVES_SEED,
+    force: bool = False,
+) -> tuple[Path, bool]:
+    """Prepare `raw` into `folder` (see `prepare_dataset`)."""
+    source = raw.source
     manifest_path = folder / "manifest.json"
     settings = {"negatives": negatives, "negatives_seed": seed, "format_version": FORMAT_VERSION}
     if manifest_path.exists() and not force:
@@ -118,3 +130,28 @@ def prepare_dataset(
         },
     )
     return folder, True
+
+
+def read_prepared(folder: Path) -> RawData:
+    """A prepared folder back as `RawData`: its items (their prepared text) and its
+    interactions in their prepared order, with their timestamps. Preparing it again gives
+    the same sequences (the order is already chronological and the sort is stable)."""
+    from mmsrarec.data.dataset import Item, load_dataset
+
+    dataset = load_dataset(folder)  # verifies the checksums
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    items = [
+        Item(item_id=row["item_id"], title=row["title"], text=row["text"], image=row.get("image"))
+        for row in _jsonl_rows(folder / "items.jsonl")
+    ]
+    interactions = [
+        (row["user_id"], item, float(timestamp))
+        for row in _jsonl_rows(folder / "sequences.jsonl")
+        for item, timestamp in zip(row["items"], row["timestamps"], strict=True)
+    ]
+    return RawData(dataset.name, items, interactions, manifest["source"])
+
+
+def _jsonl_rows(path: Path) -> list[dict]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

@@ -119,6 +119,20 @@ def _require(path: Path, header: list[str], columns: tuple[str, ...]) -> None:
         raise DataError(f"`{path}`: missing column `{missing[0]}` (has {', '.join(header)})")
 
 
+def catalog_item(item_id: str, title: str, description: str = "", image: str | None = None) -> Item:
+    """An item of the JSONL catalogue format (also what `POST /api/items` adds): its text is
+    `"<title>. <description>"`, or `"<title>."` without a description.
+
+    Raises:
+        DataError: the title is blank.
+    """
+    title = title.strip()
+    if not title:
+        raise DataError(f"item `{item_id}` has a blank `title`: every item needs one")
+    text = f"{title}. {description.strip()}" if description.strip() else f"{title}."
+    return Item(item_id=item_id, title=title, text=text, image=image)
+
+
 def _timestamp(value: Any, path: Path, number: int) -> float:
     """A finite number (a JSON number, or its text in an atomic file); never a boolean."""
     number_like = isinstance(value, int | float | str) and not isinstance(value, bool)
@@ -204,8 +218,10 @@ def read_jsonl_folder(folder: Path) -> RawData:
             if not isinstance(image, str):
                 raise DataError(f"`{catalog_path}` line {number}: `image` must be a path string")
             image = str(_image_path(folder, image, catalog_path, number))
-        text = f"{title}. {description.strip()}" if description.strip() else f"{title}."
-        items.append(Item(item_id=item_id, title=title, text=text, image=image))
+        try:
+            items.append(catalog_item(item_id, title, description, image))
+        except DataError as exc:
+            raise DataError(f"`{catalog_path}` line {number}: {exc}") from None
     _check_unique(items, catalog_path)
 
     interactions = []

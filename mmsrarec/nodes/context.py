@@ -17,6 +17,7 @@ from mmsrarec.recommenders.methods import CATALOG_SCORERS
 from mmsrarec.types import (
     CandidateScorer,
     Critic,
+    KeywordBackfill,
     KeywordStore,
     PreferenceSummarizer,
     Retriever,
@@ -67,3 +68,6 @@ class GraphContext:
     preference: PreferenceSummarizer | None = None
     settings: GraphSettings = field(default_factory=GraphSettings)
     ranker: Recommender | None = None  # fitted; when set, it scores instead of `scorer`
+    # When set, items without keywords are handed to it and the run goes on without them
+    # (a server); otherwise the summarize node writes them in the run (the CLI).
+    backfill: KeywordBackfill | None = None

@@ -1,0 +1,357 @@
+"""`RecommendationService`: the recommendation graph served to applications.
+
+    service = RecommendationService.from_settings(settings)
+    service.recommend_user("196", k=10)                  # the full history, whole catalogue
+    service.recommend_history(["50", "172"], k=5)        # an anonymous session
+    service.similar_items("50", k=5)                     # what is chosen after this item
+    service.add_feedback("196", "302", time.time())      # moves 196's next answer at once
+    service.add_item("A new film", "A quiet drama.")     # recommendable at once, by its text
+
+Every answer has the shape of `mmsrarec recommend --json`: `recommendations` (item id,
+title, score, evidence), the traced run's `thread_id` (`mmsrarec trace show`), the `model`
+and its `model_version`.
+
+What is served is one immutable `Served` value (graph context, model version, how many live
+items it holds). A request reads it once and runs on it to the end; adding items or loading
+a retrained model builds a new value on the side and swaps the reference, so requests in
+flight finish on the model they started with.
+
+- History: the user's whole sequence in the prepared data, then their live feedback (by
+  timestamp, then arrival). New feedback is read at each request, so it counts at once.
+- New items: stored (`store.LiveStore`), appended to the catalogue and handed to the
+  ranker's `add_items` (scored from their text until a retrained model knows them), their
+  keywords queued for the background critic loop (`backfill.Backfill`).
+- Other processes (replicas, the CLI, `mmsrarec train --from-store`) write to the same
+  database: `sync` takes in their items and the newest published model version (a server
+  calls it every `server.sync_every_s`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import secrets
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+
+from mmsrarec.config import Settings
+from mmsrarec.data import load_dataset
+from mmsrarec.database import open_checkpointer, open_tables
+from mmsrarec.errors import DataError
+from mmsrarec.graph import GraphContext, GraphSettings, build_context, build_graph, thread_config
+from mmsrarec.graph.factory import build_ranker
+from mmsrarec.models import ModelCache
+from mmsrarec.serving.backfill import Backfill
+from mmsrarec.serving.catalog import KnownItemsRetriever, as_item, extended, save_image
+from mmsrarec.serving.store import ItemExists, LiveStore, ModelVersion, Written
+
+logger = logging.getLogger(__name__)
+ANONYMOUS = "anonymous"  # the user id of runs from a given history
+BASE_VERSION = "v0"  # the model fitted on the prepared data alone
+MAX_ID_CHARS = 200
+DEFAULT_KIND = "interaction"
+
+
+class UnknownUser(DataError):
+    """Neither the prepared data nor the live feedback has this user."""
+
+
+@dataclass(frozen=True)
+class Served:
+    """What requests run on: swapped whole, never changed in place."""
+
+    context: GraphContext
+    version: str  # BASE_VERSION or a published `ModelVersion.label`
+    items_seq: int  # live items with `seq <= items_seq` are in `context.dataset`
+
+    @property
+    def model(self) -> str:
+        ranker = self.context.ranker
+        return ranker.name if ranker is not None else self.context.scorer.name
+
+
+class RecommendationService:
+    """See the module docstring.
+
+    Args:
+        settings: Run settings (database, run dir, seeds).
+        context: The graph's parts on the prepared dataset (`build_context`).
+        store: Live data (default: the recommendation store's database).
+        checkpointer: Where runs are traced (default: that database too).
+        background: Summarize missing keywords on a worker thread instead of in requests.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        context: GraphContext,
+        *,
+        store: LiveStore | None = None,
+        checkpointer: BaseCheckpointSaver | None = None,
+        background: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.prepared = context.dataset
+        self.store = store or LiveStore(open_tables(settings, "recommend"))
+        self.graph = build_graph(checkpointer or open_checkpointer(settings, "recommend"))
+        self.backfill = Backfill(lambda: self.served.context) if background else None
+        self.listeners: list[Callable[[GraphContext], None]] = []
+        self._lock = threading.RLock()  # one writer of `served` at a time
+        known = set(self.prepared.item_index)
+        served = dataclasses.replace(
+            context,
+            retriever=KnownItemsRetriever(context.retriever, known) if context.retriever else None,
+            backfill=self.backfill,
+            # the older-history sentence only enters the yes/no prompt: no LLM call per request
+            preference=context.preference if context.ranker is None else None,
+        )
+        self.served = Served(served, BASE_VERSION, 0)
+        self.sync()
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, run: GraphSettings | None = None, **kwargs: Any
+    ) -> RecommendationService:
+        """The default parts (`build_context`) on `settings.dataset`."""
+        dataset = load_dataset(settings.dataset_dir)
+        context = build_context(
+            settings, dataset, ModelCache(settings), run, seed=settings.seeds[0]
+        )
+        return cls(settings, context, **kwargs)
+
+    # ----- reads ---------------------------------------------------------------------------
+
+    def history(self, user_id: str, served: Served | None = None) -> list[str]:
+        """The user's whole history: the prepared sequence, then the live feedback.
+
+        Raises:
+            DataError: neither knows `user_id`.
+        """
+        dataset = (served or self.served).context.dataset
+        prepared = [dataset.item(i).item_id for i in self.prepared.sequences.get(user_id, [])]
+        live = [event.item_id for event in self.store.feedback_of(user_id)]
+        if not prepared and not live:
+            raise UnknownUser(
+                f"unknown user id `{user_id}`: send feedback for it first, or its history to "
+                "`POST /api/recommend`"
+            )
+        return prepared + live
+
+    def recommend_user(
+        self, user_id: str, k: int | None = None, exclude_seen: bool = True
+    ) -> dict[str, Any]:
+        """The whole catalogue ranked after the user's whole history."""
+        served = self._current()
+        history = self.history(user_id, served)
+        return self._run(served, user_id, history, k, history if exclude_seen else ())
+
+    def recommend_history(
+        self,
+        history: Sequence[str],
+        k: int | None = None,
+        *,
+        exclude_seen: bool = True,
+        exclude: Sequence[str] = (),
+        only: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        """The catalogue ranked after `history` (raw item ids, oldest first), for a user the
+        data does not know; never items in `exclude`, only items in `only` when given."""
+        if not history:
+            raise DataError("`history` is empty: give at least one item id")
+        served = self._current(list(history) + list(exclude) + list(only or ()))
+        excluded = [*history, *exclude] if exclude_seen else list(exclude)
+        return self._run(served, ANONYMOUS, list(history), k, excluded, only)
+
+    def similar_items(self, item_id: str, k: int | None = None) -> dict[str, Any]:
+        """The items most likely chosen after `item_id` (the ranker after a one-item history;
+        an item added while serving is scored from its text)."""
+        served = self._current([item_id])
+        return self._run(served, ANONYMOUS, [item_id], k, [item_id])
+
+    def _current(self, item_ids: Sequence[str] = ()) -> Served:
+        """The served value; synced first when it lacks one of `item_ids` (another process
+        may have added it a moment ago)."""
+        served = self.served
+        if any(item_id not in served.context.dataset.item_index for item_id in item_ids):
+            self.sync()
+            served = self.served
+        return served
+
+    def _run(
+        self,
+        served: Served,
+        user_id: str,
+        history: list[str],
+        k: int | None,
+        exclude: Sequence[str],
+        only: Sequence[str] | None = None,
+    ) -> dict[str, Any]:
+        dataset = served.context.dataset
+        for item_id in [*history, *(only or ())]:
+            dataset.index_of(item_id)  # an unknown id: one clear error
+        excluded = set(exclude)
+        pool = (
+            [item.item_id for item in dataset.items] if only is None else list(dict.fromkeys(only))
+        )
+        candidates = [item_id for item_id in pool if item_id not in excluded]
+        if not candidates:
+            raise DataError("no item is left to recommend after the exclusions")
+        thread_id = f"api-{secrets.token_hex(10)}"
+        inputs = {
+            "user_id": user_id,
+            "history": history,
+            "candidates": candidates,
+            "top_k": k or served.context.settings.top_k,
+        }
+        # durability="exit": the run is stored once, at its end (a server answers many)
+        output = self.graph.invoke(
+            inputs, thread_config(thread_id), context=served.context, durability="exit"
+        )
+        return {
+            "thread_id": thread_id,
+            "user_id": user_id,
+            "model": served.model,
+            "model_version": served.version,
+            "recommendations": output["recommendations"],
+            "similar_users": output["similar_users"],
+        }
+
+    # ----- writes --------------------------------------------------------------------------
+
+    def add_feedback(
+        self,
+        user_id: str,
+        item_id: str,
+        timestamp: float,
+        kind: str = DEFAULT_KIND,
+        idempotency_key: str | None = None,
+    ) -> Written:
+        """Store one interaction; the user's next answer reads it.
+
+        Raises:
+            DataError: a blank or too long id, an unknown item, a timestamp that is not a
+                finite number.
+        """
+        _check_text("user_id", user_id)
+        _check_text("kind", kind)
+        if (
+            not isinstance(timestamp, int | float)
+            or isinstance(timestamp, bool)
+            or not (math.isfinite(timestamp))
+        ):
+            raise DataError(f"`timestamp` {timestamp!r} is not a finite number of seconds")
+        self._current([item_id]).context.dataset.index_of(item_id)
+        return self.store.add_feedback(user_id, item_id, float(timestamp), kind, idempotency_key)
+
+    def add_item(
+        self,
+        title: str,
+        description: str = "",
+        image: bytes | None = None,
+        item_id: str | None = None,
+        idempotency_key: str | None = None,
+    ) -> Written:
+        """Store a new item and serve it at once (see the module docstring).
+
+        Args:
+            item_id: Your id for it; default: a new one (`item-<12 hex digits>`).
+
+        Raises:
+            DataError: a blank title, an image Pillow cannot open, an id in use
+                (`ItemExists`), an idempotency key used for another request.
+        """
+        if not title.strip():
+            raise DataError("`title` is blank: every item needs one")
+        if item_id is not None:
+            _check_text("item_id", item_id)
+            if item_id in self.prepared.item_index:
+                raise ItemExists(f"item `{item_id}` already exists: give another `item_id`")
+        name = save_image(image, self.settings.run_dir) if image is not None else None
+        request = {"item_id": item_id, "title": title, "description": description, "image": name}
+        written = self.store.add_item(
+            item_id or f"item-{secrets.token_hex(6)}",
+            title.strip(),
+            description,
+            name,
+            idempotency_key,
+            request,
+        )
+        self.sync_items()
+        return written
+
+    # ----- taking in what others wrote -----------------------------------------------------
+
+    def sync(self) -> None:
+        """Take in live items and a newer model version written by any process."""
+        self.sync_items()
+        latest = self.store.latest_version(self.scorer)
+        if latest is not None and latest.label != self.served.version:
+            self.load_version(latest)
+
+    @property
+    def scorer(self) -> str:
+        return self.served.context.settings.scorer
+
+    def sync_items(self) -> None:
+        """Append the live items this process has not served yet."""
+        with self._lock:
+            served = self.served
+            rows = self.store.items_after(served.items_seq)
+            if not rows:
+                return
+            items = [as_item(row, self.settings.run_dir) for row in rows]
+            ranker = served.context.ranker
+            if ranker is not None:
+                ranker.add_items(items)
+            context = dataclasses.replace(
+                served.context, dataset=extended(served.context.dataset, items)
+            )
+            self._swap(Served(context, served.version, rows[-1].seq))
+        logger.info(
+            "catalogue: %d new item(s) served (%s)",
+            len(items),
+            ", ".join(item.item_id for item in items[:5]),
+        )
+        if self.backfill is not None:
+            self.backfill.request(items)
+
+    def load_version(self, version: ModelVersion) -> None:
+        """Build the ranker of `version` on the side, then swap it in."""
+        folder = Path(version.path)
+        settings = self.settings.model_copy(update={"run_dir": folder})
+        trained = load_dataset(folder / "data" / self.prepared.name)
+        ranker = build_ranker(settings, trained, self.scorer, self.settings.seeds[0])
+        with self._lock:
+            self.sync_items()
+            served = self.served
+            dataset = served.context.dataset
+            known = [item.item_id for item in trained.items]
+            if known != [item.item_id for item in dataset.items[: trained.n_items]]:
+                raise DataError(f"model `{folder}` was trained on another catalogue order")
+            if dataset.n_items > trained.n_items:
+                ranker.add_items(dataset.items[trained.n_items :])
+            context = dataclasses.replace(served.context, ranker=ranker)
+            self._swap(Served(context, version.label, served.items_seq))
+        logger.info("model %s %s is served (from %s)", self.scorer, version.label, folder)
+
+    def _swap(self, served: Served) -> None:
+        self.served = served
+        for listener in self.listeners:
+            listener(served.context)
+
+    def close(self) -> None:
+        if self.backfill is not None:
+            self.backfill.close()
+
+
+def _check_text(name: str, value: str) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise DataError(f"`{name}` is blank")
+    if len(value) > MAX_ID_CHARS:
+        raise DataError(f"`{name}` has {len(value)} characters; at most {MAX_ID_CHARS}")
