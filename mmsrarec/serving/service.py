@@ -41,7 +41,7 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from mmsrarec.config import Settings
-from mmsrarec.data import load_dataset
+from mmsrarec.data import Dataset, load_dataset
 from mmsrarec.database import open_checkpointer, open_tables
 from mmsrarec.errors import DataError
 from mmsrarec.graph import GraphContext, GraphSettings, build_context, build_graph, thread_config
@@ -60,6 +60,10 @@ DEFAULT_KIND = "interaction"
 
 class UnknownUser(DataError):
     """Neither the prepared data nor the live feedback has this user."""
+
+
+class UnknownItem(DataError):
+    """The served catalogue has no item with this id."""
 
 
 @dataclass(frozen=True)
@@ -193,15 +197,22 @@ class RecommendationService:
         only: Sequence[str] | None = None,
     ) -> dict[str, Any]:
         dataset = served.context.dataset
-        for item_id in [*history, *(only or ())]:
-            dataset.index_of(item_id)  # an unknown id: one clear error
+        _known(dataset, [*history, *(only or ())])
         excluded = set(exclude)
         pool = (
             [item.item_id for item in dataset.items] if only is None else list(dict.fromkeys(only))
         )
         candidates = [item_id for item_id in pool if item_id not in excluded]
-        if not candidates:
-            raise DataError("no item is left to recommend after the exclusions")
+        answer = {
+            "thread_id": None,
+            "user_id": user_id,
+            "model": served.model,
+            "model_version": served.version,
+            "recommendations": [],
+            "similar_users": [],
+        }
+        if not candidates:  # the filters left nothing: an empty answer, no run
+            return answer
         thread_id = f"api-{secrets.token_hex(10)}"
         inputs = {
             "user_id": user_id,
@@ -214,10 +225,8 @@ class RecommendationService:
             inputs, thread_config(thread_id), context=served.context, durability="exit"
         )
         return {
+            **answer,
             "thread_id": thread_id,
-            "user_id": user_id,
-            "model": served.model,
-            "model_version": served.version,
             "recommendations": output["recommendations"],
             "similar_users": output["similar_users"],
         }
@@ -246,7 +255,7 @@ class RecommendationService:
             or not (math.isfinite(timestamp))
         ):
             raise DataError(f"`timestamp` {timestamp!r} is not a finite number of seconds")
-        self._current([item_id]).context.dataset.index_of(item_id)
+        _known(self._current([item_id]).context.dataset, [item_id])
         return self.store.add_feedback(user_id, item_id, float(timestamp), kind, idempotency_key)
 
     def add_item(
@@ -355,3 +364,9 @@ def _check_text(name: str, value: str) -> None:
         raise DataError(f"`{name}` is blank")
     if len(value) > MAX_ID_CHARS:
         raise DataError(f"`{name}` has {len(value)} characters; at most {MAX_ID_CHARS}")
+
+
+def _known(dataset: Dataset, item_ids: Sequence[str]) -> None:
+    for item_id in item_ids:
+        if item_id not in dataset.item_index:
+            raise UnknownItem(f"unknown item id `{item_id[:80]}` in the catalogue")

@@ -25,7 +25,8 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
@@ -41,21 +42,23 @@ from mmsrarec.serving.service import (
     DEFAULT_KIND,
     MAX_ID_CHARS,
     RecommendationService,
+    UnknownItem,
     UnknownUser,
 )
 from mmsrarec.serving.store import IdempotencyConflict, ItemExists, Written, as_json
 from mmsrarec.types import Recommendation, SimilarUser
 from mmsrarec.web.auth import ApiKeys
-from mmsrarec.web.errors import clip
+from mmsrarec.web.schema import Text, clip
 from mmsrarec.web.turns import PoolFull, TurnPool, TurnTimeout
 
+T = TypeVar("T")
 MAX_K = 100
 DEFAULT_K = GraphSettings.model_fields["top_k"].default
 MAX_FILTER_IDS = 5000
 MAX_TEXT_CHARS = 5000
 REPLAYED = "Idempotent-Replayed"
 
-Id = Annotated[str, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"\S")]
+Id = Annotated[Text, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"\S")]
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")]
 Credentials = Annotated[
     HTTPAuthorizationCredentials | None,
@@ -114,16 +117,19 @@ class FeedbackRequest(Strict):
 class ItemRequest(Strict):
     """Body of `POST /api/items`: a new catalogue item."""
 
-    title: str = Field(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S")
-    description: str = Field(default="", max_length=MAX_TEXT_CHARS)
-    image: str | None = Field(default=None, description="PNG, JPEG, GIF or WebP, base64.")
+    title: Text = Field(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S")
+    description: Text = Field(default="", max_length=MAX_TEXT_CHARS)
+    image: Text | None = Field(default=None, description="PNG, JPEG, GIF or WebP, base64.")
     item_id: Id | None = Field(default=None, description="Your id for it; default: a new one.")
 
 
 class Recommended(BaseModel):
     """A ranked list, as `mmsrarec recommend --json` prints it."""
 
-    thread_id: str = Field(description="The traced run: `mmsrarec trace show THREAD`.")
+    thread_id: str | None = Field(
+        description="The traced run (`mmsrarec trace show THREAD`); null when the filters "
+        "left nothing to rank."
+    )
     user_id: str
     model: str
     model_version: str
@@ -217,7 +223,7 @@ def api_router(
     ) -> dict[str, Any]:
         """Store one interaction; the user's next recommendations read it."""
         written = await run_in_threadpool(
-            lambda: _write(
+            lambda: _answer(
                 lambda: service.add_feedback(
                     body.user_id, body.item_id, body.timestamp, body.kind, key
                 )
@@ -232,7 +238,7 @@ def api_router(
         """Store a new item; recommendable at once from its text."""
         image = _image_bytes(body.image) if body.image is not None else None
         written = await run_in_threadpool(
-            lambda: _write(
+            lambda: _answer(
                 lambda: service.add_item(body.title, body.description, image, body.item_id, key)
             )
         )
@@ -241,26 +247,21 @@ def api_router(
     return router
 
 
-def _answer(call) -> dict[str, Any]:
-    """`call()`, its data errors as 404 (unknown user) or 422 (not `NotPreparedError`: the
-    app's 503)."""
+def _answer(call: Callable[[], T]) -> T:
+    """`call()`, its data errors as 404, 409 or 422 (`NotPreparedError` is the app's 503)."""
     try:
         return call()
     except NotPreparedError:
         raise
     except DataError as exc:
-        raise HTTPException(404 if isinstance(exc, UnknownUser) else 422, str(exc)) from None
+        raise HTTPException(_status(exc), str(exc)) from None
 
 
-def _write(call) -> Written:
-    try:
-        return call()
-    except ItemExists as exc:
-        raise HTTPException(409, str(exc)) from None
-    except NotPreparedError:
-        raise
-    except (IdempotencyConflict, DataError) as exc:
-        raise HTTPException(422, str(exc)) from None
+def _status(error: DataError) -> int:
+    """404: an id nobody has; 409: taken by an earlier write; 422: any other bad input."""
+    if isinstance(error, UnknownUser | UnknownItem):
+        return 404
+    return 409 if isinstance(error, ItemExists | IdempotencyConflict) else 422
 
 
 def _written(written: Written, response: Response) -> dict[str, Any]:

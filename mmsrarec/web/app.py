@@ -27,43 +27,32 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from mmsrarec.chat.graph import ChatService, build_chat_graph
 from mmsrarec.config import ServerSettings
 from mmsrarec.errors import MmsrarecError, NotPreparedError
 from mmsrarec.graph.graph import build_graph
-from mmsrarec.prompt_text import encoding_problem
 from mmsrarec.serving import RecommendationService
 from mmsrarec.web.api import api_router
 from mmsrarec.web.auth import ApiKeys
-from mmsrarec.web.errors import ERRORS, clip
 from mmsrarec.web.headers import SecurityHeaders
 from mmsrarec.web.inspect import inspect_thread
 from mmsrarec.web.limits import BodyLimit, RateLimiter
+from mmsrarec.web.schema import ERRORS, Text, clip
 from mmsrarec.web.sessions import COOKIE, HEADER, SessionStore
 from mmsrarec.web.turns import PoolFull, TurnPool, TurnTimeout
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-
-
-def _utf8(text: str) -> str:
-    problem = encoding_problem(text)
-    if problem is not None:
-        raise ValueError(f"not valid text ({problem}): send UTF-8")
-    return text
-
-
-Text = Annotated[StrictStr, AfterValidator(_utf8)]
 
 
 class ChatRequest(BaseModel):

@@ -1,10 +1,12 @@
-"""Errors of the web app: one line each, documented once for every route."""
+"""What every route shares: text fields checked as UTF-8, one-line errors documented once."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, StrictStr
+
+from mmsrarec.prompt_text import encoding_problem
 
 ECHO_CHARS = 40  # request data longer than this is cut when an error quotes it
 
@@ -23,3 +25,13 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 def clip(text: str) -> str:
     """`text` as an error may quote it: at most `ECHO_CHARS` characters."""
     return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
+
+
+def _utf8(text: str) -> str:
+    problem = encoding_problem(text)
+    if problem is not None:
+        raise ValueError(f"not valid text ({problem}): send UTF-8")
+    return text
+
+
+Text = Annotated[StrictStr, AfterValidator(_utf8)]
