@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import secrets
 import threading
 from collections.abc import Callable, Sequence
@@ -48,22 +47,17 @@ from mmsrarec.graph import GraphContext, GraphSettings, build_context, build_gra
 from mmsrarec.graph.factory import build_ranker
 from mmsrarec.models import ModelCache
 from mmsrarec.serving.backfill import Backfill
-from mmsrarec.serving.catalog import KnownItemsRetriever, as_item, extended, save_image
-from mmsrarec.serving.store import ItemExists, LiveStore, ModelVersion, Written
+from mmsrarec.serving.catalog import KnownItemsRetriever, as_item, extended
+from mmsrarec.serving.store import LiveStore, ModelVersion, Written
+from mmsrarec.serving.writes import DEFAULT_KIND, LiveWriter, UnknownItem
 
 logger = logging.getLogger(__name__)
 ANONYMOUS = "anonymous"  # the user id of runs from a given history
 BASE_VERSION = "v0"  # the model fitted on the prepared data alone
-MAX_ID_CHARS = 200
-DEFAULT_KIND = "interaction"
 
 
 class UnknownUser(DataError):
     """Neither the prepared data nor the live feedback has this user."""
-
-
-class UnknownItem(DataError):
-    """The served catalogue has no item with this id."""
 
 
 @dataclass(frozen=True)
@@ -103,9 +97,11 @@ class RecommendationService:
         self.settings = settings
         self.prepared = context.dataset
         self.store = store or LiveStore(open_tables(settings, "recommend"))
+        self.writer = LiveWriter(settings, self.prepared, self.store)
         self.graph = build_graph(checkpointer or open_checkpointer(settings, "recommend"))
         self.backfill = Backfill(lambda: self.served.context) if background else None
-        self.listeners: list[Callable[[GraphContext], None]] = []
+        self.listeners: list[Callable[[GraphContext], None]] = []  # told of each swap
+        self.on_update: Callable[[str, dict[str, Any]], None] | None = None  # node updates
         self._lock = threading.RLock()  # one writer of `served` at a time
         known = set(self.prepared.item_index)
         served = dataclasses.replace(
@@ -148,12 +144,17 @@ class RecommendationService:
         return prepared + live
 
     def recommend_user(
-        self, user_id: str, k: int | None = None, exclude_seen: bool = True
+        self,
+        user_id: str,
+        k: int | None = None,
+        exclude_seen: bool = True,
+        thread_id: str | None = None,
     ) -> dict[str, Any]:
         """The whole catalogue ranked after the user's whole history."""
         served = self._current()
         history = self.history(user_id, served)
-        return self._run(served, user_id, history, k, history if exclude_seen else ())
+        excluded = history if exclude_seen else ()
+        return self._run(served, user_id, history, k, excluded, thread_id=thread_id)
 
     def recommend_history(
         self,
@@ -163,14 +164,24 @@ class RecommendationService:
         exclude_seen: bool = True,
         exclude: Sequence[str] = (),
         only: Sequence[str] | None = None,
+        user_id: str = ANONYMOUS,
+        frozen: bool = False,
+        thread_id: str | None = None,
     ) -> dict[str, Any]:
         """The catalogue ranked after `history` (raw item ids, oldest first), for a user the
-        data does not know; never items in `exclude`, only items in `only` when given."""
+        data does not know; never items in `exclude`, only items in `only` when given.
+
+        Args:
+            user_id: Who the run is for (in the trace; a known user's neighbours skip it).
+            frozen: Rank the user's frozen 1 + 20 candidates of the evaluation instead
+                (`GraphSettings.stage`); `exclude` and `only` do not apply.
+            thread_id: Run on this thread (default: a new one).
+        """
         if not history:
             raise DataError("`history` is empty: give at least one item id")
         served = self._current(list(history) + list(exclude) + list(only or ()))
         excluded = [*history, *exclude] if exclude_seen else list(exclude)
-        return self._run(served, ANONYMOUS, list(history), k, excluded, only)
+        return self._run(served, user_id, list(history), k, excluded, only, frozen, thread_id)
 
     def similar_items(self, item_id: str, k: int | None = None) -> dict[str, Any]:
         """The items most likely chosen after `item_id` (the ranker after a one-item history;
@@ -195,6 +206,8 @@ class RecommendationService:
         k: int | None,
         exclude: Sequence[str],
         only: Sequence[str] | None = None,
+        frozen: bool = False,
+        thread_id: str | None = None,
     ) -> dict[str, Any]:
         dataset = served.context.dataset
         _known(dataset, [*history, *(only or ())])
@@ -202,7 +215,8 @@ class RecommendationService:
         pool = (
             [item.item_id for item in dataset.items] if only is None else list(dict.fromkeys(only))
         )
-        candidates = [item_id for item_id in pool if item_id not in excluded]
+        # no candidates given: the graph takes the user's frozen ones
+        candidates = [] if frozen else [item_id for item_id in pool if item_id not in excluded]
         answer = {
             "thread_id": None,
             "user_id": user_id,
@@ -211,9 +225,9 @@ class RecommendationService:
             "recommendations": [],
             "similar_users": [],
         }
-        if not candidates:  # the filters left nothing: an empty answer, no run
+        if not candidates and not frozen:  # the filters left nothing: an empty answer, no run
             return answer
-        thread_id = f"api-{secrets.token_hex(10)}"
+        thread_id = thread_id or f"api-{secrets.token_hex(10)}"
         inputs = {
             "user_id": user_id,
             "history": history,
@@ -221,9 +235,15 @@ class RecommendationService:
             "top_k": k or served.context.settings.top_k,
         }
         # durability="exit": the run is stored once, at its end (a server answers many)
-        output = self.graph.invoke(
-            inputs, thread_config(thread_id), context=served.context, durability="exit"
+        config = thread_config(thread_id)
+        updates = self.graph.stream(
+            inputs, config, context=served.context, stream_mode="updates", durability="exit"
         )
+        for update in updates:
+            for node, values in update.items():
+                if self.on_update is not None:
+                    self.on_update(node, values or {})
+        output = self.graph.get_state(config).values
         return {
             **answer,
             "thread_id": thread_id,
@@ -241,22 +261,9 @@ class RecommendationService:
         kind: str = DEFAULT_KIND,
         idempotency_key: str | None = None,
     ) -> Written:
-        """Store one interaction; the user's next answer reads it.
-
-        Raises:
-            DataError: a blank or too long id, an unknown item, a timestamp that is not a
-                finite number.
-        """
-        _check_text("user_id", user_id)
-        _check_text("kind", kind)
-        if (
-            not isinstance(timestamp, int | float)
-            or isinstance(timestamp, bool)
-            or not (math.isfinite(timestamp))
-        ):
-            raise DataError(f"`timestamp` {timestamp!r} is not a finite number of seconds")
-        _known(self._current([item_id]).context.dataset, [item_id])
-        return self.store.add_feedback(user_id, item_id, float(timestamp), kind, idempotency_key)
+        """Store one interaction; the user's next answer reads it (`LiveWriter.add_feedback`)."""
+        self._current([item_id])
+        return self.writer.add_feedback(user_id, item_id, timestamp, kind, idempotency_key)
 
     def add_item(
         self,
@@ -266,31 +273,8 @@ class RecommendationService:
         item_id: str | None = None,
         idempotency_key: str | None = None,
     ) -> Written:
-        """Store a new item and serve it at once (see the module docstring).
-
-        Args:
-            item_id: Your id for it; default: a new one (`item-<12 hex digits>`).
-
-        Raises:
-            DataError: a blank title, an image Pillow cannot open, an id in use
-                (`ItemExists`), an idempotency key used for another request.
-        """
-        if not title.strip():
-            raise DataError("`title` is blank: every item needs one")
-        if item_id is not None:
-            _check_text("item_id", item_id)
-            if item_id in self.prepared.item_index:
-                raise ItemExists(f"item `{item_id}` already exists: give another `item_id`")
-        name = save_image(image, self.settings.run_dir) if image is not None else None
-        request = {"item_id": item_id, "title": title, "description": description, "image": name}
-        written = self.store.add_item(
-            item_id or f"item-{secrets.token_hex(6)}",
-            title.strip(),
-            description,
-            name,
-            idempotency_key,
-            request,
-        )
+        """Store a new item and serve it at once (`LiveWriter.add_item`)."""
+        written = self.writer.add_item(title, description, image, item_id, idempotency_key)
         self.sync_items()
         return written
 
@@ -357,13 +341,6 @@ class RecommendationService:
     def close(self) -> None:
         if self.backfill is not None:
             self.backfill.close()
-
-
-def _check_text(name: str, value: str) -> None:
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(f"`{name}` is blank")
-    if len(value) > MAX_ID_CHARS:
-        raise DataError(f"`{name}` has {len(value)} characters; at most {MAX_ID_CHARS}")
 
 
 def _known(dataset: Dataset, item_ids: Sequence[str]) -> None:

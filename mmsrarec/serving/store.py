@@ -195,12 +195,8 @@ class LiveStore:
                             "use a new key for a new request"
                         )
                     return int(earlier[0][0]), True
-            if table == "live_items":
-                taken = self.tables.run(
-                    "SELECT 1 FROM live_items WHERE item_id = ?", (request["item_id"],)
-                )
-                if taken:
-                    return None, False
+            if table == "live_items" and self.has_item(values[0]):
+                return None, False
             # otherwise another writer took this seq first: take the next one
         raise RuntimeError(f"no free `seq` in `{table}` after {MAX_TRIES} tries")
 
@@ -226,6 +222,9 @@ class LiveStore:
         """Live items with `seq > seq`, in `seq` order (the catalogue appends them so)."""
         rows = self.tables.run(f"SELECT {_ITEM} FROM live_items WHERE seq > ? ORDER BY seq", (seq,))
         return [LiveItem(*row) for row in rows]
+
+    def has_item(self, item_id: str) -> bool:
+        return bool(self.tables.run("SELECT 1 FROM live_items WHERE item_id = ?", (item_id,)))
 
     def last_seq(self, table: str) -> int:
         """The newest `seq` of `live_feedback`, `live_items` or `model_versions` (0: none)."""

@@ -38,14 +38,9 @@ from mmsrarec.config import ServerSettings
 from mmsrarec.errors import DataError, NotPreparedError
 from mmsrarec.nodes.context import GraphSettings
 from mmsrarec.nodes.history import MAX_HISTORY
-from mmsrarec.serving.service import (
-    DEFAULT_KIND,
-    MAX_ID_CHARS,
-    RecommendationService,
-    UnknownItem,
-    UnknownUser,
-)
+from mmsrarec.serving.service import RecommendationService, UnknownUser
 from mmsrarec.serving.store import IdempotencyConflict, ItemExists, Written, as_json
+from mmsrarec.serving.writes import DEFAULT_KIND, MAX_ID_CHARS, UnknownItem
 from mmsrarec.types import Recommendation, SimilarUser
 from mmsrarec.web.auth import ApiKeys
 from mmsrarec.web.schema import Text, clip
