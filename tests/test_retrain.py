@@ -101,8 +101,14 @@ def test_a_request_in_flight_finishes_on_the_model_it_started_with(world, tiny_e
     assert after["model_version"] == version.label == "v1"
 
 
-def test_a_second_server_on_the_same_database_picks_up_new_versions_and_items(world, tiny_encoder):
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+def test_a_second_server_on_the_same_database_picks_up_new_versions_and_items(
+    world, tiny_encoder, backend, request
+):
     settings, dataset = world
+    if backend == "postgres":
+        url = request.getfixturevalue("database_url")
+        settings = settings.model_copy(update={"database_url": url})
     first = served(settings, dataset, tiny_encoder)
     second = served(settings, dataset, tiny_encoder)
     first.add_feedback("u2", "m9", 9000.0)
