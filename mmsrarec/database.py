@@ -121,6 +121,22 @@ def open_tables(settings: Settings, store: Store) -> Tables:
     )
 
 
+def thread_ids(settings: Settings, store: Store) -> list[str]:
+    """The store's thread ids, most recent first, read from LangGraph's `checkpoints` table
+    without loading a checkpoint (a server's store holds one thread per API answer)."""
+    tables = open_tables(settings, store)
+    try:
+        rows = tables.run(
+            "SELECT thread_id FROM checkpoints GROUP BY thread_id "
+            "ORDER BY MAX(checkpoint_id) DESC"  # ids are time-ordered UUIDs (uuid6)
+        )
+    except Exception as exc:  # no run stored yet: the saver creates the table on first use
+        if "checkpoints" not in str(exc):
+            raise
+        return []
+    return [str(row[0]) for row in rows]
+
+
 def exclusive(settings: Settings, name: str) -> Any:
     """A context in which no other process on the same `database_url` holds `name`: replicas
     starting together build the shared Chroma collections once, the others wait and reuse

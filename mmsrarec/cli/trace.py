@@ -29,7 +29,7 @@ ThreadArg = Annotated[
 def _stores(settings: Settings) -> list[tuple[str, BaseCheckpointSaver]]:
     """The checkpoint stores that exist: the recommendation graph's, then the chat's (SQLite
     files in the run dir, or the schemas of `database_url`)."""
-    from mmsrarec.chat.graph import with_state_types
+    from mmsrarec.chat.state import with_state_types
     from mmsrarec.database import open_checkpointer
 
     shared = settings.database_url is not None  # PostgreSQL: both stores always exist
@@ -88,10 +88,11 @@ def render_tree(thread: str, records: list[dict[str, Any]]) -> Tree:
 @app.command("list")
 def list_(config: ConfigOpt = None, run_dir: RunDirOpt = None) -> None:
     """Thread ids of the graph's runs, then of the chat's, most recent first."""
-    from mmsrarec.graph.graph import list_threads
+    from mmsrarec.database import thread_ids
 
-    for kind, store in _stores(plain_settings(config, run_dir=run_dir)):
-        for thread in list_threads(store):
+    settings = plain_settings(config, run_dir=run_dir)
+    for kind, _ in _stores(settings):
+        for thread in thread_ids(settings, "recommend" if kind == "graph" else "chat"):
             console.print(f"{thread}  [dim]{kind}[/]", highlight=False)
 
 
