@@ -69,6 +69,12 @@ class ServerSettings(BaseModel):
         description="How often a server takes in items and model versions that other "
         "processes (replicas, the CLI, `train --from-store`) stored.",
     )
+    background_keywords: bool = Field(
+        default=True,
+        description="Write the keywords the catalogue lacks on a worker thread while serving "
+        "(all of them from the first start, with a progress bar); off: only `mmsrarec "
+        "summarize` writes them, and the server never runs the LLM.",
+    )
     retrain_every_minutes: float | None = Field(
         default=None,
         gt=0,

@@ -142,7 +142,7 @@ def build_server(settings, run, critic: bool, in_memory: bool):
     dataset = api.served.context.dataset
     have = api.served.context.keywords.get_many(dataset.items)
     missing = [item for item in dataset.items if item.item_id not in have]
-    if missing:
+    if missing and settings.server.background_keywords:
         console.print(
             f"{len(missing)} of {dataset.n_items} items have no keywords yet: writing "
             "them in the background (progress on stderr)",

@@ -102,3 +102,17 @@ class Backfill:
             {"user_id": "backfill", "history": ids, "candidates": [], "top_k": 1},
             context=context,
         )
+
+
+class NoBackfill:
+    """A `KeywordBackfill` that writes nothing (`server.background_keywords = false`): items
+    without keywords stay without until `mmsrarec summarize` writes them."""
+
+    def request(self, items: Sequence[Item]) -> None:
+        pass
+
+    def drain(self, timeout_s: float | None = None) -> bool:
+        return True
+
+    def close(self) -> None:
+        pass

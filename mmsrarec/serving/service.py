@@ -46,7 +46,7 @@ from mmsrarec.errors import DataError
 from mmsrarec.graph import GraphContext, GraphSettings, build_context, build_graph, thread_config
 from mmsrarec.graph.factory import build_ranker
 from mmsrarec.models import ModelCache
-from mmsrarec.serving.backfill import Backfill
+from mmsrarec.serving.backfill import Backfill, NoBackfill
 from mmsrarec.serving.catalog import KnownItemsRetriever, as_item, extended
 from mmsrarec.serving.store import LiveStore, ModelVersion, Written
 from mmsrarec.serving.writes import DEFAULT_KIND, LiveWriter, UnknownItem
@@ -82,7 +82,8 @@ class RecommendationService:
         context: The graph's parts on the prepared dataset (`build_context`).
         store: Live data (default: the recommendation store's database).
         checkpointer: Where runs are traced (default: that database too).
-        background: Summarize missing keywords on a worker thread instead of in requests.
+        background: Never summarize in a request: items without keywords go to a worker
+            thread (or nowhere, with `server.background_keywords` off).
     """
 
     def __init__(
@@ -99,7 +100,10 @@ class RecommendationService:
         self.store = store or LiveStore(open_tables(settings, "recommend"))
         self.writer = LiveWriter(settings, self.prepared, self.store)
         self.graph = build_graph(checkpointer or open_checkpointer(settings, "recommend"))
-        self.backfill = Backfill(lambda: self.served.context) if background else None
+        self.backfill: Backfill | NoBackfill | None = None
+        if background:
+            on = settings.server.background_keywords
+            self.backfill = Backfill(lambda: self.served.context) if on else NoBackfill()
         self.listeners: list[Callable[[GraphContext], None]] = []  # told of each swap
         self.on_update: Callable[[str, dict[str, Any]], None] | None = None  # node updates
         self._lock = threading.RLock()  # one writer of `served` at a time
