@@ -11,10 +11,11 @@ clients in this process (asyncio + httpx), each phase bounded in time.
    `POST /api/feedback` writes.
 2. The swap: `--swap-scorer` (default `item-knn`: its retraining takes seconds, where the
    fused LLM system's takes most of an hour on this CPU) serves the mix at 8 clients while
-   `mmsrarec train --from-store` retrains it on the feedback so far and the server swaps the
-   new version in. Counted: errors, answers per model version, and the writes: every
-   feedback answered 201 must be in the store exactly once (each carries an idempotency key;
-   a failed write is retried with the same key).
+   `mmsrarec train --from-store` retrains it on the feedback so far, and for
+   `--swap-seconds` after, while the server swaps the new version in. Counted: errors,
+   answers per model version, and the writes: every feedback answered 201 must be in the
+   store exactly once (each carries an idempotency key; a failed write is retried with the
+   same key).
 
 Each phase runs in a fresh run dir (`benchmarks/serving/run-*`, the trained models linked in)
 so that no live data is left in `runs/`. Writes `benchmarks/serving/results.json` and
@@ -156,13 +157,14 @@ class Load:
         raise AssertionError("unreachable")
 
     async def run(self, clients: int, seconds: float, mix: dict[str, float]) -> float:
+        """Loop for `seconds` (`self.deadline` may be moved meanwhile); the time it took."""
         ops, weights = list(mix), list(mix.values())
-        deadline = time.perf_counter() + seconds
+        self.deadline = time.perf_counter() + seconds
         limits = httpx.Limits(max_connections=clients)
         async with httpx.AsyncClient(base_url=self.url, timeout=120, limits=limits) as client:
 
             async def worker() -> None:
-                while time.perf_counter() < deadline:
+                while time.perf_counter() < self.deadline:
                     await self.one(client, self.random.choices(ops, weights)[0])
 
             started = time.perf_counter()
@@ -264,9 +266,10 @@ def swap_phase(args, users, items) -> list[dict]:
             ]
             started = time.perf_counter()
             child = await asyncio.create_subprocess_exec(*command, env=server.env)
-            running = asyncio.ensure_future(load.run(8, args.swap_seconds, mix))
+            running = asyncio.ensure_future(load.run(8, 3600, mix))
             code = await child.wait()
             retrain_s = time.perf_counter() - started
+            load.deadline = time.perf_counter() + args.swap_seconds  # the swap, and after
             assert code == 0, f"retraining failed ({code})"
             return await running, retrain_s
 
@@ -352,7 +355,12 @@ def main() -> None:
     parser.add_argument("--swap-scorer", default="item-knn")
     parser.add_argument("--models", type=Path, default=ROOT / "runs")
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--swap-seconds", type=float, default=30)
+    parser.add_argument(
+        "--swap-seconds",
+        type=float,
+        default=20,
+        help="Load after the retraining ends (the swap lands in it).",
+    )
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--k-similar", type=int, default=3, help="Similar users (serve's).")
     parser.add_argument("--skip", default="", help="`latency` and/or `swap`")
