@@ -39,6 +39,12 @@ class GraphSettings(BaseModel):
     max_rounds: int = Field(3, ge=1, le=10, description="Summarizer rounds per item at most.")
     threshold: float = Field(0.6, description="Critic total at or above which a summary is kept.")
     top_k: int = Field(10, ge=1, description="Recommendations returned by default.")
+    overfetch: int = Field(
+        0,
+        ge=0,
+        description="Items the recommend node ranks beyond `top_k`, for filter nodes after it "
+        "(`GraphBuilder`); the last node cuts the list back to `top_k`.",
+    )
     stage: str = Field("test", pattern="^(valid|test)$", description="Which frozen split to serve.")
     scorer: str = Field(
         "mmsrarec",

@@ -47,8 +47,8 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
 
     Returns:
         `preference` (the older-history sentence, "" without a summarizer), the top
-        `state["top_k"]` `recommendations` with evidence, and one `trace` record holding
-        every candidate's score.
+        `state["top_k"]` (+ `settings.overfetch`) `recommendations` with evidence, and one
+        `trace` record holding every candidate's score.
 
     Raises:
         ValueError: the scorer returned the wrong number of scores, or a non-finite one.
@@ -62,6 +62,7 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
     collaborative = state.get("similar_users") or []
     candidates = state.get("candidates") or []
     top_k = state.get("top_k") or context.settings.top_k
+    shown = top_k + context.settings.overfetch  # more for filters after this node
     llm = getattr(scorer, "llm", None)
     ranker = context.ranker
     with traced(
@@ -107,12 +108,12 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
                     collaborative,
                 ),
             )
-            for i in order[:top_k]
+            for i in order[:shown]
         ]
         trace["outputs"] = {
             "preference": preference,
             "scores": {item.item_id: float(s) for item, s in zip(items, scores, strict=True)},
-            "ranked": [items[i].item_id for i in order[:top_k]],
+            "ranked": [items[i].item_id for i in order[:shown]],
         }
     return {
         "preference": preference,
