@@ -283,6 +283,21 @@ def test_trace_cli_exports_verifies_and_detects_tampering(context, tmp_path: Pat
     assert run_guarded(app, ["trace", "verify", str(out), *key]) == 2
 
 
+def test_a_failed_run_is_shown_failed_not_verified(context, tmp_path: Path, capsys):
+    def crash(state, runtime):
+        raise RuntimeError("scorer down")
+
+    run_dir = tmp_path / "runs"
+    graph = GraphBuilder().replace("recommend", crash).compile(
+        open_checkpointer(run_dir / "graph.sqlite")
+    )
+    with pytest.raises(RuntimeError):
+        graph.invoke(_inputs(), thread_config("broken"), context=context)
+    assert run_guarded(app, ["trace", "show", "broken", "--run-dir", str(run_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert "failed: RuntimeError('scorer down')" in shown and "load_user" in shown
+
+
 def test_graph_cli_prints_the_loop(capsys) -> None:
     assert run_guarded(app, ["graph", "--mermaid"]) == 0
     mermaid = capsys.readouterr().out

@@ -47,6 +47,9 @@ DEFAULT_STEPS: tuple[tuple[str, Node], ...] = (
     ("recommend", recommend),
 )
 LOOP_FROM, LOOP_TO = "critique", "summarize"  # the critic sends weak summaries back
+# The channel of the pending write LangGraph keeps for a node that raised (its `ERROR`
+# constant is private since 1.0; `StateSnapshot.tasks[].error` needs a compiled graph).
+ERROR_CHANNEL = "__error__"
 
 
 class GraphBuilder:
@@ -186,6 +189,16 @@ def thread_trace(checkpointer: BaseCheckpointSaver, thread_id: str) -> list[dict
             f"no thread `{thread_id}` in the checkpoint store: see `mmsrarec trace list`"
         )
     return list(saved.checkpoint["channel_values"].get("trace", []))
+
+
+def thread_error(checkpointer: BaseCheckpointSaver, thread_id: str) -> str | None:
+    """The error a thread's last run stopped on (LangGraph keeps it as a pending write of
+    the failed node), or None when its last run finished."""
+    saved = checkpointer.get_tuple(thread_config(thread_id))
+    for _, channel, value in (saved.pending_writes or []) if saved is not None else []:
+        if channel == ERROR_CHANNEL:
+            return str(value)
+    return None
 
 
 def list_threads(checkpointer: BaseCheckpointSaver) -> list[str]:
