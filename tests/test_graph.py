@@ -22,6 +22,7 @@ from mmsrarec.graph import (
     GraphBuilder,
     GraphContext,
     GraphSettings,
+    build_context,
     build_graph,
     open_checkpointer,
     thread_config,
@@ -288,8 +289,10 @@ def test_a_failed_run_is_shown_failed_not_verified(context, tmp_path: Path, caps
         raise RuntimeError("scorer down")
 
     run_dir = tmp_path / "runs"
-    graph = GraphBuilder().replace("recommend", crash).compile(
-        open_checkpointer(run_dir / "graph.sqlite")
+    graph = (
+        GraphBuilder()
+        .replace("recommend", crash)
+        .compile(open_checkpointer(run_dir / "graph.sqlite"))
     )
     with pytest.raises(RuntimeError):
         graph.invoke(_inputs(), thread_config("broken"), context=context)
@@ -388,3 +391,32 @@ def test_custom_nodes_are_traced_and_a_filter_can_ask_for_more_than_top_k(contex
         record = output["trace"][-1]
         assert record["node"] == "no_even" and record["inputs"] == {"custom": True}
         assert record["outputs"]["recommendations"] == ids and record["seconds"] >= 0
+
+
+def test_one_line_says_how_many_images_a_text_only_model_ignores(
+    tmp_path: Path, tiny_source: Path, tiny_llm, caplog
+) -> None:
+    from PIL import Image
+
+    from mmsrarec.config import Settings
+    from mmsrarec.models import ModelCache
+
+    rows = [json.loads(line) for line in (tiny_source / "catalog.jsonl").read_text().splitlines()]
+    for row in rows[:3]:
+        Image.new("RGB", (2, 2)).save(tiny_source / f"{row['item_id']}.png")
+        row["image"] = f"{row['item_id']}.png"
+    (tiny_source / "catalog.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dataset = load_dataset(prepare_dataset(tiny_source, tmp_path / "data", negatives=5)[0])
+    settings = Settings(cache_dir=tmp_path / "cache", run_dir=tmp_path / "runs", model="tiny")
+    with caplog.at_level("WARNING", logger="mmsrarec.graph.factory"):
+        build_context(
+            settings,
+            dataset,
+            ModelCache(settings),
+            GraphSettings(scorer="yes-no", k_similar=0),
+            llm=tiny_llm,
+            critic=False,
+            preference=False,
+        )
+    (line,) = [r.getMessage() for r in caplog.records if "image" in r.getMessage()]
+    assert line.startswith("3 of 40 items have an image; `tiny` reads text only")

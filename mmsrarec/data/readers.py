@@ -31,6 +31,7 @@ class RawData:
     items: list[Item]
     interactions: list[tuple[str, str, float]]  # (user_id, item_id, timestamp), file order
     source: str
+    files: tuple[Path, ...] = ()  # the source files read (their hashes go in the manifest)
 
 
 def read_source(source: str | Path) -> RawData:
@@ -69,7 +70,7 @@ def read_ml100k() -> RawData:
     folder = recbole_ml100k_dir()
     raw = read_atomic_folder(folder)
     items = [_movielens_item(item) for item in raw.items]
-    return RawData("ml-100k", items, raw.interactions, f"recbole:{folder}")
+    return RawData("ml-100k", items, raw.interactions, f"recbole:{folder}", raw.files)
 
 
 def _movielens_item(item: Item) -> Item:
@@ -174,7 +175,7 @@ def read_atomic_folder(folder: Path) -> RawData:
         for n, row in enumerate(rows, start=2)
     ]
     _check_interactions(interactions, items, inter_path)
-    return RawData(inter_path.stem, items, interactions, str(folder))
+    return RawData(inter_path.stem, items, interactions, str(folder), (item_path, inter_path))
 
 
 def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -236,7 +237,7 @@ def read_jsonl_folder(folder: Path) -> RawData:
             )
         )
     _check_interactions(interactions, items, inter_path)
-    return RawData(folder.name, items, interactions, str(folder))
+    return RawData(folder.name, items, interactions, str(folder), (catalog_path, inter_path))
 
 
 def _image_path(folder: Path, image: str, path: Path, number: int) -> Path:
@@ -255,7 +256,23 @@ def _image_path(folder: Path, image: str, path: Path, number: int) -> Path:
         )
     if not found:
         raise DataError(f"`{path}` line {number}: image `{image[:80]}` not found")
+    problem = image_problem(resolved)
+    if problem is not None:
+        raise DataError(f"`{path}` line {number}: image `{image[:80]}` {problem}")
     return resolved
+
+
+def image_problem(path: Path) -> str | None:
+    """Why Pillow cannot read the image file `path` (a text file named `x.png`, a truncated
+    file), or None when it can."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()  # reads the whole file
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return f"is not an image Pillow can open ({type(exc).__name__})"
+    return None
 
 
 def _check_unique(items: list[Item], path: Path) -> None:
