@@ -205,3 +205,25 @@ def test_train_from_store_on_the_command_line(world, capsys):
     assert "item-knn v1 published" in capsys.readouterr().out
     assert run_guarded(app, ["train", "--from-store", "--scorer", "item-knn", *flags]) == 0
     assert "nothing new" in capsys.readouterr().out
+
+
+def test_items_a_ranker_cannot_score_are_served_once_a_version_knows_them(
+    world, tiny_encoder, caplog
+):
+    from mmsrarec.errors import ConfigError
+    from mmsrarec.serving.writes import LiveWriter
+
+    settings, dataset = world
+    service = served(settings, dataset, tiny_encoder)  # item-kNN: no `add_items`
+    with pytest.raises(ConfigError, match="cannot score items it was not trained on"):
+        service.add_item("Zorblax", "zorblax")
+    LiveWriter.from_settings(settings).add_item("Zorblax", "zorblax", item_id="z1")  # the CLI
+    service.add_feedback("u1", "z1", 9000.0)  # a stored item is a known item
+    service.sync()
+    assert "z1" not in service.served.context.dataset.item_index
+    assert "served after `mmsrarec train --from-store`" in caplog.text
+    retrain(settings, "item-knn", service.store)
+    service.sync()
+    assert service.served.version == "v1" and service.served.items_seq == 1
+    assert service.served.context.dataset.items[-1].item_id == "z1"
+    assert "z1" in [r["item_id"] for r in service.recommend_history(["m1"], 40)["recommendations"]]

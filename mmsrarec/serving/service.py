@@ -40,9 +40,9 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 
 from mmsrarec.config import Settings
-from mmsrarec.data import Dataset, load_dataset
+from mmsrarec.data import Dataset, Item, load_dataset
 from mmsrarec.database import open_checkpointer, open_tables
-from mmsrarec.errors import DataError
+from mmsrarec.errors import ConfigError, DataError
 from mmsrarec.graph import GraphContext, GraphSettings, build_context, build_graph, thread_config
 from mmsrarec.graph.factory import build_ranker
 from mmsrarec.models import ModelCache
@@ -107,6 +107,7 @@ class RecommendationService:
         self.listeners: list[Callable[[GraphContext], None]] = []  # told of each swap
         self.on_update: Callable[[str, dict[str, Any]], None] | None = None  # node updates
         self._lock = threading.RLock()  # one writer of `served` at a time
+        self._told_no_items = False
         known = set(self.prepared.item_index)
         served = dataclasses.replace(
             context,
@@ -278,6 +279,13 @@ class RecommendationService:
         idempotency_key: str | None = None,
     ) -> Written:
         """Store a new item and serve it at once (`LiveWriter.add_item`)."""
+        ranker = self.served.context.ranker
+        if ranker is not None and not hasattr(ranker, "add_items"):
+            raise ConfigError(
+                f"scorer `{ranker.name}` cannot score items it was not trained on: serve one "
+                "that can (`--scorer`), or add items with `mmsrarec items add` and retrain "
+                "(`mmsrarec train --from-store`)"
+            )
         written = self.writer.add_item(title, description, image, item_id, idempotency_key)
         self.sync_items()
         return written
@@ -304,8 +312,16 @@ class RecommendationService:
                 return
             items = [as_item(row, self.settings.run_dir) for row in rows]
             ranker = served.context.ranker
-            if ranker is not None:
-                ranker.add_items(items)
+            if ranker is not None and not _add_items(ranker, items):
+                if not self._told_no_items:
+                    logger.warning(
+                        "%d new item(s) stored, but scorer `%s` cannot score items it was not "
+                        "trained on: they are served after `mmsrarec train --from-store`",
+                        len(items),
+                        ranker.name,
+                    )
+                    self._told_no_items = True
+                return
             context = dataclasses.replace(
                 served.context, dataset=extended(served.context.dataset, items)
             )
@@ -325,16 +341,18 @@ class RecommendationService:
         trained = load_dataset(folder / "data" / self.prepared.name)
         ranker = build_ranker(settings, trained, self.scorer, self.settings.seeds[0])
         with self._lock:
-            self.sync_items()
             served = self.served
-            dataset = served.context.dataset
-            known = [item.item_id for item in trained.items]
-            if known != [item.item_id for item in dataset.items[: trained.n_items]]:
+            current, base = served.context.dataset.items, trained.items
+            shorter, longer = sorted((current, base), key=len)
+            if [i.item_id for i in shorter] != [i.item_id for i in longer[: len(shorter)]]:
                 raise DataError(f"model `{folder}` was trained on another catalogue order")
-            if dataset.n_items > trained.n_items:
-                ranker.add_items(dataset.items[trained.n_items :])
-            context = dataclasses.replace(served.context, ranker=ranker)
-            self._swap(Served(context, version.label, served.items_seq))
+            dataset, items_seq = trained, version.items_seq  # the version's catalogue...
+            if len(current) > len(base) and _add_items(ranker, current[len(base) :]):
+                dataset, items_seq = served.context.dataset, served.items_seq  # ...or more
+            catalogue = extended(self.prepared, dataset.items[self.prepared.n_items :])
+            context = dataclasses.replace(served.context, ranker=ranker, dataset=catalogue)
+            self._swap(Served(context, version.label, items_seq))
+            self.sync_items()  # live items the version has not seen, if any
         logger.info("model %s %s is served (from %s)", self.scorer, version.label, folder)
 
     def _swap(self, served: Served) -> None:
@@ -345,6 +363,18 @@ class RecommendationService:
     def close(self) -> None:
         if self.backfill is not None:
             self.backfill.close()
+
+
+def _add_items(ranker: Any, items: list[Item]) -> bool:
+    """Hand `items` to the ranker's `add_items`; False when it has none (or refuses)."""
+    add = getattr(ranker, "add_items", None)
+    if add is None:
+        return False
+    try:
+        add(items)
+    except NotImplementedError:
+        return False
+    return True
 
 
 def _known(dataset: Dataset, item_ids: Sequence[str]) -> None:
