@@ -227,3 +227,32 @@ def test_items_a_ranker_cannot_score_are_served_once_a_version_knows_them(
     assert service.served.version == "v1" and service.served.items_seq == 1
     assert service.served.context.dataset.items[-1].item_id == "z1"
     assert "z1" in [r["item_id"] for r in service.recommend_history(["m1"], 40)["recommendations"]]
+
+
+@pytest.mark.slow
+def test_a_server_retrains_on_a_timer_and_swaps_the_version_in(world, tiny_encoder):
+    """`server.retrain_every_minutes`: `train --from-store` in a child process, then the sync
+    loads what it published."""
+    import time
+
+    from mmsrarec.serving.schedule import Timers
+
+    settings, dataset = world
+    settings = settings.model_copy(
+        update={
+            "server": settings.server.model_copy(
+                update={"retrain_every_minutes": 0.01, "sync_every_s": 0.2}
+            )
+        }
+    )
+    service = served(settings, dataset, tiny_encoder)
+    service.add_feedback("u1", "m30", 9000.0)
+    timers = Timers(service)
+    try:
+        deadline = time.monotonic() + 300
+        while service.served.version == "v0" and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        timers.close()
+    assert service.served.version == "v1"
+    assert service.recommend_user("u1", 3)["model_version"] == "v1"

@@ -53,7 +53,7 @@ def _records(thread: str, settings: Settings) -> list[dict[str, Any]]:
 
 def _run(thread: str, settings: Settings) -> tuple[list[dict[str, Any]], str | None]:
     """The thread's records, and the error its last run stopped on (None: it finished)."""
-    from mmsrarec.graph.graph import thread_config, thread_error, thread_trace
+    from mmsrarec.database import thread_config, thread_error, thread_trace
 
     for _, store in _stores(settings):
         if store.get_tuple(thread_config(thread)) is not None:
@@ -102,9 +102,12 @@ def list_(config: ConfigOpt = None, run_dir: RunDirOpt = None) -> None:
     from mmsrarec.database import thread_ids
 
     settings = plain_settings(config, run_dir=run_dir)
-    for kind, _ in _stores(settings):
-        for thread in thread_ids(settings, "recommend" if kind == "graph" else "chat"):
-            console.print(f"{thread}  [dim]{kind}[/]", highlight=False)
+    lines = [
+        f"{thread}  [dim]{kind}[/]"
+        for kind, _ in _stores(settings)
+        for thread in thread_ids(settings, "recommend" if kind == "graph" else "chat")
+    ]
+    console.print("\n".join(lines), highlight=False)  # one print: thousands of threads
 
 
 @app.command()

@@ -26,8 +26,8 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
-from mmsrarec.database import sqlite_checkpointer
-from mmsrarec.errors import ConfigError, DataError
+from mmsrarec.database import sqlite_checkpointer, thread_config, thread_error, thread_trace
+from mmsrarec.errors import ConfigError
 from mmsrarec.nodes.context import GraphContext
 from mmsrarec.nodes.critic import after_critique, critique
 from mmsrarec.nodes.history import load_user
@@ -38,6 +38,15 @@ from mmsrarec.nodes.summarizer import summarize
 from mmsrarec.trace import traced
 
 Node = Callable[..., dict[str, Any]]
+__all__ = [
+    "GraphBuilder",
+    "build_graph",
+    "list_threads",
+    "open_checkpointer",
+    "thread_config",
+    "thread_error",
+    "thread_trace",
+]
 
 DEFAULT_STEPS: tuple[tuple[str, Node], ...] = (
     ("load_user", load_user),
@@ -47,9 +56,6 @@ DEFAULT_STEPS: tuple[tuple[str, Node], ...] = (
     ("recommend", recommend),
 )
 LOOP_FROM, LOOP_TO = "critique", "summarize"  # the critic sends weak summaries back
-# The channel of the pending write LangGraph keeps for a node that raised (its `ERROR`
-# constant is private since 1.0; `StateSnapshot.tasks[].error` needs a compiled graph).
-ERROR_CHANNEL = "__error__"
 
 
 class GraphBuilder:
@@ -171,34 +177,6 @@ def open_checkpointer(path: Path | None) -> BaseCheckpointSaver:
     """SQLite checkpointer at `path` (created with its folder), or in memory for `None`.
     (`mmsrarec.database.open_checkpointer` picks SQLite or PostgreSQL from the settings.)"""
     return sqlite_checkpointer(path)
-
-
-def thread_config(thread_id: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread_id}}
-
-
-def thread_trace(checkpointer: BaseCheckpointSaver, thread_id: str) -> list[dict[str, Any]]:
-    """The trace records stored for `thread_id`.
-
-    Raises:
-        DataError: no such thread.
-    """
-    saved = checkpointer.get_tuple(thread_config(thread_id))
-    if saved is None:
-        raise DataError(
-            f"no thread `{thread_id}` in the checkpoint store: see `mmsrarec trace list`"
-        )
-    return list(saved.checkpoint["channel_values"].get("trace", []))
-
-
-def thread_error(checkpointer: BaseCheckpointSaver, thread_id: str) -> str | None:
-    """The error a thread's last run stopped on (LangGraph keeps it as a pending write of
-    the failed node), or None when its last run finished."""
-    saved = checkpointer.get_tuple(thread_config(thread_id))
-    for _, channel, value in (saved.pending_writes or []) if saved is not None else []:
-        if channel == ERROR_CHANNEL:
-            return str(value)
-    return None
 
 
 def list_threads(checkpointer: BaseCheckpointSaver) -> list[str]:
