@@ -71,7 +71,7 @@ def test_a_known_user_gets_the_whole_catalogue_ranked_after_the_whole_history(
     load = next(r for r in records if r["node"] == "load_user")
     # the full sequence (test and valid positions too), every unseen item a candidate
     assert load["outputs"]["history"] == history
-    assert len(load["outputs"]["candidates"]) == tiny_dataset.n_items - len(set(history))
+    assert load["outputs"]["n_candidates"] == tiny_dataset.n_items - len(set(history))
     seen = client.get("/api/recommend/u1", params={"k": 40, "exclude_seen": False}, headers=AUTH)
     assert set(history) <= set(ids(seen.json()))
 
