@@ -95,10 +95,10 @@ def plan(rows: str, seeds: int) -> list[tuple[str, int]]:
     return list(dict.fromkeys(out))
 
 
-def item_keywords(method: str, dataset, settings) -> dict[str, tuple[str, dict]]:
-    """LLM member -> (keyword source description, keywords) as its `fit` will read them."""
-    from mmsrarec.recommenders.llm_recommender import resolve_keywords
+def item_keywords(method: str, dataset, settings) -> dict:
+    """LLM member -> its `KeywordSource`, as its `fit` will read it."""
     from mmsrarec.recommenders.methods import FUSIONS, KEYWORD_SOURCES, LLM_VARIANTS
+    from mmsrarec.summarization.keywords import resolve_keywords
 
     members = [m for m in FUSIONS.get(method, (method,)) if m in LLM_VARIANTS]
     return {m: resolve_keywords(settings, dataset, KEYWORD_SOURCES.get(m, "none"))
@@ -122,8 +122,8 @@ def row_key(method: str, seed: int, dataset, settings) -> str:
 
     members = FUSIONS.get(method, (method,))
     llm = {m: ItemLMConfig(**LLM_VARIANTS[m]).to_dict() for m in members if m in LLM_VARIANTS}
-    keywords = {m: hashlib.sha256(json.dumps(words, sort_keys=True).encode()).hexdigest()
-                for m, (_, words) in item_keywords(method, dataset, settings).items()}  # fmt: skip
+    keywords = {m: hashlib.sha256(json.dumps(source.keywords, sort_keys=True).encode()).hexdigest()
+                for m, source in item_keywords(method, dataset, settings).items()}  # fmt: skip
     parts = {
         "version": ROW_VERSION, "method": method, "seed": seed, "llm": llm,
         "keywords": keywords,
@@ -152,9 +152,10 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
     from mmsrarec.evaluation.protocols import evaluate_full, evaluate_sampled
     from mmsrarec.storage import atomic_write_json
 
-    for member, (source, _) in item_keywords(method, dataset, settings).items():
-        if source.startswith("item text (") and member == "llm-recommender":
-            raise SystemExit(f"error: `{member}` would run without its tuned keywords: {source}")
+    for member, source in item_keywords(method, dataset, settings).items():
+        if source.fallback and member == "llm-recommender":
+            raise SystemExit(f"error: `{member}` would run without its tuned keywords: "
+                             f"{source.description}")  # fmt: skip
     recommender = build_method(method, settings)
     started = time.perf_counter()
     recommender.fit(dataset, seed)

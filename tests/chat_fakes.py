@@ -171,6 +171,7 @@ class WordRanker:
     the history's items. `add_items` takes in new items (the hook servers call)."""
 
     name = "word-ranker"
+    reads_text = True
 
     def __init__(self, dataset: Dataset) -> None:
         self.words = [frozenset()] + [frozenset(tokens(item.text)) for item in dataset.items]

@@ -21,6 +21,8 @@ from mmsrarec.cli.common import (
 )
 from mmsrarec.config import Settings
 from mmsrarec.data import Stage, load_dataset
+from mmsrarec.data.coldstart import RUN_SUBDIR, ColdRule, Split, new_releases
+from mmsrarec.errors import ConfigError
 from mmsrarec.evaluation.harness import (
     build_report,
     rankings_paths,
@@ -40,21 +42,32 @@ def run_evaluation(
     stage: Stage = "test",
     json_path: Path | None = None,
     rankings_path: Path | None = None,
+    split: Split | str = Split.standard,
+    cold: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate `methods` (plus the reference rows) on the prepared `settings.dataset`.
 
     Prints the table, writes the optional exports, and returns the `--json` report.
     Rankings are written for each requested method (for the reference rows when none is
     requested): to `rankings_path` itself for one method, else `<stem>.<method><suffix>`.
+    On the new-releases split (`cold`: the rule, default the dataset's own), models are
+    trained under `<run_dir>/new-releases/` and the table adds the cold- and warm-target users.
     """
     check_methods(methods)
     protocol = Protocol(protocol)
     dataset = load_dataset(settings.dataset_dir)
+    if Split(split) == Split.new_releases:
+        dataset = new_releases(dataset, ColdRule.parse(cold) if cold else None)
+        settings = settings.model_copy(update={"run_dir": settings.run_dir / RUN_SUBDIR})
+    elif cold or protocol == Protocol.shelf:
+        what = "`--cold` chooses" if cold else "`--protocol shelf` ranks"
+        raise ConfigError(f"{what} the new items of `--split new-releases`: add it")
     results = run_harness(methods, dataset, settings, protocol, stage)
     n_users = len(results[0].first.users)
+    rule = f" · cold: {dataset.cold_rule} ({len(dataset.cold)} items)" if dataset.cold else ""
     title = (
         f"{dataset.name} · {protocol.value} · {stage} · {n_users} users · "
-        f"seeds {', '.join(map(str, settings.seeds))}"
+        f"seeds {', '.join(map(str, settings.seeds))}{rule}"
     )
     console.print(results_table(results, title))
     rankings: dict[str, Path] = {}
@@ -84,8 +97,25 @@ def evaluate(
     ] = None,
     protocol: Annotated[
         Protocol,
-        typer.Option(help="`sampled`: target + frozen negatives; `full`: whole catalog."),
+        typer.Option(
+            help="`sampled`: target + frozen negatives; `full`: whole catalog; `shelf` "
+            "(new-releases split): a cold target among the cold items only."
+        ),
     ] = Protocol.sampled,
+    split: Annotated[
+        Split,
+        typer.Option(
+            help="`new-releases`: the items chosen by `--cold` have no interaction before the "
+            "test; reports cold-target and warm-target users apart."
+        ),
+    ] = Split.standard,
+    cold: Annotated[
+        str | None,
+        typer.Option(
+            help="New items of `--split new-releases`: `FIELD>=VALUE` (a catalog field, e.g. "
+            "`release_year>=1997`, the ML-100K default), `first_seen>=TIMESTAMP` or `ids:FILE`."
+        ),
+    ] = None,
     stage: Annotated[StageChoice, typer.Option(help="Predict the test or validation item.")] = (
         StageChoice.test
     ),
@@ -119,4 +149,4 @@ def evaluate(
         ray_address=ray,
         ray_workers=workers,
     )
-    run_evaluation(settings, methods, protocol, stage.value, json_path, rankings)
+    run_evaluation(settings, methods, protocol, stage.value, json_path, rankings, split, cold)

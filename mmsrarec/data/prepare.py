@@ -140,12 +140,19 @@ def prepare_raw(
     )
     atomic_write_json(folder / "negatives.json", frozen)
     files = ("items.jsonl", "sequences.jsonl", "negatives.json")
+    if any(item.fields for item in raw.items):  # the source's other columns (release dates...)
+        atomic_write_jsonl(
+            folder / "fields.jsonl",
+            ({"item_id": it.item_id, "fields": it.fields} for it in raw.items if it.fields),
+        )
+        files += ("fields.jsonl",)
     atomic_write_json(
         manifest_path,
         {
             **settings,
             "name": raw.name,
             "source": raw.source,
+            "item_kind": raw.kind,
             "tie_rule": "timestamp, then source file row order (stable sort)",
             "split": "leave-one-out: last = test, second-last = valid, rest = train",
             "files": {name: sha256_file(folder / name) for name in files},
@@ -169,25 +176,20 @@ def _changed_files(before: dict[str, str] | None, now: dict[str, str]) -> str:
 
 
 def read_prepared(folder: Path) -> RawData:
-    """A prepared folder back as `RawData`: its items (their prepared text) and its
-    interactions in their prepared order, with their timestamps. Preparing it again gives
+    """A prepared folder back as `RawData`: its items (their prepared text and fields) and
+    its interactions in their prepared order, with their timestamps. Preparing it again gives
     the same sequences (the order is already chronological and the sort is stable)."""
-    from mmsrarec.data.dataset import Item, load_dataset
+    from mmsrarec.data.dataset import load_dataset
 
     dataset = load_dataset(folder)  # verifies the checksums
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    items = [
-        Item(item_id=row["item_id"], title=row["title"], text=row["text"], image=row.get("image"))
-        for row in _jsonl_rows(folder / "items.jsonl")
-    ]
+    with (folder / "sequences.jsonl").open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
     interactions = [
         (row["user_id"], item, float(timestamp))
-        for row in _jsonl_rows(folder / "sequences.jsonl")
+        for row in rows
         for item, timestamp in zip(row["items"], row["timestamps"], strict=True)
     ]
-    return RawData(dataset.name, items, interactions, manifest["source"])
-
-
-def _jsonl_rows(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+    return RawData(
+        dataset.name, list(dataset.items), interactions, manifest["source"], kind=dataset.item_kind
+    )

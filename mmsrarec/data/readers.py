@@ -21,6 +21,7 @@ from mmsrarec.data.dataset import Item
 from mmsrarec.errors import DataError
 
 BUILTIN = ("ml-100k",)
+CATALOG_KEYS = ("item_id", "title", "description", "image")
 
 
 @dataclass
@@ -31,6 +32,7 @@ class RawData:
     items: list[Item]
     interactions: list[tuple[str, str, float]]  # (user_id, item_id, timestamp), file order
     source: str
+    kind: str = "item"  # what one item is, in words ("movie"): for prompts and replies
     files: tuple[Path, ...] = ()  # the source files read (their hashes go in the manifest)
 
 
@@ -70,7 +72,9 @@ def read_ml100k() -> RawData:
     folder = recbole_ml100k_dir()
     raw = read_atomic_folder(folder)
     items = [_movielens_item(item) for item in raw.items]
-    return RawData("ml-100k", items, raw.interactions, f"recbole:{folder}", raw.files)
+    return RawData(
+        "ml-100k", items, raw.interactions, f"recbole:{folder}", kind="movie", files=raw.files
+    )
 
 
 def _movielens_item(item: Item) -> Item:
@@ -120,7 +124,13 @@ def _require(path: Path, header: list[str], columns: tuple[str, ...]) -> None:
         raise DataError(f"`{path}`: missing column `{missing[0]}` (has {', '.join(header)})")
 
 
-def catalog_item(item_id: str, title: str, description: str = "", image: str | None = None) -> Item:
+def catalog_item(
+    item_id: str,
+    title: str,
+    description: str = "",
+    image: str | None = None,
+    fields: dict[str, str] | None = None,
+) -> Item:
     """An item of the JSONL catalogue format (also what `POST /api/items` adds): its text is
     `"<title>. <description>"`, or `"<title>."` without a description.
 
@@ -131,7 +141,7 @@ def catalog_item(item_id: str, title: str, description: str = "", image: str | N
     if not title:
         raise DataError(f"item `{item_id}` has a blank `title`: every item needs one")
     text = f"{title}. {description.strip()}" if description.strip() else f"{title}."
-    return Item(item_id=item_id, title=title, text=text, image=image)
+    return Item(item_id=item_id, title=title, text=text, image=image, fields=fields or {})
 
 
 def _timestamp(value: Any, path: Path, number: int) -> float:
@@ -175,7 +185,7 @@ def read_atomic_folder(folder: Path) -> RawData:
         for n, row in enumerate(rows, start=2)
     ]
     _check_interactions(interactions, items, inter_path)
-    return RawData(inter_path.stem, items, interactions, str(folder), (item_path, inter_path))
+    return RawData(inter_path.stem, items, interactions, str(folder), files=(item_path, inter_path))
 
 
 def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -220,7 +230,7 @@ def read_jsonl_folder(folder: Path) -> RawData:
                 raise DataError(f"`{catalog_path}` line {number}: `image` must be a path string")
             image = str(_image_path(folder, image, catalog_path, number))
         try:
-            items.append(catalog_item(item_id, title, description, image))
+            items.append(catalog_item(item_id, title, description, image, _extra_fields(record)))
         except DataError as exc:
             raise DataError(f"`{catalog_path}` line {number}: {exc}") from None
     _check_unique(items, catalog_path)
@@ -237,7 +247,18 @@ def read_jsonl_folder(folder: Path) -> RawData:
             )
         )
     _check_interactions(interactions, items, inter_path)
-    return RawData(folder.name, items, interactions, str(folder), (catalog_path, inter_path))
+    return RawData(folder.name, items, interactions, str(folder), files=(catalog_path, inter_path))
+
+
+def _extra_fields(record: dict[str, Any]) -> dict[str, str]:
+    """The catalog line's other scalar columns (a release date, a category...), as text."""
+    return {
+        key: str(value)
+        for key, value in record.items()
+        if key not in CATALOG_KEYS
+        and isinstance(value, str | int | float)
+        and not isinstance(value, bool)
+    }
 
 
 def _image_path(folder: Path, image: str, path: Path, number: int) -> Path:

@@ -27,11 +27,10 @@ from mmsrarec.evaluation.batch_scoring import score_batch, user_batches
 from mmsrarec.evaluation.methods import build_method
 from mmsrarec.evaluation.protocols import (
     BATCH_SIZE,
+    EVALUATE,
     EXPORT_TOP,
     EvalResult,
     Protocol,
-    evaluate_full,
-    evaluate_sampled,
     merge_results,
 )
 
@@ -61,7 +60,7 @@ class ScoringActor:
     def evaluate(self, protocol: str, stage: Stage, users: list[str]) -> EvalResult:
         """One batch of the evaluation protocol (see `protocols`)."""
         self.batches += 1
-        evaluate = evaluate_sampled if protocol == Protocol.sampled else evaluate_full
+        evaluate = EVALUATE[protocol]
         return evaluate(self.recommender, self.dataset, stage, users, batch_size=len(users))
 
     def score(self, users: list[str], top: int) -> list[dict[str, Any]]:

@@ -31,7 +31,7 @@ from mmsrarec.data import Dataset, Stage
 from mmsrarec.errors import DataError
 from mmsrarec.evaluation.distributed import SeedRunner, ray_seed_runner
 from mmsrarec.evaluation.methods import REFERENCES, build_method
-from mmsrarec.evaluation.protocols import EvalResult, Protocol, evaluate_full, evaluate_sampled
+from mmsrarec.evaluation.protocols import EVALUATE, EvalResult, Protocol
 from mmsrarec.recommenders.base import Recommender
 from mmsrarec.storage import atomic_write_json, atomic_write_jsonl, atomic_write_text
 
@@ -123,7 +123,7 @@ def _local_seed_runner(
     stage: Stage,
     users: Sequence[str] | None,
 ) -> SeedRunner:
-    evaluate = evaluate_sampled if protocol == Protocol.sampled else evaluate_full
+    evaluate = EVALUATE[protocol]
 
     def run(seed: int) -> tuple[EvalResult, float, float]:
         recommender = build()
@@ -168,6 +168,7 @@ def _load_seed(
             Protocol(saved["protocol"]), stage, saved["users"], np.array(saved["targets"]),
             np.array(saved["ranks"]), [np.array(c) for c in saved["candidates"]],
             [np.array(s, dtype=np.float64) for s in saved["scores"]], saved["metrics"],
+            np.array([t in dataset.cold for t in saved["targets"]], dtype=bool),
         )  # fmt: skip
         return SeedRun(**saved["run"]), result
     except (ValueError, KeyError, TypeError, DataError):  # unreadable: run the seed again
@@ -239,6 +240,9 @@ def build_report(
         "ties": "pessimistic: the target ranks below every item with an equal score",
         "methods": {},
     }
+    if dataset.cold:
+        report["split"] = {"name": "new-releases", "cold_rule": dataset.cold_rule,
+                           "cold_items": len(dataset.cold)}  # fmt: skip
     if protocol == Protocol.sampled:
         report["n_negatives"] = len(first.candidates[0]) - 1
     else:

@@ -1,4 +1,5 @@
-"""The two evaluation protocols: 1 + n frozen negatives (sampled) and full-catalog ranking.
+"""The evaluation protocols: 1 + n frozen negatives (sampled), full-catalog ranking, and on
+the new-releases split (`data/coldstart.py`) the shelf.
 
 Both score users in batches through the `Recommender` interface and rank the target
 pessimistically (`metrics.ranks_from_scores`: a target tied with k items ranks below all k).
@@ -8,6 +9,13 @@ pessimistically (`metrics.ranks_from_scores`: a target tied with k items ranks b
 - Full: every catalog item is ranked except the items of the user's history (all
   interactions before the target: training, plus the validation item at the test stage),
   whose scores are set to -inf; the target keeps its score. HR@10, NDCG@10.
+- Shelf (new-releases split only): each user whose target is cold ranks it among the cold
+  items only, the history excluded as in full ranking: which new release to show. HR@10,
+  NDCG@10.
+
+On the new-releases split every protocol also reports the cold-target users (target cold)
+and the warm-target users apart: metrics `cold:<name>` and `warm:<name>` beside the metrics
+over all users.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from enum import StrEnum
 import numpy as np
 
 from mmsrarec.data import Dataset, Stage
+from mmsrarec.errors import DataError
 from mmsrarec.metrics import full_metrics, ranks_from_scores, sampled_metrics
 from mmsrarec.recommenders.base import Query, Recommender
 
@@ -31,6 +40,7 @@ class Protocol(StrEnum):
 
     sampled = "sampled"
     full = "full"
+    shelf = "shelf"
 
 
 @dataclass
@@ -47,7 +57,10 @@ class EvalResult:
             candidates. Full: the target, then the `EXPORT_TOP` best-scored other items
             that were not excluded (fewer if the catalog is smaller).
         scores: per user, the scores of `candidates`, same order.
-        metrics: metric name -> mean over users.
+        metrics: metric name -> mean over users; on the new-releases split also over the
+            cold-target (`cold:<name>`) and warm-target (`warm:<name>`) users.
+        cold: per user, whether the target is a cold item, [n_users] (all False off the
+            new-releases split).
     """
 
     protocol: Protocol
@@ -58,6 +71,30 @@ class EvalResult:
     candidates: list[np.ndarray]
     scores: list[np.ndarray]
     metrics: dict[str, float]
+    cold: np.ndarray
+
+
+def _metrics(
+    protocol: Protocol, ranks: np.ndarray, cold: np.ndarray, n_negatives: int = 0
+) -> dict[str, float]:
+    """The protocol's metrics over all users, then over cold- and warm-target users apart
+    where there are cold targets."""
+
+    def over(mask: np.ndarray) -> dict[str, float]:
+        if protocol == Protocol.sampled:
+            return sampled_metrics(ranks[mask], n_negatives=n_negatives)
+        return full_metrics(ranks[mask])
+
+    metrics = over(np.ones(len(ranks), dtype=bool))
+    if cold.any():
+        for group, mask in (("cold", cold), ("warm", ~cold)):
+            if mask.any():
+                metrics |= {f"{group}:{name}": value for name, value in over(mask).items()}
+    return metrics
+
+
+def _cold_targets(dataset: Dataset, targets: np.ndarray) -> np.ndarray:
+    return np.array([int(t) in dataset.cold for t in targets], dtype=bool)
 
 
 def _batches(users: list[str], size: int) -> list[list[str]]:
@@ -99,15 +136,18 @@ def evaluate_sampled(
     matrix = np.stack(scores)  # [n_users, 1 + n_negatives]; all users have as many negatives
     _check_finite(matrix, recommender)
     ranks = ranks_from_scores(matrix, 0)
+    targets = np.array([c[0] for c in candidates])
+    cold = _cold_targets(dataset, targets)
     return EvalResult(
         protocol=Protocol.sampled,
         stage=stage,
         users=users,
-        targets=np.array([c[0] for c in candidates]),
+        targets=targets,
         ranks=ranks,
         candidates=candidates,
         scores=scores,
-        metrics=sampled_metrics(ranks, n_negatives=matrix.shape[1] - 1),
+        metrics=_metrics(Protocol.sampled, ranks, cold, matrix.shape[1] - 1),
+        cold=cold,
     )
 
 
@@ -118,6 +158,7 @@ def evaluate_full(
     users: Sequence[str] | None = None,
     batch_size: int = BATCH_SIZE,
     export_top: int = EXPORT_TOP,
+    only: np.ndarray | None = None,
 ) -> EvalResult:
     """Rank the whole catalog minus the user's history; keep the top items for export.
 
@@ -129,6 +170,7 @@ def evaluate_full(
         batch_size: users per `score_catalog` call.
         export_top: other items kept per user in `candidates` (enough to recompute HR@k and
             NDCG@k for every k <= export_top from the export alone).
+        only: bool [n_items + 1]: rank only these items (the shelf), or None for all.
 
     Returns:
         The per-user ranks, the target + top items with their scores, and HR@10, NDCG@10.
@@ -145,6 +187,8 @@ def evaluate_full(
         rows = np.arange(len(batch))
         kept = matrix[rows, batch_targets]
         matrix[:, 0] = -np.inf  # padding column
+        if only is not None:
+            matrix[:, ~only] = -np.inf
         for row, query in enumerate(queries):
             matrix[row, list(query.history)] = -np.inf
         matrix[rows, batch_targets] = kept  # the target is ranked even if seen before
@@ -154,16 +198,42 @@ def evaluate_full(
             candidates.append(np.concatenate([[target], top]))
             scores.append(matrix[row, candidates[-1]])
     all_ranks = np.concatenate(ranks) if ranks else np.array([], dtype=int)
+    protocol = Protocol.full if only is None else Protocol.shelf
+    cold = _cold_targets(dataset, targets)
     return EvalResult(
-        protocol=Protocol.full,
+        protocol=protocol,
         stage=stage,
         users=users,
         targets=targets,
         ranks=all_ranks,
         candidates=candidates,
         scores=scores,
-        metrics=full_metrics(all_ranks),
+        metrics=_metrics(protocol, all_ranks, cold),
+        cold=cold,
     )
+
+
+def evaluate_shelf(
+    recommender: Recommender,
+    dataset: Dataset,
+    stage: Stage = "test",
+    users: Sequence[str] | None = None,
+    **options,
+) -> EvalResult:
+    """The shelf: every user (of `users`, default all) whose `stage` target is cold ranks it
+    among the cold items only (full-ranking rules otherwise; `options` as `evaluate_full`'s)."""
+    if not dataset.cold:
+        raise DataError("the shelf protocol needs the new-releases split: add "
+                        "`--split new-releases`")  # fmt: skip
+    only = np.zeros(dataset.n_items + 1, dtype=bool)
+    only[sorted(dataset.cold)] = True
+    users = [u for u in (dataset.eval_users if users is None else users)
+             if dataset.target(u, stage) in dataset.cold]  # fmt: skip
+    return evaluate_full(recommender, dataset, stage, users, only=only, **options)
+
+
+EVALUATE = {Protocol.sampled: evaluate_sampled, Protocol.full: evaluate_full,
+            Protocol.shelf: evaluate_shelf}  # fmt: skip
 
 
 def _top_others(row: np.ndarray, target: int, k: int) -> np.ndarray:
@@ -192,10 +262,9 @@ def merge_results(parts: Sequence[EvalResult]) -> EvalResult:
     first = parts[0]
     ranks = np.concatenate([part.ranks for part in parts])
     candidates = [c for part in parts for c in part.candidates]
-    if first.protocol == Protocol.sampled:
-        metrics = sampled_metrics(ranks, n_negatives=len(candidates[0]) - 1)
-    else:
-        metrics = full_metrics(ranks)
+    cold = np.concatenate([part.cold for part in parts])
+    n_negatives = len(candidates[0]) - 1 if first.protocol == Protocol.sampled else 0
+    metrics = _metrics(first.protocol, ranks, cold, n_negatives)
     return EvalResult(
         protocol=first.protocol,
         stage=first.stage,
@@ -205,4 +274,5 @@ def merge_results(parts: Sequence[EvalResult]) -> EvalResult:
         candidates=candidates,
         scores=[s for part in parts for s in part.scores],
         metrics=metrics,
+        cold=cold,
     )

@@ -16,6 +16,13 @@ item by
 so one forward gives a full-catalog distribution at every position (trained with softmax
 cross-entropy over all items; `training/item_lm_trainer.py`).
 
+Items without a trained ID (`has_id` False: the cold items of the new-releases split, or
+items added after training) fall back on their text, on the input and the output side:
+e_i = W_text · t_i, and their bias is the text's, b_i = w_bias · t_i (every item carries that
+text bias; an item with an ID adds its own). `id_dropout` hides the IDs of a random share of
+items in every training batch (DropoutNet), so that the text path learns to score an item
+the way its interactions would; items without an ID never enter the training softmax.
+
 Optional retrieval tokens: the items that the k most similar training users chose next,
 placed before the history after a learned separator, `[SEP, r_1 .. r_k, h_1 .. h_T]` (the
 separator first, so that no query row is ever fully masked).
@@ -37,6 +44,9 @@ from transformers import PreTrainedModel
 from mmsrarec.errors import ConfigError
 
 ItemTokens = Literal["hybrid", "id", "text"]
+# ID dropout where the catalog has items without interactions: chosen on the new-releases
+# split's validation (pseudo-cold items, see benchmarks/coldstart/RESULTS.md).
+AUTO_ID_DROPOUT = 0.25
 Backbone = Literal["pretrained", "random"]
 LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -75,6 +85,16 @@ class ItemLMConfig:
         default=0,
         metadata={"help": "Retrieval tokens: next items of this many similar users (0 = off)."},
     )
+    id_dropout: float | None = field(
+        default=None,
+        metadata={
+            "help": "Hybrid tokens: share of items whose ID is hidden in each training batch "
+            "(input and output side), so the text path learns to score items without "
+            "interactions (new releases); 0 = off, 1 = the text path alone. Default: "
+            f"{AUTO_ID_DROPOUT} where the catalog has items without interactions (the "
+            "new-releases split), else 0."
+        },
+    )
     max_len: int = field(default=50, metadata={"help": "History items per window."})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank on every projection."})
     dropout: float = field(default=0.1, metadata={"help": "Dropout on the item tokens."})
@@ -111,12 +131,35 @@ class ItemLMConfig:
             raise ConfigError(f"`backbone` must be pretrained or random, got {self.backbone}")
         if not 0.0 <= self.dropout < 1.0 or self.lr <= 0 or self.weight_decay < 0:
             raise ConfigError("`dropout` must be in [0, 1), `lr` > 0 and `weight_decay` >= 0")
+        if self.id_dropout is not None and not 0.0 <= self.id_dropout <= 1.0:
+            raise ConfigError(f"`id_dropout` must be in [0, 1], got {self.id_dropout}")
+        if self.id_dropout and self.item_tokens != "hybrid":
+            raise ConfigError("`id_dropout` needs hybrid item tokens (an ID and a text part)")
+
+    def id_dropout_for(self, has_cold: bool) -> float:
+        """The ID dropout a fit uses: the setting, or its default for the data."""
+        if self.id_dropout is not None:
+            return self.id_dropout
+        return AUTO_ID_DROPOUT if has_cold and self.item_tokens == "hybrid" else 0.0
+
+    def resolved(self, has_cold: bool) -> ItemLMConfig:
+        """This config with the ID dropout a fit on such data uses (None where it is off, so
+        that a model trained before the setting existed keeps its fingerprint)."""
+        share = self.id_dropout_for(has_cold)
+        return dataclasses.replace(self, id_dropout=share or None)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every field, except settings added later while at their default (so that models
+        and benchmark rows keyed on the settings before them keep their keys)."""
+        fields = dataclasses.asdict(self)
+        return {k: v for k, v in fields.items() if k not in _LATER or v != _LATER[k]}
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+
+
+# Settings added after models were trained and rows committed, with their defaults.
+_LATER: dict[str, Any] = {"id_dropout": None}
 
 
 def truncated_backbone(model: PreTrainedModel, layers: int, backbone: Backbone) -> nn.Module:
@@ -171,6 +214,7 @@ class ItemLM(nn.Module):
         item_tokens: which parts make an item's vector.
         dropout: dropout on the input item vectors.
         text_init: `zero` starts the text projection of hybrid tokens at 0.
+        text_bias: learn a bias from the text (w_bias), for items scored without their ID.
     """
 
     def __init__(
@@ -182,6 +226,7 @@ class ItemLM(nn.Module):
         item_tokens: ItemTokens = "hybrid",
         dropout: float = 0.1,
         text_init: str = "zero",
+        text_bias: bool = False,
     ) -> None:
         super().__init__()
         if item_tokens != "text" and id_init is None:
@@ -203,6 +248,15 @@ class ItemLM(nn.Module):
         self.separator = nn.Parameter(torch.zeros(hidden))
         self.output = nn.Linear(hidden, hidden)
         self.item_bias = nn.Parameter(torch.zeros(self.n_items + 1))
+        # w_bias, from 0 (every item's bias starts equal); a plain tensor draws no random
+        # numbers, so the other weights start as they did before it existed. Only with ID
+        # dropout: without it no item is text alone in training, and each has its own bias.
+        self.text_bias = None
+        if text_bias:
+            self.text_bias = nn.Parameter(torch.zeros(text_features.shape[1]))
+        # Which items have a trained ID (`set_cold`); not saved: it comes from the data.
+        self.register_buffer("has_id", torch.ones(self.n_items + 1, dtype=torch.bool),
+                             persistent=False)  # fmt: skip
         self.drop = nn.Dropout(dropout)
         for linear in (self.id_proj, self.text_proj, self.output):
             if linear is not None:
@@ -213,32 +267,68 @@ class ItemLM(nn.Module):
             # benchmarks/ACCURACY.md); from 0, text enters only where it lowers the loss.
             nn.init.zeros_(self.text_proj.weight)
 
-    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        """e_i for `items` (any shape of indices) or for the whole catalog [n_items + 1, H]."""
+    def set_cold(self, cold) -> None:
+        """Mark `cold` item indices as having no trained ID."""
+        self.has_id.fill_(True)
+        if len(cold):
+            self.has_id[torch.as_tensor(sorted(cold), device=self.has_id.device)] = False
+
+    def known(self, history) -> list[int]:
+        """The history items the model can read: all where items have text, else those with
+        an ID (an ID-only model cannot represent a new item)."""
+        if self.text_proj is not None:
+            return list(history)
+        has_id = self.has_id.tolist()
+        return [i for i in history if has_id[i]]
+
+    def item_vectors(
+        self, items: torch.Tensor | None = None, id_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """e_i for `items` (any shape of indices) or for the whole catalog [n_items + 1, H].
+
+        `id_mask` [n_items + 1] (default `has_id`): items whose ID part is used; the others
+        are their text part alone.
+        """
+        mask = self.has_id if id_mask is None else id_mask
         vectors = 0
         if self.id_proj is not None:
             ids = self.id_embedding.weight if items is None else self.id_embedding(items)
-            vectors = vectors + self.id_proj(ids)
+            keep = mask if items is None else mask[items]
+            vectors = vectors + self.id_proj(ids) * keep[..., None]
         if self.text_proj is not None:
             text = self.text_features if items is None else self.text_features[items]
             vectors = vectors + self.text_proj(text)
         return vectors
 
-    def forward(self, items: torch.Tensor, retrieved: torch.Tensor | None = None) -> torch.Tensor:
+    def item_biases(self, id_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """b_i of every item [n_items + 1]: the text's bias, plus the ID's where it is used."""
+        mask = self.has_id if id_mask is None else id_mask
+        bias = self.item_bias * mask
+        if self.text_bias is not None:
+            bias = bias + self.text_features @ self.text_bias
+        return bias
+
+    def forward(
+        self,
+        items: torch.Tensor,
+        retrieved: torch.Tensor | None = None,
+        id_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Hidden state at every history position.
 
         Args:
             items: LongTensor [B, T], right-padded with 0.
             retrieved: LongTensor [B, K] of retrieval items (0 = none), or None.
+            id_mask: items whose ID part is used (`item_vectors`); default `has_id`.
 
         Returns:
             [B, T, H]: position t holds the state after reading items[:, : t + 1].
         """
         present = items > 0
-        x = self.drop(self.item_vectors(items))  # [B, T, H]
+        x = self.drop(self.item_vectors(items, id_mask))  # [B, T, H]
         if retrieved is not None and retrieved.shape[1]:
             b, k = retrieved.shape
-            prefix = self.drop(self.item_vectors(retrieved))  # [B, K, H]
+            prefix = self.drop(self.item_vectors(retrieved, id_mask))  # [B, K, H]
             separator = self.separator.expand(b, 1, -1)
             x = torch.cat([separator, prefix, x], dim=1)
             first = torch.ones(b, 1, dtype=torch.bool, device=items.device)
@@ -251,11 +341,20 @@ class ItemLM(nn.Module):
         ).last_hidden_state
         return hidden[:, -items.shape[1] :]
 
-    def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden [..., H] -> scores [..., n_items + 1]; the padding column is -inf."""
+    def item_logits(
+        self, hidden: torch.Tensor, id_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """hidden [..., H] -> scores [..., n_items + 1]; the padding column is -inf.
+
+        Items without a trained ID are -inf in training (they did not exist then) and where
+        the model has no text to score them by.
+        """
         scale = hidden.shape[-1] ** -0.5  # keeps the first logits near 0: loss starts at log(n)
-        logits = self.output(hidden) @ self.item_vectors().T * scale + self.item_bias
+        vectors = self.item_vectors(id_mask=id_mask)
+        logits = self.output(hidden) @ vectors.T * scale + self.item_biases(id_mask)
         logits[..., 0] = float("-inf")
+        if self.training or self.text_proj is None:
+            logits = logits.masked_fill(~self.has_id, float("-inf"))
         return logits
 
     def trainable_state(self) -> dict[str, torch.Tensor]:

@@ -7,6 +7,14 @@ output scores tied to the item embeddings, and full softmax cross-entropy over t
 at every position (the paper used binary cross-entropy with one sampled negative; `loss="bce"`
 keeps that option).
 
+`item_init="text"` is the text-initialised variant (`sasrec-text`, after "Let It Go?",
+RecSys 2025): an item's embedding is its frozen text vector t_i (unit norm) plus a trainable
+delta d_i bounded by ‖d_i‖ <= `delta_bound`, so the text decides where an item sits and the
+interactions only move it a little. An item without a trained ID (`has_id` False: a cold item
+of the new-releases split, or one added after training) is its text vector alone; the
+ID-only variant cannot represent such an item, leaves it out of histories and scores it -inf.
+Items without an ID never enter the training softmax: they did not exist at training time.
+
 This module holds the network and its settings only. Training: `training.sasrec_trainer`;
 the `Recommender` with persistence: `recommenders.sasrec`.
 """
@@ -17,6 +25,7 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -57,6 +66,17 @@ class SASRecConfig:
     eval_every: int = field(
         default=2, metadata={"help": "Validate (full-ranking NDCG@10) every this many epochs."}
     )
+    item_init: Literal["random", "text"] = field(
+        default="random",
+        metadata={
+            "help": "`random`: ID embeddings; `text`: frozen text vector + bounded trainable "
+            "delta (`sasrec-text`), which also scores items that have no interactions."
+        },
+    )
+    delta_bound: float = field(
+        default=0.5,
+        metadata={"help": "`item_init=text`: largest norm of an item's delta (text vectors: 1)."},
+    )
     loss: Literal["ce", "bce"] = field(
         default="ce",
         metadata={
@@ -83,13 +103,24 @@ class SASRecConfig:
             raise ConfigError("`lr` must be > 0 and `weight_decay` >= 0")
         if self.loss not in ("ce", "bce"):
             raise ConfigError(f"`loss` must be `ce` or `bce`, got `{self.loss}`")
+        if self.item_init not in ("random", "text"):
+            raise ConfigError(f"`item_init` must be `random` or `text`, got `{self.item_init}`")
+        if self.delta_bound <= 0:
+            raise ConfigError(f"`delta_bound` must be > 0, got {self.delta_bound}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """sha256 of the canonical JSON of every field."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """sha256 of the canonical JSON of every field (fields at their default are left out,
+        so that adding a setting does not change the digest of existing models)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in _LATER}
+        fields = {k: v for k, v in self.to_dict().items() if k not in defaults or v != defaults[k]}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
+
+
+# Settings added after models were trained and committed: left out of the digest at default.
+_LATER = ("item_init", "delta_bound")
 
 
 class _Block(nn.Module):
@@ -122,12 +153,26 @@ class _Block(nn.Module):
 
 
 class SASRec(nn.Module):
-    """Causal self-attention over left-padded item ids; item 0 is padding."""
+    """Causal self-attention over left-padded item ids; item 0 is padding.
 
-    def __init__(self, n_items: int, config: SASRecConfig) -> None:
+    Args:
+        n_items: catalog size.
+        config: settings.
+        text: `item_init="text"`: frozen text vectors [n_items + 1, hidden], rows of norm 1
+            (row 0 zeros); None otherwise.
+    """
+
+    def __init__(self, n_items: int, config: SASRecConfig, text: torch.Tensor | None = None):
         super().__init__()
+        if (config.item_init == "text") != (text is not None):
+            raise ConfigError("`item_init=text` needs text vectors, and only it takes them")
         self.n_items, self.max_len, self.hidden = n_items, config.max_len, config.hidden
+        self.delta_bound = config.delta_bound
+        # ID embeddings, or the text variant's deltas (trainable either way).
         self.item_embedding = nn.Embedding(n_items + 1, config.hidden, padding_idx=0)
+        self.register_buffer("text", None if text is None else text.float().clone())
+        # Which items have a trained ID; set by `set_cold` (not saved: it comes from the data).
+        self.register_buffer("has_id", torch.ones(n_items + 1, dtype=torch.bool), persistent=False)
         self.position_embedding = nn.Embedding(config.max_len, config.hidden)
         self.drop = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
@@ -146,6 +191,26 @@ class SASRec(nn.Module):
             with torch.no_grad():
                 module.weight[module.padding_idx].zero_()
 
+    def set_cold(self, cold: Sequence[int]) -> None:
+        """Mark `cold` item indices as having no trained ID."""
+        self.has_id.fill_(True)
+        if len(cold):
+            self.has_id[torch.as_tensor(sorted(cold), device=self.has_id.device)] = False
+
+    @property
+    def reads_text(self) -> bool:
+        return self.text is not None
+
+    def item_vectors(self) -> torch.Tensor:
+        """Every item's embedding [n_items + 1, H]: the ID embedding, or text + bounded delta
+        (the delta only where the item has a trained ID)."""
+        if self.text is None:
+            return self.item_embedding.weight
+        delta = self.item_embedding.weight  # [n + 1, H]
+        norm = delta.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+        delta = delta * (self.delta_bound / norm).clamp(max=1.0) * self.has_id[:, None]
+        return self.text + delta
+
     def forward(self, items: torch.Tensor) -> torch.Tensor:
         """items: LongTensor [B, T] (T <= max_len, left-padded) -> hidden states [B, T, H].
 
@@ -155,7 +220,7 @@ class SASRec(nn.Module):
         b, t = items.shape
         positions = torch.arange(self.max_len - t, self.max_len, device=items.device)
         present = items > 0  # [B, T]
-        x = self.item_embedding(items) * math.sqrt(self.hidden) + self.position_embedding(positions)
+        x = self.item_vectors()[items] * math.sqrt(self.hidden) + self.position_embedding(positions)
         x = self.drop(x) * present.unsqueeze(-1)
         causal = torch.ones(t, t, dtype=torch.bool, device=items.device).tril()
         # Attend to earlier real items; every position also sees itself, so a padding row
@@ -166,8 +231,23 @@ class SASRec(nn.Module):
             x = block(x, allowed)
         return self.final_norm(x)
 
-    def item_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """hidden [..., H] -> scores [..., n_items + 1]; padding column -inf."""
-        logits = hidden @ self.item_embedding.weight.T
+    def item_logits(self, hidden: torch.Tensor, with_cold: bool | None = None) -> torch.Tensor:
+        """hidden [..., H] -> scores [..., n_items + 1]; padding column -inf.
+
+        Items without an ID are -inf unless `with_cold` (default: the text variant in eval
+        mode; training always leaves them out of the softmax).
+        """
+        logits = hidden @ self.item_vectors().T
         logits[..., 0] = -math.inf
+        if with_cold is None:
+            with_cold = self.reads_text and not self.training
+        if not with_cold:
+            logits = logits.masked_fill(~self.has_id, -math.inf)
         return logits
+
+    def known(self, history: Sequence[int]) -> list[int]:
+        """The history items the model can read: all for the text variant, else those with an ID."""
+        if self.reads_text:
+            return list(history)
+        has_id = self.has_id.tolist()
+        return [i for i in history if has_id[i]]

@@ -39,6 +39,9 @@ class Recommender(ABC):
     """
 
     name: str = "recommender"
+    #: Scores items that have no interactions (no trained ID: new releases) from their text or
+    #: fields. An ID-only recommender does not; a fusion then leaves those items to others.
+    reads_text: bool = False
 
     def fit(self, dataset: Dataset, seed: int) -> None:  # noqa: B027 - optional for baselines
         """Train on the training split. Baselines without parameters may do nothing."""
@@ -64,6 +67,10 @@ class Reseeded(Recommender):
         self.member = member
         self.offset = offset
         self.name = name
+
+    @property
+    def reads_text(self) -> bool:  # type: ignore[override]
+        return self.member.reads_text
 
     def fit(self, dataset: Dataset, seed: int) -> None:
         self.member.fit(dataset, seed + self.offset)

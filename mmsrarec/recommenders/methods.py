@@ -24,15 +24,20 @@ LLM_VARIANTS: dict[str, dict[str, object]] = {
     "llm-recommender-minilm": {"text_features": "minilm"},
     "llm-recommender-retrieval": {"k_similar": 3},
     "llm-recommender-text-init-normal": {"text_init": "normal"},
+    # New releases: the text fallback trained without ID dropout (control).
+    "llm-recommender-no-id-dropout": {"id_dropout": 0.0},
     # `mmsrarec demo`'s shorter schedule (2 of the 8 epochs): not the committed table's model
     "llm-recommender-quick": {"max_epochs": 2},
 }
-# Where each variant's item texts take their keywords (`llm_recommender.resolve_keywords`):
+# Where each variant's item texts take their keywords (`summarization.keywords`):
 # the GRPO summarizer's (with R_collab), the base summarizer's, the GRPO summarizer's trained
 # without R_collab, or none. The controls above use the items' own text (`none`), as
 # `llm-recommender-item-text` does.
 KEYWORD_SOURCES = {"llm-recommender": "tuned", "llm-recommender-base-keywords": "base",
                    "llm-recommender-tuned-no-collab": "tuned:no-collab"}  # fmt: skip
+# SASRec with frozen text vectors + bounded deltas as item embeddings ("Let It Go?"): scores
+# items that have no interactions from their text.
+SASREC_TEXT = "sasrec-text"
 # SASRec trained again with seed + RESEED_OFFSET: an independent second run.
 RESEEDED_SASREC = "sasrec-reseeded"
 RESEED_OFFSET = 100
@@ -48,12 +53,29 @@ FUSIONS = {
     "mmsrarec-four-texts": ("llm-recommender", "llm-recommender-base-keywords",
                             "llm-recommender-tuned-no-collab", "llm-recommender-item-text",
                             "sasrec", "item-knn"),
+    # New releases, design candidates: the text-initialised SASRec and the LLM's fame prior
+    # scoring only items without an ID (`NEW_ITEM_MEMBERS`).
+    "mmsrarec-st": ("llm-recommender", "sasrec", "item-knn"),
+    "mmsrarec-st-fame": ("llm-recommender", "sasrec", "item-knn"),
+    "mmsrarec-st-fame-i2i": ("llm-recommender", "sasrec", "item-knn"),
 }  # fmt: skip
 # The paper's yes/no prompt scorer, trained listwise with hybrid item tokens
 # (`recommenders/yes_no.py`); it ranks the catalog by re-ranking SASRec's top items.
 YES_NO = "llm-yes-no"
 # Methods that score the whole catalog: what the graph's recommend node can use.
-CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", RESEEDED_SASREC, *FUSIONS,
+# Content baselines: they rank items from their text or fields alone (`content.py`), and the
+# LLM's knowledge of how well known each item is (`fame.py`).
+FAME = "llm-fame"
+I2I = "llm-i2i"  # item-kNN where new items borrow their LLM text neighbours' similarities
+CONTENT = ("content-knn", "genre-profile", "latest", FAME, I2I)
+# Members a fusion adds only where an item has no ID (new releases; `FusionRecommender`).
+NEW_ITEM_MEMBERS = {
+    "mmsrarec-st": ("sasrec-text",),
+    "mmsrarec-st-fame": ("sasrec-text", FAME),
+    "mmsrarec-st-fame-i2i": ("sasrec-text", FAME, I2I),
+}
+CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", SASREC_TEXT, RESEEDED_SASREC,
+                   *CONTENT, *FUSIONS,
                    *LLM_VARIANTS, YES_NO)  # fmt: skip
 
 
@@ -82,11 +104,15 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
         from mmsrarec.recommenders.itemknn import ItemKNNRecommender
 
         return ItemKNNRecommender()
+    if name in CONTENT:
+        return _content(name, settings)
     if name in FUSIONS:
         from mmsrarec.recommenders.fusion import FusionRecommender
 
         members = {member: build_recommender(member, settings) for member in FUSIONS[name]}
-        return FusionRecommender(members, name)
+        new = {member: build_recommender(member, settings)
+               for member in NEW_ITEM_MEMBERS.get(name, ())}  # fmt: skip
+        return FusionRecommender(members, name, new)
     if name == YES_NO:
         from mmsrarec.recommenders.yes_no import YesNoRecommender
 
@@ -100,7 +126,59 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
                               keywords_from=KEYWORD_SOURCES.get(name, "none"))  # fmt: skip
     from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
 
+    if name == SASREC_TEXT:
+        return _sasrec_text(settings)
     sasrec = SASRecRecommender(save_dir=sasrec_dir(settings))
     if name == RESEEDED_SASREC:
         return Reseeded(sasrec, RESEED_OFFSET, name)
     return sasrec
+
+
+def _sasrec_text(settings: Settings) -> Recommender:
+    from mmsrarec.models.item_text import catalog_features, unit_pca
+    from mmsrarec.models.sasrec import SASRecConfig
+    from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
+
+    config = SASRecConfig(item_init="text")
+
+    def text_vectors(dataset):  # the sentence encoder's, as "Let It Go?" used E5's
+        return unit_pca(catalog_features(settings, dataset, "minilm"), config.hidden)
+
+    recommender = SASRecRecommender(config, sasrec_dir(settings, SASREC_TEXT),
+                                    text_vectors=text_vectors)  # fmt: skip
+    recommender.name = SASREC_TEXT
+    return recommender
+
+
+def _content(name: str, settings: Settings) -> Recommender:
+    from mmsrarec.recommenders import content
+
+    if name == FAME:
+        return _fame(settings)
+    if name == I2I:
+        from mmsrarec.models.item_text import catalog_features
+        from mmsrarec.recommenders.i2i import LLMI2IRecommender
+
+        return LLMI2IRecommender(lambda d: catalog_features(settings, d, "llm"))
+    if name == "genre-profile":
+        return content.GenreProfileRecommender()
+    if name == "latest":
+        return content.LatestRecommender()
+    from mmsrarec.models.item_text import catalog_features
+
+    return content.ContentKNNRecommender(lambda d: catalog_features(settings, d, "minilm"))
+
+
+def _fame(settings: Settings) -> Recommender:
+    import numpy as np
+
+    from mmsrarec.models.item_text import catalog_features, catalog_title_likelihoods
+    from mmsrarec.models.llm import load_llm
+    from mmsrarec.recommenders.fame import FameRecommender
+
+    def features(dataset):
+        llm = load_llm(settings.model, settings)
+        titles = catalog_title_likelihoods(settings, dataset, llm)
+        return np.concatenate([titles, catalog_features(settings, dataset, "llm", llm=llm)], 1)
+
+    return FameRecommender(features)

@@ -16,10 +16,9 @@ means the folder is complete):
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +27,11 @@ import torch
 
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset
-from mmsrarec.errors import NotPreparedError
+from mmsrarec.errors import ConfigError, NotPreparedError
 from mmsrarec.models.sasrec import SASRec, SASRecConfig
 from mmsrarec.recommenders.base import Query, Recommender
-from mmsrarec.storage import atomic_write_bytes, atomic_write_json, sha256_file
+from mmsrarec.storage import atomic_write_json, sha256_file
+from mmsrarec.training.checkpoints import load_verified, remove_resumable, save_torch
 from mmsrarec.training.sasrec_trainer import left_pad, score_histories, train_sasrec
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ class SASRecRecommender(Recommender):
             fingerprint matches instead of training again. None: nothing is saved.
         progress: show a tqdm bar over epochs.
         device: torch device for training and scoring.
+        text_vectors: `item_init="text"`: the items' frozen text vectors for a dataset,
+            [n_items + 1, hidden] with rows of norm 1 (`models.item_text.unit_pca`).
     """
 
     name = "sasrec"
@@ -59,22 +61,35 @@ class SASRecRecommender(Recommender):
         save_dir: Path | None = None,
         progress: bool = True,
         device: str = "cpu",
+        text_vectors: Callable[[Dataset], np.ndarray] | None = None,
     ) -> None:
         self.config = config if config is not None else SASRecConfig()
+        self.text_vectors = text_vectors
         self.save_dir = save_dir
         self.progress = progress
         self.device = torch.device(device)
         self.model: SASRec | None = None
         self.meta: dict[str, Any] = {}
 
+    @property
+    def reads_text(self) -> bool:  # type: ignore[override]
+        return self.config.item_init == "text"
+
     # ----- training -------------------------------------------------------------------
 
     def fit(self, dataset: Dataset, seed: int) -> None:
         """Train on `dataset.train_sequences()` with validation early stopping, or reload."""
-        fingerprint = sasrec_fingerprint(self.config, dataset, seed)
-        folder = self.save_dir / f"seed{seed}" if self.save_dir is not None else None
+        text = None
+        if self.config.item_init == "text":
+            if self.text_vectors is None:
+                raise ConfigError("SASRec: `item_init=text` needs `text_vectors` to train")
+            text = torch.from_numpy(np.ascontiguousarray(self.text_vectors(dataset)))
+        fingerprint = sasrec_fingerprint(self.config, dataset, seed, text)
+        folder = None
+        if self.save_dir is not None:
+            folder = self.save_dir / f"seed{seed}{dataset.split_tag}"
         if folder is not None and _saved_fingerprint(folder) == fingerprint:
-            self._load(folder)
+            self._load(folder, dataset.cold)
             logger.info(
                 "SASRec seed %d: loaded from %s (same fingerprint), no training", seed, folder
             )
@@ -82,7 +97,8 @@ class SASRecRecommender(Recommender):
         logger.info("SASRec seed %d: training (no saved model with this fingerprint)", seed)
         with torch.random.fork_rng(devices=[]):  # seed locally; the caller's RNG is untouched
             torch.manual_seed(seed)  # initial weights depend on the seed only
-            self.model = SASRec(dataset.n_items, self.config).to(self.device)
+            self.model = SASRec(dataset.n_items, self.config, text).to(self.device)
+            self.model.set_cold(dataset.cold)
             result = train_sasrec(
                 self.model, dataset, self.config, seed, progress=self.progress,
                 checkpoint=folder / TRAINING_CHECKPOINT if folder is not None else None,
@@ -101,7 +117,7 @@ class SASRecRecommender(Recommender):
         }
         if folder is not None:
             self._save(folder)
-            (folder / TRAINING_CHECKPOINT).unlink(missing_ok=True)
+            remove_resumable(folder / TRAINING_CHECKPOINT)
 
     # ----- scoring --------------------------------------------------------------------
 
@@ -122,7 +138,8 @@ class SASRecRecommender(Recommender):
         model.eval()
         rows = []
         for start in range(0, len(histories), 256):
-            items = left_pad(histories[start : start + 256], model.max_len).to(self.device)
+            batch = [model.known(h) for h in histories[start : start + 256]]
+            items = left_pad(batch, model.max_len).to(self.device)
             rows.append(model(items)[:, -1].float().cpu().numpy())
         return np.concatenate(rows) if rows else np.zeros((0, model.hidden), np.float32)
 
@@ -135,36 +152,36 @@ class SASRecRecommender(Recommender):
 
     def _save(self, folder: Path) -> None:
         model = self._require_model()
-        buffer = io.BytesIO()
-        torch.save({k: v.cpu() for k, v in model.state_dict().items()}, buffer)
-        atomic_write_bytes(folder / "weights.pt", buffer.getvalue())
+        save_torch(folder / "weights.pt", {k: v.cpu() for k, v in model.state_dict().items()})
         atomic_write_json(folder / "config.json", self.config.to_dict())
         self.meta["weights_sha256"] = sha256_file(folder / "weights.pt")
         atomic_write_json(folder / "meta.json", self.meta)  # last: marks the folder complete
         logger.info("SASRec: saved to %s", folder)
 
-    def _load(self, folder: Path) -> None:
+    def _load(self, folder: Path, cold: frozenset[int]) -> None:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        weights = folder / "weights.pt"
-        if not weights.exists() or sha256_file(weights) != meta.get("weights_sha256"):
-            raise NotPreparedError(
-                f"`{weights}` is missing or does not match `meta.json`: delete `{folder}` "
-                "and fit again"
-            )
-        model = SASRec(meta["n_items"], self.config)
-        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        state = load_verified(folder / "weights.pt", meta.get("weights_sha256"), "cpu")
+        text = None  # the saved state holds the text vectors
+        if self.config.item_init == "text":
+            text = torch.zeros(meta["n_items"] + 1, self.config.hidden)
+        model = SASRec(meta["n_items"], self.config, text)
+        model.load_state_dict(state)
+        model.set_cold(cold)
         self.model = model.to(self.device).eval()
         self.meta = meta
 
 
-def sasrec_dir(settings: Settings) -> Path:
-    """Where the SASRec checkpoints of `settings.dataset` live (`<run_dir>/sasrec/<dataset>`):
+def sasrec_dir(settings: Settings, variant: str = "sasrec") -> Path:
+    """Where the SASRec checkpoints of `settings.dataset` live (`<run_dir>/<variant>/<dataset>`):
     one folder shared by the evaluator, the similar-users index and the LLM recommender."""
-    return settings.run_dir / "sasrec" / settings.dataset
+    return settings.run_dir / variant / settings.dataset
 
 
-def sasrec_fingerprint(config: SASRecConfig, dataset: Dataset, seed: int) -> str:
-    """sha256 over the config hash, dataset name, training sequences and seed."""
+def sasrec_fingerprint(
+    config: SASRecConfig, dataset: Dataset, seed: int, text: torch.Tensor | None = None
+) -> str:
+    """sha256 over the config hash, dataset name, training sequences, seed, and where they are
+    not empty the cold items and the text vectors."""
     train = json.dumps(dataset.train_sequences(), sort_keys=True, separators=(",", ":"))
     parts = {
         "format_version": FORMAT_VERSION,
@@ -174,6 +191,10 @@ def sasrec_fingerprint(config: SASRecConfig, dataset: Dataset, seed: int) -> str
         "train": hashlib.sha256(train.encode()).hexdigest(),
         "seed": seed,
     }
+    if dataset.cold:
+        parts["cold"] = sorted(dataset.cold)
+    if text is not None:
+        parts["text"] = hashlib.sha256(text.numpy().tobytes()).hexdigest()
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
 
 
@@ -196,5 +217,5 @@ def load_sasrec(
         )
     config = SASRecConfig(**json.loads((folder / "config.json").read_text(encoding="utf-8")))
     recommender = SASRecRecommender(config, save_dir, progress=progress, device=device)
-    recommender._load(folder)
+    recommender._load(folder, frozenset())
     return recommender

@@ -9,6 +9,7 @@ dir (`<run_dir>/live/images/`), which replicas share with the trained models.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 from collections.abc import Container, Sequence
@@ -57,10 +58,11 @@ def as_item(row: LiveItem, run_dir: Path) -> Item:
 
 
 def extended(dataset: Dataset, items: Sequence[Item]) -> Dataset:
-    """A new `Dataset` with `items` after the catalogue (sequences and negatives shared)."""
+    """A new `Dataset` with `items` after the catalogue (everything else shared; the items
+    have no interaction, so they are in no sequence)."""
     if not items:
         return dataset
-    return Dataset(dataset.name, [*dataset.items, *items], dataset.sequences, dataset.negatives)
+    return dataclasses.replace(dataset, items=[*dataset.items, *items])  # cached ids rebuilt
 
 
 class KnownItemsRetriever:

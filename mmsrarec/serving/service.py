@@ -46,6 +46,7 @@ from mmsrarec.errors import ConfigError, DataError
 from mmsrarec.graph import GraphContext, GraphSettings, build_context, build_graph, thread_config
 from mmsrarec.graph.factory import build_ranker
 from mmsrarec.models import ModelCache
+from mmsrarec.recommenders.base import Recommender
 from mmsrarec.serving.backfill import Backfill, NoBackfill
 from mmsrarec.serving.catalog import KnownItemsRetriever, as_item, extended
 from mmsrarec.serving.store import LiveStore, ModelVersion, Written
@@ -280,11 +281,11 @@ class RecommendationService:
     ) -> Written:
         """Store a new item and serve it at once (`LiveWriter.add_item`)."""
         ranker = self.served.context.ranker
-        if ranker is not None and not hasattr(ranker, "add_items"):
+        if ranker is not None and not ranker.reads_text:
             raise ConfigError(
-                f"scorer `{ranker.name}` cannot score items it was not trained on: serve one "
-                "that can (`--scorer`), or add items with `mmsrarec items add` and retrain "
-                "(`mmsrarec train --from-store`)"
+                f"scorer `{ranker.name}` cannot score items it was not trained on (it reads no "
+                "text): serve one that does (`--scorer mmsrarec`, `content-knn`, ...), or add "
+                "items with `mmsrarec items add` and retrain (`mmsrarec train --from-store`)"
             )
         written = self.writer.add_item(title, description, image, item_id, idempotency_key)
         self.sync_items()
@@ -365,15 +366,11 @@ class RecommendationService:
             self.backfill.close()
 
 
-def _add_items(ranker: Any, items: list[Item]) -> bool:
-    """Hand `items` to the ranker's `add_items`; False when it has none (or refuses)."""
-    add = getattr(ranker, "add_items", None)
-    if add is None:
+def _add_items(ranker: Recommender, items: list[Item]) -> bool:
+    """Hand `items` to the ranker (`Recommender.add_items`); False when it reads no text."""
+    if not ranker.reads_text:
         return False
-    try:
-        add(items)
-    except NotImplementedError:
-        return False
+    ranker.add_items(items)
     return True
 
 

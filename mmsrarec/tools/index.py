@@ -117,10 +117,13 @@ def kb_fingerprint(dataset: Dataset, sasrec: StateEncoder) -> str:
 
 
 def collection_name(dataset: Dataset, sasrec: StateEncoder) -> str:
-    """`users-<dataset>-seed<k>`, reduced to the characters Chroma allows (at most 63)."""
+    """`users-<dataset>-seed<k>` (`users-<dataset>-new-seed<k>` on the new-releases split, so
+    that the two splits never share a knowledge base), reduced to the characters Chroma
+    allows (at most 63)."""
     seed = sasrec.meta.get("seed", "x")
     slug = re.sub(r"[^a-zA-Z0-9_-]+", "-", dataset.name).strip("-_") or "dataset"
-    return f"users-{slug[:40]}-seed{seed}"
+    split = "-new" if dataset.cold else ""
+    return f"users-{slug[:40]}{split}-seed{seed}"
 
 
 def chroma_client(path: Path | None, server_url: str | None = None) -> ClientAPI:

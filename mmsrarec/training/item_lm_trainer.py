@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from mmsrarec.data import Dataset
 from mmsrarec.metrics import ndcg, ranks_from_scores
 from mmsrarec.models.item_lm import ItemLM, ItemLMConfig
-from mmsrarec.training.checkpoints import save_torch
+from mmsrarec.training.checkpoints import load_resumable, save_resumable
 from mmsrarec.training.sasrec_trainer import window_bounds
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,8 @@ def score_histories(
     device = next(model.parameters()).device
     rows = []
     for start in range(0, len(histories), SCORE_BATCH):
-        batch = [list(h)[-max_len:] or [0] for h in histories[start : start + SCORE_BATCH]]
+        chunk = histories[start : start + SCORE_BATCH]
+        batch = [model.known(h)[-max_len:] or [0] for h in chunk]
         items = right_pad(batch).to(device)
         prefix = None
         if retrieved is not None:
@@ -124,7 +125,7 @@ def validation_ndcg5(
     model: ItemLM, dataset: Dataset, retrieved: Sequence[Sequence[int]] | None, config: ItemLMConfig
 ) -> float:
     """NDCG@5 on the validation position against its frozen negatives (pessimistic ties)."""
-    users = dataset.eval_users
+    users = dataset.valid_users
     scores = score_histories(
         model, [dataset.history(u, "valid") for u in users], retrieved, config.max_len, config.bf16
     )
@@ -132,7 +133,9 @@ def validation_ndcg5(
     return ndcg(ranks_from_scores(np.take_along_axis(scores, candidates, axis=1), 0), 5)
 
 
-def _batch_loss(model: ItemLM, windows: list[Window], bf16: bool) -> tuple[torch.Tensor, int]:
+def _batch_loss(
+    model: ItemLM, windows: list[Window], bf16: bool, id_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, int]:
     device = next(model.parameters()).device
     batch = right_pad([w.items for w in windows]).to(device)
     inputs, targets = batch[:, :-1], batch[:, 1:]  # [B, T]
@@ -141,9 +144,18 @@ def _batch_loss(model: ItemLM, windows: list[Window], bf16: bool) -> tuple[torch
         prefix = right_pad([w.retrieved for w in windows]).to(device)
     valid = targets > 0
     with _autocast(model, bf16):
-        hidden = model(inputs, prefix)[valid]  # [N, H]
-        logits = model.item_logits(hidden)
+        hidden = model(inputs, prefix, id_mask)[valid]  # [N, H]
+        logits = model.item_logits(hidden, id_mask)
     return F.cross_entropy(logits.float(), targets[valid]), int(valid.sum())
+
+
+def id_dropout_mask(model: ItemLM, share: float, generator: torch.Generator) -> torch.Tensor | None:
+    """Items whose ID a training batch uses: those with an ID, less a random `share` of them
+    (drawn on the training generator, so a resumed run draws the same); None when 0."""
+    if not share:
+        return None
+    hidden = torch.rand(model.n_items + 1, generator=generator) < share
+    return model.has_id & ~hidden.to(model.has_id.device)
 
 
 def train_item_lm(
@@ -160,7 +172,7 @@ def train_item_lm(
 
     Args:
         windows: training windows (`user_windows`, with `add_retrieval` when used).
-        valid_retrieved: retrieval items per `dataset.eval_users` at the validation stage.
+        valid_retrieved: retrieval items per `dataset.valid_users` at the validation stage.
         checkpoint: where the state of the last finished epoch is kept (resume), or None.
     """
     started = time.perf_counter()
@@ -172,10 +184,10 @@ def train_item_lm(
     scheduler = _scheduler(optimizer, config, steps)
     result = ItemLMResult(best_epoch=0, best_valid_ndcg5=-math.inf)
     best_state = model.trainable_state()
+    id_dropout = config.id_dropout_for(bool(dataset.cold))
     first_epoch = 1
-    if checkpoint is not None and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location=next(model.parameters()).device,
-                           weights_only=False)  # fmt: skip
+    saved = load_resumable(checkpoint, next(model.parameters()).device)
+    if saved is not None:
         model.load_state_dict(saved["model"], strict=False)
         optimizer.load_state_dict(saved["optimizer"])
         scheduler.load_state_dict(saved["scheduler"])
@@ -194,7 +206,8 @@ def train_item_lm(
         bar = tqdm(range(steps), desc=f"LLM recommender epoch {epoch}", disable=not progress)
         for step in bar:
             chosen = [windows[i] for i in order[step * config.batch_size :][: config.batch_size]]
-            loss, targets = _batch_loss(model, chosen, config.bf16)
+            id_mask = id_dropout_mask(model, id_dropout, generator)
+            loss, targets = _batch_loss(model, chosen, config.bf16, id_mask)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -236,7 +249,7 @@ def _scheduler(optimizer: torch.optim.Optimizer, config: ItemLMConfig, steps_per
 
 
 def _save_checkpoint(path, model, optimizers, generator, best_state, epoch, result) -> None:
-    save_torch(path, {
+    save_resumable(path, {
         "model": model.trainable_state(), **optimizers,
         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
         "best_state": best_state, "epoch": epoch, "best_epoch": result.best_epoch,

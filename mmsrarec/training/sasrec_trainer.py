@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from mmsrarec.data import Dataset
 from mmsrarec.metrics import ndcg, ranks_from_scores
 from mmsrarec.models.sasrec import SASRec, SASRecConfig
-from mmsrarec.training.checkpoints import save_torch
+from mmsrarec.training.checkpoints import load_resumable, save_resumable
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,8 @@ def score_histories(model: SASRec, histories: Sequence[Sequence[int]]) -> np.nda
     device = next(model.parameters()).device
     rows = []
     for start in range(0, len(histories), SCORE_BATCH):
-        items = left_pad(histories[start : start + SCORE_BATCH], model.max_len).to(device)
+        batch = [model.known(h) for h in histories[start : start + SCORE_BATCH]]
+        items = left_pad(batch, model.max_len).to(device)
         hidden = model(items)[:, -1]  # [B, H]: the state after the last item
         rows.append(model.item_logits(hidden).float().cpu().numpy())
     model.train(was_training)
@@ -140,7 +141,7 @@ def _batch_loss(
     # "bce": one negative per position, uniform over the catalog (the original SASRec loss).
     negatives = torch.randint(1, model.n_items + 1, positives.shape, generator=generator)
     negatives = negatives.to(positives.device)  # drawn on the CPU generator: same on any device
-    weight = model.item_embedding.weight
+    weight = model.item_vectors()
     pos_logit = (hidden * weight[positives]).sum(-1)
     neg_logit = (hidden * weight[negatives]).sum(-1)
     return F.binary_cross_entropy_with_logits(
@@ -190,7 +191,7 @@ def train_sasrec(
     device = next(model.parameters()).device
 
     windows = training_windows(list(dataset.train_sequences().values()), config.max_len)
-    valid_users = dataset.eval_users
+    valid_users = dataset.valid_users
     valid_histories = [dataset.history(u, "valid") for u in valid_users]
     valid_targets = [dataset.target(u, "valid") for u in valid_users]
     logger.info(
@@ -253,7 +254,7 @@ def train_sasrec(
         else:
             bar.set_postfix(loss=f"{epoch_loss:.4f}")
         if checkpoint is not None:
-            save_torch(checkpoint, {
+            save_resumable(checkpoint, {
                 "run_key": run_key, "epoch": epoch, "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(), "generator": generator.get_state(),
                 "torch_rng": torch.get_rng_state(), "best_state": best_state, "stale": stale,
@@ -277,9 +278,9 @@ def _load_checkpoint(
     path: Path | None, run_key: str, device: torch.device
 ) -> dict[str, Any] | None:
     """The saved state at `path` when it belongs to this run, else None (a fresh start)."""
-    if path is None or not path.exists():
+    saved = load_resumable(path, device)
+    if saved is None:
         return None
-    saved = torch.load(path, map_location=device, weights_only=False)
     if saved.get("run_key") != run_key:
         logger.info("SASRec: %s belongs to another run (config, data or seed): not resumed", path)
         return None

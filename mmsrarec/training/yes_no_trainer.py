@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from mmsrarec.data import Dataset
 from mmsrarec.errors import ConfigError
 from mmsrarec.metrics import ndcg, ranks_from_scores
-from mmsrarec.training.checkpoints import save_torch
+from mmsrarec.training.checkpoints import load_resumable, save_resumable
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def train_yes_no(
     started = time.perf_counter()
     torch.manual_seed(seed)
     positions = training_positions(dataset, config.examples, config.negatives, seed)
-    valid_users = sorted(dataset.eval_users)
+    valid_users = sorted(dataset.valid_users)
     valid_users = sorted(
         random.Random(seed).sample(valid_users, min(config.n_valid_users, len(valid_users)))
     )
@@ -172,8 +172,8 @@ def train_yes_no(
     optimizer = torch.optim.AdamW(params, lr=config.lr)
     result = YesNoResult(best_examples=0, best_valid_ndcg5=-math.inf)
     best_state, done = module.trainable_state(), 0
-    if checkpoint is not None and checkpoint.exists():
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved = load_resumable(checkpoint, "cpu")
+    if saved is not None:
         module.load_state_dict(saved["model"], strict=False)
         optimizer.load_state_dict(saved["optimizer"])
         torch.set_rng_state(saved["torch_rng"])
@@ -234,7 +234,7 @@ def _evaluate(score, dataset, users, module, result: YesNoResult, done: int, sta
 
 
 def _save(path: Path, module, optimizer, best_state, done: int, result: YesNoResult) -> None:
-    save_torch(path, {
+    save_resumable(path, {
         "model": module.trainable_state(), "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(), "best_state": best_state, "done": done,
         "best_examples": result.best_examples, "best_valid_ndcg5": result.best_valid_ndcg5,
