@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmsrarec.data import Dataset, Stage
+from mmsrarec.data import Dataset, Item, Stage
+from mmsrarec.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,15 @@ class Recommender(ABC):
         Column 0 (padding) is ignored by the evaluator.
         """
 
+    def add_items(self, items: Sequence[Item]) -> None:
+        """The catalog grew by `items` (indices after the last), which have no interactions:
+        score them from now on. Only recommenders that read text can (`reads_text`)."""
+        raise ConfigError(
+            f"`{self.name}` cannot score items added after training (it reads no text): serve "
+            "a recommender that does (`mmsrarec`, `llm-recommender`, `sasrec-text`, "
+            "`content-knn`) or retrain with the new items"
+        )
+
     def score_candidates(self, queries: Sequence[Query]) -> list[np.ndarray]:
         """Scores of each query's `candidates`, same order. Default: gather from the catalog."""
         catalog = self.score_catalog(queries)
@@ -74,6 +84,9 @@ class Reseeded(Recommender):
 
     def fit(self, dataset: Dataset, seed: int) -> None:
         self.member.fit(dataset, seed + self.offset)
+
+    def add_items(self, items: Sequence[Item]) -> None:
+        self.member.add_items(items)
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         return self.member.score_catalog(queries)

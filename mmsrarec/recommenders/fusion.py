@@ -38,7 +38,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from mmsrarec.data import Dataset
+from mmsrarec.data import Dataset, Item
 from mmsrarec.data.coldstart import pseudo_cold
 from mmsrarec.errors import NotPreparedError
 from mmsrarec.metrics import ndcg, ranks_from_scores
@@ -46,6 +46,7 @@ from mmsrarec.recommenders.base import Query, Recommender
 
 L2 = 1e-3
 RECENT = 10  # history items whose share of new items moves the new-item offset
+LAST = 3  # ... and the share among the very last ones
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
@@ -86,6 +87,7 @@ class FusionRecommender(Recommender):
         self.length_norm: tuple[float, float] = (0.0, 1.0)
         self.meta: dict[str, object] = {}  # the new-item gate's fit on validation
         self.popularity: np.ndarray | None = None  # [n_items + 1], standardised log counts
+        self.unseen = 0.0  # the standardised log count of an item without interactions
         self.no_id = np.zeros(1, dtype=bool)  # [n_items + 1]: items scored without an ID
 
     @property
@@ -110,6 +112,7 @@ class FusionRecommender(Recommender):
             member.fit(dataset, seed)
         counts = np.log1p(np.asarray(dataset.train_popularity(), dtype=np.float64))
         self.popularity = (counts - counts[1:].mean()) / (counts[1:].std() + 1e-9)
+        self.unseen = float(-counts[1:].mean() / (counts[1:].std() + 1e-9))  # a count of 0
         queries = [_without(Query.from_dataset(dataset, u, "valid", sampled=True), dataset.cold)
                    for u in dataset.valid_users]  # fmt: skip
         lengths = np.log1p([len(q.history) for q in queries])
@@ -153,8 +156,11 @@ class FusionRecommender(Recommender):
                           -np.inf)  # fmt: skip
         ranks = ranks_from_scores(logits, targets)
         new = self.no_id[targets]
+        shifted = logits - logits.max(1, keepdims=True)
+        nll = -(shifted[np.arange(len(targets)), targets] - np.log(np.exp(shifted).sum(1)))
         self.meta["validation"] = {
             "pseudo_cold_items": len(pseudo),
+            "nll": float(nll.mean()),
             "ndcg10_pseudo_cold_targets": ndcg(ranks[new], 10),
             "ndcg10_warm_targets": ndcg(ranks[~new], 10),
             "ndcg10_all": ndcg(ranks, 10),
@@ -200,8 +206,10 @@ class FusionRecommender(Recommender):
         columns = []
         for member in self._scorers(with_new).values():
             scores = member.score_catalog(queries if member.reads_text else known)
-            if not member.reads_text:
+            if not member.reads_text:  # padded to the catalog (items added since its fit)
                 scores = np.asarray(scores, dtype=np.float64)
+                width = len(self.no_id) - scores.shape[1]
+                scores = np.pad(scores, ((0, 0), (0, width)), constant_values=-np.inf)
                 scores[:, self.no_id] = -np.inf  # z = 0, and no part in the user's mean and std
             columns.append(zscore(scores))
         return np.stack(columns, -1)
@@ -215,17 +223,35 @@ class FusionRecommender(Recommender):
         mean, std = self.length_norm
         length = (np.log1p([len(q.history) for q in queries]) - mean) / std  # [U]
         length = np.broadcast_to(length[:, None], z.shape[:2])
-        warm = z[..., : len(self.members)] * ~no_id[..., None]
+        # Items without an ID count in the warm part only through the members that read text,
+        # and there only where no new-item gate takes them.
+        reads = np.array([m.reads_text and not learns_new for m in self.members.values()])
+        warm = z[..., : len(self.members)] * (~no_id[..., None] | reads)
         parts = [warm, warm * length[..., None], warm * pop[..., None]]
         out = np.stack(parts, axis=-1).reshape(*z.shape[:2], -1)  # [U, I, M * 3]
         if not learns_new:
             return out
         new = no_id.astype(np.float64)
         text = [list(self._scorers(True)).index(name) for name in self._text_members]
-        share = np.array([_share(q.history, self.no_id) for q in queries])[:, None]
+        share = np.array([_share(q.history, self.no_id, RECENT) for q in queries])[:, None]
+        last = np.array([_share(q.history, self.no_id, LAST) for q in queries])[:, None]
         extra = [z[..., m] * new for m in text] + [z[..., m] * new * length for m in text]
-        extra += [new, new * share, new * length]
+        extra += [new, new * share, new * last, new * length]
         return np.concatenate([out, np.stack(extra, axis=-1)], axis=-1)
+
+    def add_items(self, items: Sequence[Item]) -> None:
+        """New items without an ID: the members that read text score them; the others leave
+        them out (z = 0), as they do cold items. Without a new-item gate (fitted on data that
+        had no new items), they count through the text members' ordinary weights."""
+        if not self.reads_text:
+            super().add_items(items)  # the one-line refusal
+        if self.popularity is None:
+            raise NotPreparedError(f"`{self.name}` is not fitted: call `fit(dataset, seed)`")
+        for member in self._scorers(self.new_item_gate is not None).values():
+            if member.reads_text:
+                member.add_items(items)
+        self.no_id = np.concatenate([self.no_id, np.ones(len(items), dtype=bool)])
+        self.popularity = np.concatenate([self.popularity, np.full(len(items), self.unseen)])
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         if self.gate is None or self.popularity is None:
@@ -257,9 +283,10 @@ class FusionRecommender(Recommender):
                 out.setdefault(name, {}).update(
                     new_items_weight=float(weight), new_items_x_history_length=float(length)
                 )
-            f0, f1, f2 = self.new_item_gate[2 * len(text) :]
+            f0, f1, f2, f3 = self.new_item_gate[2 * len(text) :]
             out["new-item offset"] = {"bias": float(f0), "x_recent_new_share": float(f1),
-                                      "x_history_length": float(f2)}  # fmt: skip
+                                      "x_last_new_share": float(f2),
+                                      "x_history_length": float(f3)}  # fmt: skip
         return out
 
 
@@ -277,8 +304,8 @@ def _without(query: Query, items: frozenset[int]) -> Query:
     return Query(query.user_id, history, query.candidates)
 
 
-def _share(history: Sequence[int], no_id: np.ndarray) -> float:
-    recent = list(history[-RECENT:])
+def _share(history: Sequence[int], no_id: np.ndarray, last: int) -> float:
+    recent = list(history[-last:])
     return float(no_id[recent].mean()) if recent else 0.0
 
 

@@ -11,11 +11,10 @@ keep their own column.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from mmsrarec.data import Dataset
+from mmsrarec.models.item_text import TextFeatures
 from mmsrarec.recommenders.itemknn import ItemKNNRecommender
 
 BORROW = 10
@@ -25,13 +24,13 @@ class LLMI2IRecommender(ItemKNNRecommender):
     """Item-kNN whose items without an ID borrow their text neighbours' similarities.
 
     Args:
-        features: the catalog's LLM text features for a dataset [n_items, d].
+        features: the items' LLM text features.
     """
 
     name = "llm-i2i"
     reads_text = True
 
-    def __init__(self, features: Callable[[Dataset], np.ndarray], borrow: int = BORROW) -> None:
+    def __init__(self, features: TextFeatures, borrow: int = BORROW) -> None:
         super().__init__()
         self.features = features
         self.borrow = borrow
@@ -40,7 +39,7 @@ class LLMI2IRecommender(ItemKNNRecommender):
         super().fit(dataset, seed)
         if not dataset.cold or self.similarity is None:
             return
-        text = np.asarray(self.features(dataset), dtype=np.float64)
+        text = np.asarray(self.features.catalog(dataset), dtype=np.float64)
         text = text - text.mean(0)
         text /= np.linalg.norm(text, axis=1, keepdims=True).clip(min=1e-12)
         new = np.array(sorted(dataset.cold))

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 
 from mmsrarec.config import Settings
-from mmsrarec.data import Dataset
+from mmsrarec.data import Dataset, Item
 from mmsrarec.errors import NotPreparedError
 from mmsrarec.models.device import model_device
 from mmsrarec.models.item_lm import ItemLM, ItemLMConfig, add_lora, truncated_backbone
-from mmsrarec.models.item_text import catalog_features, standardize, with_padding
+from mmsrarec.models.item_text import TextFeatures, standardize, with_padding
 from mmsrarec.models.llm import LLM, load_llm
 from mmsrarec.models.sasrec import SASRecConfig
 from mmsrarec.recommenders.base import Query, Recommender
@@ -87,6 +87,9 @@ class LLMRecommender(Recommender):
         self.model: ItemLM | None = None
         self.retriever: RetrievalTokens | None = None
         self.meta: dict[str, Any] = {}
+        self.text: TextFeatures | None = None  # how item texts become features (new ones too)
+        self.raw_features: np.ndarray | None = None  # the catalog's, before standardising
+        self.item_kind = "item"
 
     @property
     def reads_text(self) -> bool:  # type: ignore[override]
@@ -110,6 +113,7 @@ class LLMRecommender(Recommender):
         )
         sasrec.fit(dataset, seed)
         llm = load_llm(self.settings.model, self.settings)  # once: text features and backbone
+        self.item_kind = dataset.item_kind
         features = self._text_features(dataset, seed, llm)
         fingerprint = _fingerprint(config, dataset, seed, sasrec, features, self.settings.model)
         folder = TrainedFolder(self.save_dir(seed, dataset.split_tag), key_field="fingerprint")
@@ -148,10 +152,21 @@ class LLMRecommender(Recommender):
         if config.item_tokens == "id":
             return None
         kind = "minilm" if config.text_features == "minilm" else "llm"
-        features = standardize(catalog_features(self.settings, dataset, kind, self.keywords, llm))
+        self.raw_features = TextFeatures(self.settings, kind, self.keywords, llm).catalog(dataset)
+        self.text = TextFeatures(self.settings, kind, self.keywords)  # loads the LLM if used
+        features = standardize(self.raw_features)
         if config.text_features == "permuted":  # same values, wrong items: capacity, no knowledge
             features = features[np.random.default_rng(seed).permutation(len(features))]
         return with_padding(features)
+
+    def add_items(self, items: Sequence[Item]) -> None:
+        """New items without an ID, scored from their text (an ID-only variant: -inf)."""
+        model = self._require_model()
+        text = None
+        if self.text is not None and self.raw_features is not None:
+            raw = self.text.of_items(items, self.item_kind)
+            text = torch.from_numpy(standardize(raw, like=self.raw_features).astype(np.float32))
+        model.add_items(text, len(items))
 
     def _build(self, llm: LLM, sasrec: SASRecRecommender, features, config) -> ItemLM:
         backbone = add_lora(

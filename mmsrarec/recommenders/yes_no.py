@@ -35,7 +35,7 @@ from mmsrarec.errors import ConfigError, NotPreparedError
 from mmsrarec.models.device import model_device
 from mmsrarec.models.item_lm import add_lora, trainable_state
 from mmsrarec.models.item_text import (
-    catalog_features,
+    TextFeatures,
     model_identity,
     standardize,
     with_padding,
@@ -155,7 +155,7 @@ class YesNoRecommender(Recommender):
         self.sasrec, self.dataset = sasrec, dataset
         llm = load_llm(self.settings.model, self.settings)
         features = with_padding(
-            standardize(catalog_features(self.settings, dataset, "llm", self.keywords, llm))
+            standardize(TextFeatures(self.settings, "llm", self.keywords, llm).catalog(dataset))
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
