@@ -1,7 +1,8 @@
 """`mmsrarec serve` itself, over real HTTP on loopback (tiny local models; `content-knn`, a
 ranker that reads text, on the tiny encoder): the API key from `MMSRAREC_API_KEY`, a new item
-recommendable at once, feedback that moves the next answer, a replayed idempotency key, and
-an item added by the CLI that the server takes in on its own (the sync timer)."""
+recommendable at once (and known to the chat), feedback that moves the next answer, a
+replayed idempotency key, and an item added by the CLI that the server takes in on its own
+(the sync timer)."""
 
 from __future__ import annotations
 
@@ -69,6 +70,12 @@ def test_the_api_of_a_served_app(server):
         assert again.headers["Idempotent-Replayed"] == "true"
         new = made.json()["item_id"]
         assert again.json()["item_id"] == new
+        deadline = time.monotonic() + 60  # the chat takes it in too (titles, catalogue index)
+        while new not in client.post("/api/chat", json={"message": "loved Zorblax"}).json().get(
+            "liked", []
+        ):
+            assert time.monotonic() < deadline, "the chat never took the new item in"
+            time.sleep(0.3)
         similar = client.get(f"/api/items/{new}/similar", params={"k": 3})
         assert len(ids(similar)) == 3 and similar.json()["model"] == "content-knn"
         ranked = ids(client.post("/api/recommend", json={"history": ["m4"], "k": 41}))

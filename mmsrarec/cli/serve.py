@@ -171,7 +171,12 @@ class ChatFollower:
             self.pool.submit(self._rebuild, graph)
 
     def _rebuild(self, graph) -> None:
+        import logging
+
         from mmsrarec.chat.factory import build_chat_context
 
-        settings = self.chat.context.settings
-        self.chat.context = build_chat_context(self.settings, graph, self.models, settings)
+        try:
+            settings = self.chat.context.settings
+            self.chat.context = build_chat_context(self.settings, graph, self.models, settings)
+        except Exception:  # the chat keeps its catalogue; the log says why
+            logging.getLogger(__name__).exception("the chat could not take in the new items")
