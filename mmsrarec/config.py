@@ -63,6 +63,15 @@ class ServerSettings(BaseModel):
     api_timeout_s: float = Field(
         default=30.0, gt=0, description="An API request not answered by then gets 504."
     )
+    batch_max: int = Field(
+        default=16,
+        ge=1,
+        description="Most requests whose ranker calls are scored in one batch while others "
+        "wait (continuous batching; 1: none).",
+    )
+    batch_lanes: int = Field(
+        default=2, ge=1, description="Batches scored at once (one per core is enough)."
+    )
     sync_every_s: float = Field(
         default=2.0,
         gt=0,

@@ -15,6 +15,7 @@ from mmsrarec.critic.rewards import RewardWeights
 from mmsrarec.data import Dataset, Item
 from mmsrarec.graph.graph import build_graph, open_checkpointer
 from mmsrarec.nodes.context import GraphContext, GraphSettings
+from mmsrarec.recommenders.base import Recommender
 from mmsrarec.scoring.evidence import tokens
 from mmsrarec.types import Judgement, SimilarUser
 
@@ -166,7 +167,7 @@ def write_genre_catalog(folder, n_items: int = 36, n_users: int = 14):
     return folder
 
 
-class WordRanker:
+class WordRanker(Recommender):
     """A catalog ranker on item text alone: an item scores the content words it shares with
     the history's items. `add_items` takes in new items (the hook servers call)."""
 
@@ -181,18 +182,14 @@ class WordRanker:
         self.words = self.words + [frozenset(tokens(item.text)) for item in items]
         self.added += [item.item_id for item in items]
 
-    def score_candidates(self, queries):
+    def score_catalog(self, queries):
         import numpy as np
 
         rows = []
         for query in queries:
             seen = set().union(*(self.words[i] for i in query.history))
-            rows.append(
-                np.array(
-                    [len(self.words[i] & seen) + 0.001 * i for i in query.candidates], dtype=float
-                )
-            )
-        return rows
+            rows.append([len(words & seen) + 0.001 * i for i, words in enumerate(self.words)])
+        return np.array(rows, dtype=float)
 
 
 def make_recommendation_service(chat: ChatService, settings, *, ranker: bool = False, **kwargs):

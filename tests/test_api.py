@@ -252,19 +252,19 @@ def test_the_ranker_is_told_about_new_items(tiny_dataset, tiny_encoder, settings
     chat = make_chat_service(tiny_dataset, tiny_encoder)
     service = make_recommendation_service(chat, settings, ranker=True)
     written = service.add_item("Zorblax Saga", "zorblax zorblax", item_id="z1")
-    assert service.served.context.ranker.added == ["z1"] and not written.replayed
+    assert service.served.context.ranker.inner.added == ["z1"] and not written.replayed
     assert service.served.model == "word-ranker"
     service.add_feedback("anyone", "m5", 1.0)
     # the new item shares its only word with nothing but itself: a history of it ranks
     # the other zorblax item first
     service.add_item("Zorblax Two", "zorblax", item_id="z2")
     top = service.recommend_history(["z1"], k=1)
-    assert ids(top) == ["z2"] and service.served.context.ranker.added == ["z1", "z2"]
+    assert ids(top) == ["z2"] and service.served.context.ranker.inner.added == ["z1", "z2"]
     # a second process on the same database serves both at start
     again = make_recommendation_service(
         make_chat_service(tiny_dataset, tiny_encoder), settings, ranker=True
     )
-    assert again.served.context.ranker.added == ["z1", "z2"] and again.served.items_seq == 2
+    assert again.served.context.ranker.inner.added == ["z1", "z2"] and again.served.items_seq == 2
 
 
 def png() -> bytes:

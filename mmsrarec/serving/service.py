@@ -48,6 +48,7 @@ from mmsrarec.graph.factory import build_ranker
 from mmsrarec.models import ModelCache
 from mmsrarec.recommenders.base import Recommender
 from mmsrarec.serving.backfill import Backfill, NoBackfill
+from mmsrarec.serving.batching import BatchedRanker
 from mmsrarec.serving.catalog import KnownItemsRetriever, as_item, extended
 from mmsrarec.serving.store import LiveStore, ModelVersion, Written
 from mmsrarec.serving.writes import DEFAULT_KIND, LiveWriter, UnknownItem
@@ -112,6 +113,7 @@ class RecommendationService:
         known = set(self.prepared.item_index)
         served = dataclasses.replace(
             context,
+            ranker=self._batched(context.ranker),
             retriever=KnownItemsRetriever(context.retriever, known) if context.retriever else None,
             backfill=self.backfill,
             # the older-history sentence only enters the yes/no prompt: no LLM call per request
@@ -351,10 +353,19 @@ class RecommendationService:
             if len(current) > len(base) and _add_items(ranker, current[len(base) :]):
                 dataset, items_seq = served.context.dataset, served.items_seq  # ...or more
             catalogue = extended(self.prepared, dataset.items[self.prepared.n_items :])
-            context = dataclasses.replace(served.context, ranker=ranker, dataset=catalogue)
+            context = dataclasses.replace(
+                served.context, ranker=self._batched(ranker), dataset=catalogue
+            )
             self._swap(Served(context, version.label, items_seq))
             self.sync_items()  # live items the version has not seen, if any
         logger.info("model %s %s is served (from %s)", self.scorer, version.label, folder)
+
+    def _batched(self, ranker: Recommender | None) -> Recommender | None:
+        """`ranker` with concurrent requests scored together (`server.batch_max`)."""
+        server = self.settings.server
+        if ranker is None or server.batch_max == 1:
+            return ranker
+        return BatchedRanker(ranker, server.batch_max, server.batch_lanes)
 
     def _swap(self, served: Served) -> None:
         self.served = served
