@@ -18,6 +18,7 @@ from test_kill import kill_when, run, script
 from mmsrarec.config import Settings
 from mmsrarec.data import load_dataset, prepare_dataset
 from mmsrarec.graph.factory import build_ranker
+from mmsrarec.recommenders.base import Recommender
 from mmsrarec.serving import RecommendationService, retrain
 from mmsrarec.serving.retrain import versions_dir
 
@@ -71,7 +72,7 @@ def test_the_snapshot_holds_the_data_then_the_feedback_up_to_its_mark(world, tin
 def test_a_request_in_flight_finishes_on_the_model_it_started_with(world, tiny_encoder):
     settings, dataset = world
 
-    class Held:
+    class Held(Recommender):
         """item-kNN that waits in its first call until released."""
 
         name = "item-knn"
@@ -79,10 +80,10 @@ def test_a_request_in_flight_finishes_on_the_model_it_started_with(world, tiny_e
         def __init__(self, inner):
             self.inner, self.entered, self.release = inner, threading.Event(), threading.Event()
 
-        def score_candidates(self, queries):
+        def score_catalog(self, queries):
             self.entered.set()
             assert self.release.wait(30)
-            return self.inner.score_candidates(queries)
+            return self.inner.score_catalog(queries)
 
     held = Held(build_ranker(settings, dataset, "item-knn", 0))
     service = served(settings, dataset, tiny_encoder, ranker=held)
@@ -93,7 +94,7 @@ def test_a_request_in_flight_finishes_on_the_model_it_started_with(world, tiny_e
     assert held.entered.wait(30)
     version = retrain(settings, "item-knn", service.store)
     service.sync()  # the swap, while the request holds the old model
-    assert service.served.version == "v1" and service.served.context.ranker is not held
+    assert service.served.version == "v1" and service.served.context.ranker.inner is not held
     held.release.set()
     request.join(30)
     assert answers[0]["model_version"] == "v0" and answers[0]["model"] == "item-knn"
