@@ -351,7 +351,7 @@ def report(rows: list[dict], args) -> str:
                 f"{row['errors']} | {row['throughput_rps']} | "
                 f"{row.get('server_cpu_ms_per_request', '')} | {row['versions']} |"
             )
-    lines += ["", *targets(rows)]
+    lines += ["", *targets(rows), *compared(rows)]
     swap = next((r for r in rows if r["phase"] == "swap" and r["op"] == "all"), None)
     if swap:
         lines += [
@@ -362,6 +362,40 @@ def report(rows: list[dict], args) -> str:
             f"{swap['doubled_writes']} doubled; {swap['errors']} errors.",
         ]
     return "\n".join(lines) + "\n"
+
+
+def compared(rows: list[dict]) -> list[str]:
+    """This run beside the one before continuous batching (`serving/results-unbatched.json`,
+    the same command at commit 3cc60cc), where that file is kept."""
+    path = OUT / "results-unbatched.json"
+    if not path.exists():
+        return []
+
+    def index(found: list[dict]) -> dict[tuple, dict]:
+        return {(r["clients"], r["mix"], r["op"]): r for r in found if r["phase"] == "latency"}
+
+    old, new = index(json.loads(path.read_text())), index(rows)
+    cpu = "server_cpu_ms_per_request"
+    lines = [
+        "",
+        "Before continuous batching (the same command at commit 3cc60cc) → this run. The "
+        "wall times moved with the machine's load as much as with the change (one client, "
+        "which cannot batch, moved too); the server's CPU time per request is the comparable "
+        "figure:",
+        "",
+        "| clients | requests | p50 ms | req/s | server CPU ms/request |",
+        "|---|---|---|---|---|",
+    ]
+    for clients, mix, op in new:
+        if op != mix or mix == "mixed" or (clients, mix, op) not in old:
+            continue
+        a, b = old[(clients, mix, "all")], new[(clients, mix, "all")]
+        p50 = f"{old[(clients, mix, op)]['p50_ms']} → {new[(clients, mix, op)]['p50_ms']}"
+        lines.append(
+            f"| {clients} | {mix} | {p50} | {a['throughput_rps']} → {b['throughput_rps']} | "
+            f"{a.get(cpu)} → {b.get(cpu)} |"
+        )
+    return lines
 
 
 def targets(rows: list[dict]) -> list[str]:
