@@ -11,7 +11,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -53,6 +53,42 @@ class ServerSettings(BaseModel):
     )
     session_burst: int = Field(
         default=20, ge=1, description="Sessions one client address may create at once."
+    )
+    api_workers: int = Field(
+        default=4, ge=1, le=64, description="Recommendation API requests run in parallel."
+    )
+    api_queue: int = Field(
+        default=64, ge=0, description="API requests that may wait for a worker; beyond: 503."
+    )
+    api_timeout_s: float = Field(
+        default=30.0, gt=0, description="An API request not answered by then gets 504."
+    )
+    batch_max: int = Field(
+        default=16,
+        ge=1,
+        description="Most requests whose ranker calls are scored in one batch while others "
+        "wait (continuous batching; 1: none).",
+    )
+    batch_lanes: int = Field(
+        default=2, ge=1, description="Batches scored at once (one per core is enough)."
+    )
+    sync_every_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="How often a server takes in items and model versions that other "
+        "processes (replicas, the CLI, `train --from-store`) stored.",
+    )
+    background_keywords: bool = Field(
+        default=True,
+        description="Write the keywords the catalogue lacks on a worker thread while serving "
+        "(all of them from the first start, with a progress bar); off: only `mmsrarec "
+        "summarize` writes them, and the server never runs the LLM.",
+    )
+    retrain_every_minutes: float | None = Field(
+        default=None,
+        gt=0,
+        description="Run `mmsrarec train --from-store` this often while serving (when "
+        "feedback or items arrived); default: never.",
     )
 
 
@@ -110,6 +146,16 @@ class Settings(BaseSettings):
         description="An OpenAI-compatible server (`http://host:port/v1`) for the summarizer, "
         "the preference sentence and the yes/no scorer; default: the model in-process.",
     )
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Keys of the API's writes and per-user reads, comma-separated "
+        "(`Authorization: Bearer KEY`); kept only as SHA-256 digests once read.",
+    )
+    api_key_sha256: list[str] = Field(
+        default=[],
+        description="SHA-256 digests (hex) of further API keys: a config file need not hold "
+        "the keys themselves.",
+    )
     seeds: list[int] = Field(default=[0, 1, 2], description="Seeds for training and evaluation.")
     threads: int = Field(default=2, ge=1, description="torch CPU threads.")
     device: str = Field(
@@ -134,6 +180,14 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("postgresql://", "postgres://")):
             raise ValueError("give a `postgresql://user@host:port/dbname` URL")
         return value
+
+    @field_validator("api_key_sha256")
+    @classmethod
+    def _hex_digests(cls, value: list[str]) -> list[str]:
+        for digest in value:
+            if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest.lower()):
+                raise ValueError("give SHA-256 digests as 64 hex digits (`sha256sum` prints them)")
+        return [digest.lower() for digest in value]
 
     @field_validator("seeds")
     @classmethod

@@ -7,7 +7,8 @@
 
 `open_checkpointer(settings, store)` gives LangGraph's saver for a store; `open_tables`
 a small DB-API handle on the same database for our own tables (the web sessions);
-`exclusive(settings, name)` one process at a time across replicas (index builds).
+`exclusive(settings, name)` one process at a time across replicas (index builds);
+`thread_trace`, `thread_error` and `thread_ids` read threads without loading any model.
 PostgreSQL needs the `postgres` extra (`pip install -e '.[postgres]'`).
 """
 
@@ -26,9 +27,12 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 
 from mmsrarec.config import Settings
-from mmsrarec.errors import ConfigError
+from mmsrarec.errors import ConfigError, DataError
 
 Store = Literal["recommend", "chat"]
+# The channel of the pending write LangGraph keeps for a node that raised (its `ERROR`
+# constant is private since 1.0; `StateSnapshot.tasks[].error` needs a compiled graph).
+ERROR_CHANNEL = "__error__"
 CONNECT_TIMEOUT_S = 10
 POOL_SIZE = 4
 LOCK_POLL_S = 0.2
@@ -119,6 +123,50 @@ def open_tables(settings: Settings, store: Store) -> Tables:
         pool=_pool(settings.database_url, store),
         setup_lock=lambda: _setup_lock(settings.database_url, store),
     )
+
+
+def thread_config(thread_id: str) -> dict[str, Any]:
+    return {"configurable": {"thread_id": thread_id}}
+
+
+def thread_trace(checkpointer: BaseCheckpointSaver, thread_id: str) -> list[dict[str, Any]]:
+    """The trace records stored for `thread_id`.
+
+    Raises:
+        DataError: no such thread.
+    """
+    saved = checkpointer.get_tuple(thread_config(thread_id))
+    if saved is None:
+        raise DataError(
+            f"no thread `{thread_id}` in the checkpoint store: see `mmsrarec trace list`"
+        )
+    return list(saved.checkpoint["channel_values"].get("trace", []))
+
+
+def thread_error(checkpointer: BaseCheckpointSaver, thread_id: str) -> str | None:
+    """The error a thread's last run stopped on (LangGraph keeps it as a pending write of
+    the failed node), or None when its last run finished."""
+    saved = checkpointer.get_tuple(thread_config(thread_id))
+    for _, channel, value in (saved.pending_writes or []) if saved is not None else []:
+        if channel == ERROR_CHANNEL:
+            return str(value)
+    return None
+
+
+def thread_ids(settings: Settings, store: Store) -> list[str]:
+    """The store's thread ids, most recent first, read from LangGraph's `checkpoints` table
+    without loading a checkpoint (a server's store holds one thread per API answer)."""
+    tables = open_tables(settings, store)
+    try:
+        rows = tables.run(
+            "SELECT thread_id FROM checkpoints GROUP BY thread_id "
+            "ORDER BY MAX(checkpoint_id) DESC"  # ids are time-ordered UUIDs (uuid6)
+        )
+    except Exception as exc:  # no run stored yet: the saver creates the table on first use
+        if "checkpoints" not in str(exc):
+            raise
+        return []
+    return [str(row[0]) for row in rows]
 
 
 def exclusive(settings: Settings, name: str) -> Any:

@@ -81,6 +81,15 @@ class KeywordStore(Protocol):
         ...
 
 
+class KeywordBackfill(Protocol):
+    """Fills the keyword store in the background: a server hands it the items a request
+    found without keywords, and the request goes on without waiting for them."""
+
+    def request(self, items: Sequence[Item]) -> None:
+        """Queue `items` for summarizing (items already queued or stored cost nothing)."""
+        ...
+
+
 class Retriever(Protocol):
     """Finds training users whose history resembles a user's."""
 

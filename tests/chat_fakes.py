@@ -15,6 +15,7 @@ from mmsrarec.critic.rewards import RewardWeights
 from mmsrarec.data import Dataset, Item
 from mmsrarec.graph.graph import build_graph, open_checkpointer
 from mmsrarec.nodes.context import GraphContext, GraphSettings
+from mmsrarec.recommenders.base import Recommender
 from mmsrarec.scoring.evidence import tokens
 from mmsrarec.types import Judgement, SimilarUser
 
@@ -164,3 +165,40 @@ def write_genre_catalog(folder, n_items: int = 36, n_users: int = 14):
                 row = {"user_id": f"u{u}", "item_id": ids[start + step], "timestamp": 1000 + step}
                 handle.write(json.dumps(row) + "\n")
     return folder
+
+
+class WordRanker(Recommender):
+    """A catalog ranker on item text alone: an item scores the content words it shares with
+    the history's items. `add_items` takes in new items (the hook servers call)."""
+
+    name = "word-ranker"
+    reads_text = True
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.words = [frozenset()] + [frozenset(tokens(item.text)) for item in dataset.items]
+        self.added: list[str] = []
+
+    def add_items(self, items: Sequence[Item]) -> None:
+        self.words = self.words + [frozenset(tokens(item.text)) for item in items]
+        self.added += [item.item_id for item in items]
+
+    def score_catalog(self, queries):
+        import numpy as np
+
+        rows = []
+        for query in queries:
+            seen = set().union(*(self.words[i] for i in query.history))
+            rows.append([len(words & seen) + 0.001 * i for i, words in enumerate(self.words)])
+        return np.array(rows, dtype=float)
+
+
+def make_recommendation_service(chat: ChatService, settings, *, ranker: bool = False, **kwargs):
+    """The API's service over a scripted chat's graph parts (optionally with `WordRanker`)."""
+    import dataclasses
+
+    from mmsrarec.serving import RecommendationService
+
+    context = chat.context.graph
+    if ranker:
+        context = dataclasses.replace(context, ranker=WordRanker(context.dataset))
+    return RecommendationService(settings, context, **kwargs)

@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
     [
         (["recommend", "--user", "1", "--top", "0"], "Invalid value for '--top'"),
         (["recommend", "--user", "1", "--stage", "train"], "Invalid value for '--stage'"),
-        (["recommend"], "Missing option '--user'"),
+        (["recommend"], "`--user` / `--history`"),
+        (["recommend", "--user", "1", "--history", "2"], "`--user` / `--history`"),
         (["evaluate", "--protocol", "nope"], "Invalid value for '--protocol'"),
         (["trace", "verify"], "Missing argument 'FILE'"),
         (["data", "prepare", "--bogus"], "No such option: --bogus"),

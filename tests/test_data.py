@@ -98,6 +98,8 @@ def test_equal_timestamps_keep_file_order(tmp_path) -> None:
             "is not a finite number",
         ),
         ([{"item_id": "a", "title": "A", "image": "missing.png"}], [], "not found"),
+        ([{"item_id": "a", "title": "   "}], [], "item `a` has a blank `title`"),
+        ([{"item_id": "a", "title": "A", "image": "fake.png"}], [], "not an image Pillow"),
     ],
 )
 def test_invalid_jsonl_is_one_clear_error(tmp_path, catalog, interactions, message) -> None:
@@ -105,9 +107,25 @@ def test_invalid_jsonl_is_one_clear_error(tmp_path, catalog, interactions, messa
     source.mkdir()
     write_jsonl(source / "catalog.jsonl", catalog)
     write_jsonl(source / "interactions.jsonl", interactions or [{"user_id": "u", "item_id": "a"}])
+    (source / "fake.png").write_text("a text file named fake.png", encoding="utf-8")
     with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
         prepare_dataset(source, tmp_path / "d")
     assert not (tmp_path / "d" / "bad" / "manifest.json").exists()
+
+
+def test_a_named_dataset_and_a_changed_source(tmp_path, tiny_source) -> None:
+    folder, built = prepare_dataset(tiny_source, tmp_path / "d", negatives=5, name="shop")
+    assert built and folder == tmp_path / "d" / "shop" and load_dataset(folder).name == "shop"
+    with pytest.raises(DataError, match="use letters, digits"):
+        prepare_dataset(tiny_source, tmp_path / "d", name="../up")
+    assert prepare_dataset(tiny_source, tmp_path / "d", negatives=5, name="shop") == (folder, False)
+    with (tiny_source / "interactions.jsonl").open("a", encoding="utf-8") as handle:
+        handle.write('{"user_id": "u1", "item_id": "m1", "timestamp": 9999}\n')
+    with pytest.raises(DataError, match="`interactions.jsonl` changed.*--force.*--name"):
+        prepare_dataset(tiny_source, tmp_path / "d", negatives=5, name="shop")
+    assert load_dataset(folder).sequence("u1")[-1] != 1  # the old data is still there
+    _, built = prepare_dataset(tiny_source, tmp_path / "d", negatives=5, name="shop", force=True)
+    assert built and load_dataset(folder).sequence("u1")[-1] == 1
 
 
 def test_empty_file_bad_encoding_and_bad_json(tmp_path) -> None:
@@ -223,8 +241,10 @@ def test_image_paths_stay_inside_the_dataset_folder(tmp_path, image: str) -> Non
 
 
 def test_an_image_inside_the_folder_is_kept(tmp_path, tiny_source) -> None:
+    from PIL import Image
+
     (tiny_source / "pics").mkdir()
-    (tiny_source / "pics" / "m1.png").write_bytes(b"\x89PNG")
+    Image.new("RGB", (2, 2), "blue").save(tiny_source / "pics" / "m1.png")
     rows = [json.loads(line) for line in (tiny_source / "catalog.jsonl").read_text().splitlines()]
     rows[0]["image"] = "pics/m1.png"
     write_jsonl(tiny_source / "catalog.jsonl", rows)

@@ -3,6 +3,7 @@ the SQLite checkpointer; streaming, resume, composition, bad input and the CLIs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from mmsrarec.graph import (
     GraphBuilder,
     GraphContext,
     GraphSettings,
+    build_context,
     build_graph,
     open_checkpointer,
     thread_config,
@@ -173,8 +175,15 @@ def test_builder_inserts_replaces_and_removes_nodes(context) -> None:
     )
     updates = list(graph.stream(_inputs(), context=context, stream_mode="updates"))
     nodes = [node for update in updates for node in update]
-    assert nodes == ["load_user", "summarize", "critique", "summarize", "critique", "recommend",
-                     "drop_first"]  # fmt: skip
+    assert nodes == [
+        "load_user",
+        "summarize",
+        "critique",
+        "summarize",
+        "critique",
+        "recommend",
+        "drop_first",
+    ]
     ranked = updates[-2]["recommend"]["recommendations"]
     assert updates[-1]["drop_first"]["recommendations"] == ranked[1:]
     kept = updates[2]["critique"]["trace"][0]["outputs"]["kept"]
@@ -213,15 +222,23 @@ def test_hostile_item_text_is_only_data(context) -> None:
         _inputs(hostile_user, history=["m1"], candidates=["m1", "m2", "m3"]), context=context
     )
     assert len(output["recommendations"]) == 3
-    for keyword in [k for r in output["trace"] if r["node"] == "summarize" for k in
-                    r["outputs"]["keywords"].get("m1", [])]:  # fmt: skip
+    for keyword in [
+        k
+        for r in output["trace"]
+        if r["node"] == "summarize"
+        for k in r["outputs"]["keywords"].get("m1", [])
+    ]:
         assert "<|im_start|>" not in keyword and "\n" not in keyword
 
 
 def test_session_serves_new_users_and_all_items(world, context, tmp_path: Path) -> None:
     settings = SimpleNamespace(graph_db=tmp_path / "s.sqlite", seeds=[0])
-    session = GraphSession(settings, context.settings, context=context,  # type: ignore[arg-type]
-                           checkpointer=open_checkpointer(tmp_path / "s.sqlite"))  # fmt: skip
+    session = GraphSession(
+        settings,
+        context.settings,
+        context=context,  # type: ignore[arg-type]
+        checkpointer=open_checkpointer(tmp_path / "s.sqlite"),
+    )
     seen: list[str] = []
     result = session.recommend(
         "newcomer",
@@ -265,6 +282,23 @@ def test_trace_cli_exports_verifies_and_detects_tampering(context, tmp_path: Pat
     assert "no thread `no-such-thread`" in capsys.readouterr().err
     out.write_text("{not json")
     assert run_guarded(app, ["trace", "verify", str(out), *key]) == 2
+
+
+def test_a_failed_run_is_shown_failed_not_verified(context, tmp_path: Path, capsys):
+    def crash(state, runtime):
+        raise RuntimeError("scorer down")
+
+    run_dir = tmp_path / "runs"
+    graph = (
+        GraphBuilder()
+        .replace("recommend", crash)
+        .compile(open_checkpointer(run_dir / "graph.sqlite"))
+    )
+    with pytest.raises(RuntimeError):
+        graph.invoke(_inputs(), thread_config("broken"), context=context)
+    assert run_guarded(app, ["trace", "show", "broken", "--run-dir", str(run_dir)]) == 0
+    shown = capsys.readouterr().out
+    assert "failed: RuntimeError('scorer down')" in shown and "load_user" in shown
 
 
 def test_graph_cli_prints_the_loop(capsys) -> None:
@@ -331,3 +365,58 @@ def test_graph_on_ml100k_with_the_packaged_models(ml100k, tmp_path: Path) -> Non
     kept = [r for r in records if r["node"] == "critique"][-1]["outputs"]["kept"]
     assert kept and all(1 <= len(keywords) <= 8 for keywords in kept.values())
     assert records[-1]["outputs"]["preference"].startswith("The user likes")
+
+
+def test_custom_nodes_are_traced_and_a_filter_can_ask_for_more_than_top_k(context) -> None:
+    """A filter after `recommend` that drops items still returns `top_k` of them when the run
+    ranks `overfetch` more; its own record (time, ids kept) is in the verified trace."""
+
+    def no_even(state):  # a one-argument node works too
+        kept = [r for r in state["recommendations"] if int(r["item_id"][1:]) % 2]
+        return {"recommendations": kept}
+
+    graph = GraphBuilder().insert_after("recommend", "no_even", no_even).compile()
+    wide = dataclasses.replace(
+        context, settings=context.settings.model_copy(update={"overfetch": 30})
+    )
+    inputs = _inputs(candidates=[f"m{i}" for i in range(1, 41)], top_k=4)
+    for ctx, expected in ((context, None), (wide, 4)):
+        output = graph.invoke(inputs, context=ctx)
+        ids = [r["item_id"] for r in output["recommendations"]]
+        assert all(int(i[1:]) % 2 for i in ids) and verify_trace(output["trace"]) is None
+        if expected is not None:
+            assert len(ids) == expected  # top_k, though the filter dropped some
+        else:
+            assert len(ids) <= 4
+        record = output["trace"][-1]
+        assert record["node"] == "no_even" and record["inputs"] == {"custom": True}
+        assert record["outputs"]["recommendations"] == ids and record["seconds"] >= 0
+
+
+def test_one_line_says_how_many_images_a_text_only_model_ignores(
+    tmp_path: Path, tiny_source: Path, tiny_llm, caplog
+) -> None:
+    from PIL import Image
+
+    from mmsrarec.config import Settings
+    from mmsrarec.models import ModelCache
+
+    rows = [json.loads(line) for line in (tiny_source / "catalog.jsonl").read_text().splitlines()]
+    for row in rows[:3]:
+        Image.new("RGB", (2, 2)).save(tiny_source / f"{row['item_id']}.png")
+        row["image"] = f"{row['item_id']}.png"
+    (tiny_source / "catalog.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    dataset = load_dataset(prepare_dataset(tiny_source, tmp_path / "data", negatives=5)[0])
+    settings = Settings(cache_dir=tmp_path / "cache", run_dir=tmp_path / "runs", model="tiny")
+    with caplog.at_level("WARNING", logger="mmsrarec.graph.factory"):
+        build_context(
+            settings,
+            dataset,
+            ModelCache(settings),
+            GraphSettings(scorer="yes-no", k_similar=0),
+            llm=tiny_llm,
+            critic=False,
+            preference=False,
+        )
+    (line,) = [r.getMessage() for r in caplog.records if "image" in r.getMessage()]
+    assert line.startswith("3 of 40 items have an image; `tiny` reads text only")

@@ -30,7 +30,7 @@ LAYERS: list[set[str]] = [
     {"recommenders"},
     {"nodes"},
     {"graph"},
-    {"evaluation", "chat"},
+    {"evaluation", "chat", "serving"},
     {"web"},
     {"cli"},
 ]

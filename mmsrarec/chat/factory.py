@@ -90,14 +90,17 @@ def build_chat_service(
     *,
     critic: bool = True,
     in_memory: bool = False,
+    graph: GraphContext | None = None,
+    models: ModelCache | None = None,
 ) -> ChatService:
     """The default chat on `settings`: packaged models, conversations in the run dir's SQLite
-    or in `database_url` (in memory with `in_memory`)."""
+    or in `database_url` (in memory with `in_memory`). `graph`: the recommendation graph's
+    parts when they are built already (a server shares them with its API), on `models`."""
     from mmsrarec.graph.factory import build_context
 
-    dataset = open_dataset(settings)
-    models = ModelCache(settings)
-    graph = build_context(settings, dataset, models, run, critic=critic)
+    models = models or ModelCache(settings)
+    if graph is None:
+        graph = build_context(settings, open_dataset(settings), models, run, critic=critic)
     context = build_chat_context(settings, graph, models, chat)
     checkpointer = sqlite_checkpointer(None) if in_memory else open_checkpointer(settings, "chat")
     return ChatService(context, checkpointer)

@@ -11,21 +11,18 @@ so the intent (likes, dislikes, conditions, what was shown) carries over between
 
 from __future__ import annotations
 
-import copy
 import secrets
 from collections.abc import Callable
 from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
-from langgraph.checkpoint.serde.base import maybe_add_typed_methods
-from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.runtime import Runtime
 
 from mmsrarec.chat.context import ChatContext
 from mmsrarec.chat.nodes import after_understand, clarify, reply, understand
-from mmsrarec.chat.state import STATE_TYPES, ChatInput, ChatOutput, ChatState
+from mmsrarec.chat.state import ChatInput, ChatOutput, ChatState, with_state_types
 from mmsrarec.chat.tools import after_filter, final_filter, hard_filter, rank, relax, soft_search
 from mmsrarec.errors import DataError
 from mmsrarec.graph.graph import thread_config, thread_trace
@@ -79,16 +76,6 @@ def build_chat_graph(
     if checkpointer is not None:  # load the state's pydantic types back without a warning
         checkpointer = with_state_types(checkpointer)
     return graph.compile(checkpointer=checkpointer)
-
-
-def with_state_types(checkpointer: BaseCheckpointSaver) -> BaseCheckpointSaver:
-    """A shallow copy of `checkpointer` whose serializer loads the state's pydantic types
-    (`STATE_TYPES`) and, as LangGraph's strict mode, no other custom type. (LangGraph's own
-    `with_allowlist` is a no-op in its default permissive mode, which logs a warning per type.)
-    """
-    clone = copy.copy(checkpointer)
-    clone.serde = maybe_add_typed_methods(JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
-    return clone
 
 
 def _with_default(node: Node, default_context: Callable[[Any], ChatContext]) -> Node:

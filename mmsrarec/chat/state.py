@@ -8,9 +8,13 @@ turn (`intent` holds liked, disliked, seen and shown titles, genres, years and w
 
 from __future__ import annotations
 
+import copy
 import operator
 from typing import Annotated
 
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.serde.base import maybe_add_typed_methods
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from typing_extensions import TypedDict  # pydantic builds JSON schemas from it on 3.11
 
 from mmsrarec.chat.intent import Intent
@@ -79,3 +83,13 @@ class ChatOutput(TypedDict):
     liked: list[str]
     intent: Intent
     similar_users: list[SimilarUser]
+
+
+def with_state_types(checkpointer: BaseCheckpointSaver) -> BaseCheckpointSaver:
+    """A shallow copy of `checkpointer` whose serializer loads the state's pydantic types
+    (`STATE_TYPES`) and, as LangGraph's strict mode, no other custom type. (LangGraph's own
+    `with_allowlist` is a no-op in its default permissive mode, which logs a warning per type.)
+    """
+    clone = copy.copy(checkpointer)
+    clone.serde = maybe_add_typed_methods(JsonPlusSerializer(allowed_msgpack_modules=STATE_TYPES))
+    return clone

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import importlib
 import sys
+from typing import Annotated
 
 import typer
 from typer import _click
 from typer.core import TyperCommand, TyperGroup
 
-from mmsrarec.cli.common import run_guarded
+from mmsrarec.cli.common import (
+    ConfigOpt,
+    DatabaseOpt,
+    DataDirOpt,
+    DatasetOpt,
+    ModelOpt,
+    RunDirOpt,
+    ScorerOpt,
+    run_guarded,
+)
 
 # name -> (module, attribute: a Typer group or a command function, the one-line help that
 # `mmsrarec --help` lists; tests check it is the first line of the command's own help)
@@ -66,6 +76,12 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "chat",
         'Chat: say what you liked or want ("loved Alien, want something tense").',
     ),
+    "feedback": (
+        "mmsrarec.cli.live",
+        "feedback_app",
+        "Store feedback events (as `POST /api/feedback`).",
+    ),
+    "items": ("mmsrarec.cli.live", "items_app", "Add catalogue items (as `POST /api/items`)."),
     "serve": (
         "mmsrarec.cli.serve",
         "serve",
@@ -153,9 +169,37 @@ class LazyTrainCommands(LazyCommands):
 train_app = typer.Typer(cls=LazyTrainCommands, no_args_is_help=True, add_completion=False)
 
 
-@train_app.callback()
-def train() -> None:
+@train_app.callback(invoke_without_command=True)
+def train(
+    ctx: typer.Context,
+    from_store: Annotated[
+        bool,
+        typer.Option(
+            "--from-store",
+            help="Retrain the served scorer on the data plus the stored feedback and items into "
+            "a new model version, which servers swap in (resumes after a kill).",
+        ),
+    ] = False,
+    scorer: ScorerOpt = None,
+    force: Annotated[
+        bool, typer.Option(help="With --from-store: retrain even when nothing new arrived.")
+    ] = False,
+    config: ConfigOpt = None,
+    data_dir: DataDirOpt = None,
+    run_dir: RunDirOpt = None,
+    dataset: DatasetOpt = None,
+    model: ModelOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
     """Train the summarizer (GRPO), the yes/no scorer and the LLM recommender."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if not from_store:
+        typer.echo(ctx.get_help())
+        return
+    from mmsrarec.cli.live import from_store as retrain
+
+    retrain(scorer, force, config, data_dir, run_dir, dataset, model, database_url)
 
 
 def main() -> None:

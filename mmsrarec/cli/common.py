@@ -167,3 +167,16 @@ def graph_run(scorer: str | None = None, **fields: Any):
     except ValidationError as exc:
         problem = exc.errors()[0]
         raise ConfigError(f"`--{problem['loc'][0]}`: {problem['msg']}") from None
+
+
+def model_option(model: Any, name: str, flag: str, help: str | None = None, **extra: Any) -> Any:
+    """A typer option bound to field `name` of a pydantic settings model: its default, its
+    bounds (`ge`/`le`) and its help come from the field, the one place they are written."""
+    spec = model.model_fields[name]
+    bounds: dict[str, Any] = {}
+    for constraint in spec.metadata:
+        if getattr(constraint, "ge", None) is not None:
+            bounds["min"] = constraint.ge
+        if getattr(constraint, "le", None) is not None:
+            bounds["max"] = constraint.le
+    return typer.Option(spec.default, flag, help=help or spec.description, **bounds, **extra)

@@ -33,16 +33,32 @@ def prepare(
         NEGATIVES_SEED
     ),
     force: Annotated[bool, typer.Option("--force", help="Rebuild even if prepared.")] = False,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of the prepared dataset (what `--dataset` and `MMSRAREC_DATASET` then "
+            "select); default: the folder's name (`ml-100k` for the built-in)."
+        ),
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
 ) -> None:
-    """Sort chronologically, split leave-one-out and freeze the negatives (idempotent)."""
+    """Sort chronologically, split leave-one-out and freeze the negatives (idempotent: a
+    source whose files changed since is refused, saying which)."""
     settings = settings_from(config, data_dir=data_dir)
     folder, built = prepare_dataset(
-        dataset, settings.datasets_dir, negatives=negatives, seed=negatives_seed, force=force
+        dataset,
+        settings.datasets_dir,
+        negatives=negatives,
+        seed=negatives_seed,
+        force=force,
+        name=name,
     )
     state = "prepared" if built else "already prepared (use --force to rebuild)"
-    console.print(f"{folder.name}: {state} in {folder}")
+    console.print(
+        f"{folder.name}: {state} in {folder}; use it with `--dataset {folder.name}`",
+        highlight=False,
+    )
 
 
 @app.command()

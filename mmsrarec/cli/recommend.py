@@ -11,33 +11,38 @@ from rich.table import Table
 
 from mmsrarec.cli.common import (
     ConfigOpt,
+    DatabaseOpt,
     DataDirOpt,
     DatasetOpt,
     ModelOpt,
     RunDirOpt,
     ScorerOpt,
-    StageChoice,
     console,
     err_console,
     graph_run,
+    model_option,
     settings_from,
 )
 from mmsrarec.data import load_dataset
+from mmsrarec.nodes.context import GraphSettings
 
 
 class CandidateChoice(StrEnum):
     """Which items the graph ranks."""
 
-    sampled = "sampled"
     all = "all"
+    sampled = "sampled"
 
 
-StageOpt = Annotated[
-    StageChoice, typer.Option(help="Serve the `test` or `valid` position's history.")
-]
-NHistoryOpt = Annotated[int, typer.Option(min=1, max=50, help="History items in the prompt.")]
-KOpt = Annotated[int, typer.Option("--k", min=0, max=50, help="Similar users (0 = off).")]
-RoundsOpt = Annotated[int, typer.Option(min=1, max=10, help="Summarizer rounds per item.")]
+class HistoryChoice(StrEnum):
+    """Which part of a user's history the graph reads."""
+
+    full = "full"
+    test = "test"
+    valid = "valid"
+
+
+G = GraphSettings
 
 
 def print_update(node: str, values: dict[str, Any]) -> None:
@@ -46,50 +51,126 @@ def print_update(node: str, values: dict[str, Any]) -> None:
 
 
 def recommend(
-    user: Annotated[str, typer.Option("--user", help="Raw user id of the prepared dataset.")],
-    top: Annotated[int, typer.Option("--top", min=1, help="How many items to show.")] = 10,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Raw user id (of the data or of live feedback).")
+    ] = None,
+    history: Annotated[
+        str | None,
+        typer.Option(
+            "--history",
+            metavar="ID,...",
+            help="Item ids, oldest first, for a user the data does not know.",
+        ),
+    ] = None,
+    top: int = model_option(G, "top_k", "--top", "How many items to show."),
     candidates: Annotated[
         CandidateChoice,
-        typer.Option(help="`sampled`: the frozen 1 + 20 candidates; `all`: every unseen item."),
-    ] = CandidateChoice.sampled,
+        typer.Option(
+            help="`all`: the whole catalogue; `sampled`: the evaluation's frozen 1 + 20 "
+            "candidates (with `--stage test|valid`)."
+        ),
+    ] = CandidateChoice.all,
+    stage: Annotated[
+        HistoryChoice,
+        typer.Option(
+            help="`full`: the whole history (data, then live feedback); `test` / `valid`: "
+            "what the evaluation shows at that position."
+        ),
+    ] = HistoryChoice.full,
+    exclude_seen: Annotated[
+        bool, typer.Option("--exclude-seen/--include-seen", help="Leave out the history's items.")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (with the thread id).")] = (
         False
     ),
     stream: Annotated[bool, typer.Option(help="Print each node's update as it finishes.")] = True,
     thread: Annotated[str | None, typer.Option(help="Thread id (default: a new one).")] = None,
-    stage: StageOpt = StageChoice.test,
-    n_history: NHistoryOpt = 5,
-    k: KOpt = 3,
-    max_rounds: RoundsOpt = 3,
+    n_history: int = model_option(G, "n_history", "--n-history"),
+    k: int = model_option(G, "k_similar", "--k"),
+    max_rounds: int = model_option(G, "max_rounds", "--max-rounds"),
     scorer: ScorerOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     run_dir: RunDirOpt = None,
     dataset: DatasetOpt = None,
     model: ModelOpt = None,
+    database_url: DatabaseOpt = None,
 ) -> None:
-    """Run the graph for one user: ranked items with scores, evidence and the trace's thread."""
+    """Run the graph for one user: ranked items with scores, evidence and the trace's thread.
+
+    By default the whole catalogue is ranked after the user's whole history (the prepared
+    data, then feedback stored by the API or `mmsrarec feedback add`), as the API's
+    `GET /api/recommend/{user}` does; `--json` prints the API's answer.
+    """
+    from mmsrarec.errors import ConfigError
+
+    if (user is None) == (history is None):
+        raise typer.BadParameter("give one of them", param_hint="`--user` / `--history`")
+    sampled = candidates == CandidateChoice.sampled
+    if sampled and (stage == HistoryChoice.full or user is None):
+        raise ConfigError("`--candidates sampled` needs `--user` and `--stage test` or `valid`")
+    items = [part.strip() for part in (history or "").split(",") if part.strip()]
+    if history is not None and not items:
+        raise ConfigError("`--history` holds no item id: give `--history ID,ID,...`")
+    evaluation = stage.value if stage != HistoryChoice.full else G.model_fields["stage"].default
     run = graph_run(
-        scorer, n_history=n_history, k_similar=k, max_rounds=max_rounds, stage=stage.value
+        scorer, n_history=n_history, k_similar=k, max_rounds=max_rounds, stage=evaluation
     )
     settings = settings_from(
-        config, data_dir=data_dir, run_dir=run_dir, dataset=dataset, model=model
+        config,
+        data_dir=data_dir,
+        run_dir=run_dir,
+        dataset=dataset,
+        model=model,
+        database_url=database_url,
     )
-    from mmsrarec.graph.session import GraphSession
+    from mmsrarec.serving import RecommendationService
+    from mmsrarec.serving.writes import LiveWriter
 
-    data = load_dataset(settings.dataset_dir)
-    data.history(user, run.stage)  # an unknown user fails here, before any model loads
-    result = GraphSession(settings, run, dataset=data).recommend(
-        user,
-        all_items=candidates == CandidateChoice.all,
-        top=top,
-        thread=thread,
-        on_update=print_update if stream and not as_json else None,
-    )
+    prepared = load_dataset(settings.dataset_dir)  # bad ids fail before any model loads
+    if user is not None and stage != HistoryChoice.full:
+        items = [prepared.item(i).item_id for i in prepared.history(user, stage.value)]
+    elif user is not None and not _known_user(settings, prepared, user):
+        raise ConfigError(f"unknown user id `{user}`: give its items with `--history`")
+    if any(item_id not in prepared.item_index for item_id in items):
+        LiveWriter.from_settings(settings).check_items(items)  # maybe an item added live
+    service = RecommendationService.from_settings(settings, run)
+    service.on_update = print_update if stream and not as_json else None
+    if items:
+        result = service.recommend_history(
+            items,
+            top,
+            exclude_seen=exclude_seen,
+            user_id=user or "anonymous",
+            frozen=sampled,
+            thread_id=thread,
+        )
+    else:
+        result = service.recommend_user(user, top, exclude_seen, thread_id=thread)
     if as_json:
         print(json.dumps(result, ensure_ascii=False, indent=1))
         return
-    table = Table(title=f"user {user} · thread {result['thread_id']}", show_lines=False)
+    print_result(result)
+
+
+def _known_user(settings: Any, prepared: Any, user: str) -> bool:
+    """In the prepared data or in the stored feedback (read without creating a store)."""
+    from mmsrarec.serving.writes import LiveWriter
+
+    if user in prepared.sequences:
+        return True
+    return LiveWriter.exists(settings) and bool(
+        LiveWriter.from_settings(settings).store.feedback_of(user)
+    )
+
+
+def print_result(result: dict[str, Any]) -> None:
+    """The ranked items as a table, the neighbours and the thread to inspect."""
+    table = Table(
+        title=f"user {result['user_id']} · {result['model']} {result['model_version']} · "
+        f"thread {result['thread_id']}",
+        show_lines=False,
+    )
     for column in ("#", "item", "title", "score", "evidence"):
         table.add_column(column, overflow="fold")
     for rank, rec in enumerate(result["recommendations"], start=1):
@@ -146,9 +227,11 @@ def summarize(
     summarizer = OnAdapter(LLMSummarizer(llm, batch_size=batch_size), llm.model, adapter, name)
     judge = None
     if critic:  # the base weights judge, with the collaborative reward from training data
-        judge = OnAdapter(RewardCritic(models.encoder(), llm,
-                                       collab=CollabTargets.from_dataset(data)),
-                          llm.model, None)  # fmt: skip
+        judge = OnAdapter(
+            RewardCritic(models.encoder(), llm, collab=CollabTargets.from_dataset(data)),
+            llm.model,
+            None,
+        )
     items = data.items[:limit] if limit else data.items
     with KeywordCache(keyword_cache_path(settings), name, PROMPT_VERSION) as cache:
         stats = summarize_catalog(items, summarizer, cache, judge, batch_size=batch_size)

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from mmsrarec.cli.common import ConfigOpt, DataDirOpt, RunDirOpt, console, plain_settings
 from mmsrarec.errors import DataError
@@ -29,7 +30,7 @@ ThreadArg = Annotated[
 def _stores(settings: Settings) -> list[tuple[str, BaseCheckpointSaver]]:
     """The checkpoint stores that exist: the recommendation graph's, then the chat's (SQLite
     files in the run dir, or the schemas of `database_url`)."""
-    from mmsrarec.chat.graph import with_state_types
+    from mmsrarec.chat.state import with_state_types
     from mmsrarec.database import open_checkpointer
 
     shared = settings.database_url is not None  # PostgreSQL: both stores always exist
@@ -47,11 +48,16 @@ def _stores(settings: Settings) -> list[tuple[str, BaseCheckpointSaver]]:
 
 
 def _records(thread: str, settings: Settings) -> list[dict[str, Any]]:
-    from mmsrarec.graph.graph import thread_config, thread_trace
+    return _run(thread, settings)[0]
+
+
+def _run(thread: str, settings: Settings) -> tuple[list[dict[str, Any]], str | None]:
+    """The thread's records, and the error its last run stopped on (None: it finished)."""
+    from mmsrarec.database import thread_config, thread_error, thread_trace
 
     for _, store in _stores(settings):
         if store.get_tuple(thread_config(thread)) is not None:
-            return thread_trace(store, thread)
+            return thread_trace(store, thread), thread_error(store, thread)
     raise DataError(
         f"no thread `{thread}` in `{settings.graph_db}` or `{settings.chat_db}`: "
         "see `mmsrarec trace list`"
@@ -63,14 +69,19 @@ def _short(value: Any, limit: int = 160) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def render_tree(thread: str, records: list[dict[str, Any]]) -> Tree:
-    """A readable tree: one branch per node run, with inputs, outputs, timing and hash."""
+def render_tree(thread: str, records: list[dict[str, Any]], error: str | None = None) -> Tree:
+    """A readable tree: one branch per node run, with inputs, outputs, timing and hash. A
+    run that stopped on an error is marked failed (with the error), whatever its chain."""
     from rich.tree import Tree
 
     from mmsrarec.trace import verify_trace
 
     broken = verify_trace(records)
     status = "[green]chain verified[/]" if broken is None else f"[red]broken at {broken}[/]"
+    if error is not None:
+        status = f"[red]failed: {escape(error)}[/] · {status}"
+    elif not records:
+        status = "[red]no records: the run stopped before its first node finished[/]"
     tree = Tree(f"[bold]thread {thread}[/] · {len(records)} records · {status}")
     for index, record in enumerate(records):
         model = f" · {record['model']}" if record.get("model") else ""
@@ -88,18 +99,22 @@ def render_tree(thread: str, records: list[dict[str, Any]]) -> Tree:
 @app.command("list")
 def list_(config: ConfigOpt = None, run_dir: RunDirOpt = None) -> None:
     """Thread ids of the graph's runs, then of the chat's, most recent first."""
-    from mmsrarec.graph.graph import list_threads
+    from mmsrarec.database import thread_ids
 
-    for kind, store in _stores(plain_settings(config, run_dir=run_dir)):
-        for thread in list_threads(store):
-            console.print(f"{thread}  [dim]{kind}[/]", highlight=False)
+    settings = plain_settings(config, run_dir=run_dir)
+    lines = [
+        f"{thread}  [dim]{kind}[/]"
+        for kind, _ in _stores(settings)
+        for thread in thread_ids(settings, "recommend" if kind == "graph" else "chat")
+    ]
+    console.print("\n".join(lines), highlight=False)  # one print: thousands of threads
 
 
 @app.command()
 def show(thread: ThreadArg, config: ConfigOpt = None, run_dir: RunDirOpt = None) -> None:
     """Print a thread's trace as a tree."""
     settings = plain_settings(config, run_dir=run_dir)
-    console.print(render_tree(thread, _records(thread, settings)))
+    console.print(render_tree(thread, *_run(thread, settings)))
 
 
 @app.command()

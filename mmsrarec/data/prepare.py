@@ -8,7 +8,9 @@ manifest (the next run starts over) and a finished one is never redone unless `f
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,7 @@ from mmsrarec.storage import atomic_write_json, atomic_write_jsonl, sha256_file
 
 NEGATIVES_SEED = 20251224
 NEGATIVES_PER_USER = 20
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # a prepared dataset's folder name
 
 
 def chronological_sequences(raw: RawData) -> dict[str, list[tuple[str, float]]]:
@@ -68,14 +71,45 @@ def prepare_dataset(
     negatives: int = NEGATIVES_PER_USER,
     seed: int = NEGATIVES_SEED,
     force: bool = False,
+    name: str | None = None,
 ) -> tuple[Path, bool]:
-    """Prepare `source` into `datasets_dir/<name>`. Returns (folder, whether it was (re)built)."""
+    """Prepare `source` into `datasets_dir/<name>` (`name`: the source's own name unless
+    given). Returns (folder, whether it was (re)built).
+
+    Raises:
+        DataError: the folder holds a dataset prepared from other source files (changed
+            since, or another source under the same name): the message names what differs.
+    """
     raw = read_source(source)
-    folder = datasets_dir / raw.name
+    if name is not None:
+        if not NAME.fullmatch(name):
+            raise DataError(f"`--name {name[:40]}`: use letters, digits, `.`, `-` and `_` only")
+        raw = dataclasses.replace(raw, name=name)
+    return prepare_raw(raw, datasets_dir / raw.name, negatives=negatives, seed=seed, force=force)
+
+
+def prepare_raw(
+    raw: RawData,
+    folder: Path,
+    *,
+    negatives: int = NEGATIVES_PER_USER,
+    seed: int = NEGATIVES_SEED,
+    force: bool = False,
+) -> tuple[Path, bool]:
+    """Prepare `raw` into `folder` (see `prepare_dataset`)."""
+    source = raw.source
     manifest_path = folder / "manifest.json"
     settings = {"negatives": negatives, "negatives_seed": seed, "format_version": FORMAT_VERSION}
+    hashes = {path.name: sha256_file(path) for path in raw.files}
     if manifest_path.exists() and not force:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        changed = _changed_files(manifest.get("source_files"), hashes)
+        if changed:
+            raise DataError(
+                f"`{folder}` was prepared from other source files ({changed}): add `--force` "
+                "to prepare it again (models trained on it will train again), or `--name` to "
+                "prepare this source beside it"
+            )
         if all(manifest.get(key) == value for key, value in settings.items()):
             return folder, False
     manifest_path.unlink(missing_ok=True)
@@ -122,6 +156,40 @@ def prepare_dataset(
             "tie_rule": "timestamp, then source file row order (stable sort)",
             "split": "leave-one-out: last = test, second-last = valid, rest = train",
             "files": {name: sha256_file(folder / name) for name in files},
+            "source_files": hashes,
         },
     )
     return folder, True
+
+
+def _changed_files(before: dict[str, str] | None, now: dict[str, str]) -> str:
+    """What differs between two sets of source-file hashes ("" when nothing does, or when the
+    folder was prepared before hashes were kept)."""
+    if before is None:
+        return ""
+    parts = [
+        f"`{name}` changed" for name in sorted(set(before) & set(now)) if before[name] != now[name]
+    ]
+    parts += [f"`{name}` is new" for name in sorted(set(now) - set(before))]
+    parts += [f"`{name}` is gone" for name in sorted(set(before) - set(now))]
+    return "; ".join(parts)
+
+
+def read_prepared(folder: Path) -> RawData:
+    """A prepared folder back as `RawData`: its items (their prepared text and fields) and
+    its interactions in their prepared order, with their timestamps. Preparing it again gives
+    the same sequences (the order is already chronological and the sort is stable)."""
+    from mmsrarec.data.dataset import load_dataset
+
+    dataset = load_dataset(folder)  # verifies the checksums
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    with (folder / "sequences.jsonl").open(encoding="utf-8") as handle:
+        rows = [json.loads(line) for line in handle if line.strip()]
+    interactions = [
+        (row["user_id"], item, float(timestamp))
+        for row in rows
+        for item, timestamp in zip(row["items"], row["timestamps"], strict=True)
+    ]
+    return RawData(
+        dataset.name, list(dataset.items), interactions, manifest["source"], kind=dataset.item_kind
+    )

@@ -33,6 +33,7 @@ class RawData:
     interactions: list[tuple[str, str, float]]  # (user_id, item_id, timestamp), file order
     source: str
     kind: str = "item"  # what one item is, in words ("movie"): for prompts and replies
+    files: tuple[Path, ...] = ()  # the source files read (their hashes go in the manifest)
 
 
 def read_source(source: str | Path) -> RawData:
@@ -71,7 +72,9 @@ def read_ml100k() -> RawData:
     folder = recbole_ml100k_dir()
     raw = read_atomic_folder(folder)
     items = [_movielens_item(item) for item in raw.items]
-    return RawData("ml-100k", items, raw.interactions, f"recbole:{folder}", kind="movie")
+    return RawData(
+        "ml-100k", items, raw.interactions, f"recbole:{folder}", kind="movie", files=raw.files
+    )
 
 
 def _movielens_item(item: Item) -> Item:
@@ -121,6 +124,26 @@ def _require(path: Path, header: list[str], columns: tuple[str, ...]) -> None:
         raise DataError(f"`{path}`: missing column `{missing[0]}` (has {', '.join(header)})")
 
 
+def catalog_item(
+    item_id: str,
+    title: str,
+    description: str = "",
+    image: str | None = None,
+    fields: dict[str, str] | None = None,
+) -> Item:
+    """An item of the JSONL catalogue format (also what `POST /api/items` adds): its text is
+    `"<title>. <description>"`, or `"<title>."` without a description.
+
+    Raises:
+        DataError: the title is blank.
+    """
+    title = title.strip()
+    if not title:
+        raise DataError(f"item `{item_id}` has a blank `title`: every item needs one")
+    text = f"{title}. {description.strip()}" if description.strip() else f"{title}."
+    return Item(item_id=item_id, title=title, text=text, image=image, fields=fields or {})
+
+
 def _timestamp(value: Any, path: Path, number: int) -> float:
     """A finite number (a JSON number, or its text in an atomic file); never a boolean."""
     number_like = isinstance(value, int | float | str) and not isinstance(value, bool)
@@ -162,7 +185,7 @@ def read_atomic_folder(folder: Path) -> RawData:
         for n, row in enumerate(rows, start=2)
     ]
     _check_interactions(interactions, items, inter_path)
-    return RawData(inter_path.stem, items, interactions, str(folder))
+    return RawData(inter_path.stem, items, interactions, str(folder), files=(item_path, inter_path))
 
 
 def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -206,9 +229,10 @@ def read_jsonl_folder(folder: Path) -> RawData:
             if not isinstance(image, str):
                 raise DataError(f"`{catalog_path}` line {number}: `image` must be a path string")
             image = str(_image_path(folder, image, catalog_path, number))
-        text = f"{title}. {description.strip()}" if description.strip() else f"{title}."
-        items.append(Item(item_id=item_id, title=title, text=text, image=image,
-                          fields=_extra_fields(record)))  # fmt: skip
+        try:
+            items.append(catalog_item(item_id, title, description, image, _extra_fields(record)))
+        except DataError as exc:
+            raise DataError(f"`{catalog_path}` line {number}: {exc}") from None
     _check_unique(items, catalog_path)
 
     interactions = []
@@ -223,7 +247,7 @@ def read_jsonl_folder(folder: Path) -> RawData:
             )
         )
     _check_interactions(interactions, items, inter_path)
-    return RawData(folder.name, items, interactions, str(folder))
+    return RawData(folder.name, items, interactions, str(folder), files=(catalog_path, inter_path))
 
 
 def _extra_fields(record: dict[str, Any]) -> dict[str, str]:
@@ -231,9 +255,10 @@ def _extra_fields(record: dict[str, Any]) -> dict[str, str]:
     return {
         key: str(value)
         for key, value in record.items()
-        if key not in CATALOG_KEYS and isinstance(value, str | int | float)
+        if key not in CATALOG_KEYS
+        and isinstance(value, str | int | float)
         and not isinstance(value, bool)
-    }  # fmt: skip
+    }
 
 
 def _image_path(folder: Path, image: str, path: Path, number: int) -> Path:
@@ -252,7 +277,23 @@ def _image_path(folder: Path, image: str, path: Path, number: int) -> Path:
         )
     if not found:
         raise DataError(f"`{path}` line {number}: image `{image[:80]}` not found")
+    problem = image_problem(resolved)
+    if problem is not None:
+        raise DataError(f"`{path}` line {number}: image `{image[:80]}` {problem}")
     return resolved
+
+
+def image_problem(path: Path) -> str | None:
+    """Why Pillow cannot read the image file `path` (a text file named `x.png`, a truncated
+    file), or None when it can."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.verify()  # reads the whole file
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        return f"is not an image Pillow can open ({type(exc).__name__})"
+    return None
 
 
 def _check_unique(items: list[Item], path: Path) -> None:

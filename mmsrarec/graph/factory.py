@@ -80,6 +80,15 @@ def build_context(
     """
     run = run or GraphSettings()
     llm = llm or models.llm()
+    with_images = sum(1 for item in dataset.items if item.image)
+    if with_images and not llm.is_vision:
+        logger.warning(
+            "%d of %d items have an image; `%s` reads text only, so the images are "
+            "ignored (a vision-language `model` reads them)",
+            with_images,
+            dataset.n_items,
+            settings.model,
+        )
     # With a server, it generates and scores; `llm` renders prompts and runs the critic.
     server = CompletionServer(settings.llm_server_url) if settings.llm_server_url else None
     summarizer = LLMSummarizer(llm, server=server)
@@ -93,7 +102,7 @@ def build_context(
                 llm,
                 threshold=run.threshold,
                 collab=CollabTargets.from_dataset(dataset),
-            )  # fmt: skip
+            )
             if critic
             else None
         ),

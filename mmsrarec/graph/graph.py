@@ -16,6 +16,7 @@ from `runtime.context` (a `GraphContext`).
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,9 +24,10 @@ from typing import Any
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import Runtime
 
-from mmsrarec.database import sqlite_checkpointer
-from mmsrarec.errors import ConfigError, DataError
+from mmsrarec.database import sqlite_checkpointer, thread_config, thread_error, thread_trace
+from mmsrarec.errors import ConfigError
 from mmsrarec.nodes.context import GraphContext
 from mmsrarec.nodes.critic import after_critique, critique
 from mmsrarec.nodes.history import load_user
@@ -33,8 +35,18 @@ from mmsrarec.nodes.recommender import recommend
 from mmsrarec.nodes.retrieval import retrieve
 from mmsrarec.nodes.state import RecommendationInput, RecommendationOutput, RecommendationState
 from mmsrarec.nodes.summarizer import summarize
+from mmsrarec.trace import traced
 
 Node = Callable[..., dict[str, Any]]
+__all__ = [
+    "GraphBuilder",
+    "build_graph",
+    "list_threads",
+    "open_checkpointer",
+    "thread_config",
+    "thread_error",
+    "thread_trace",
+]
 
 DEFAULT_STEPS: tuple[tuple[str, Node], ...] = (
     ("load_user", load_user),
@@ -48,10 +60,17 @@ LOOP_FROM, LOOP_TO = "critique", "summarize"  # the critic sends weak summaries 
 
 class GraphBuilder:
     """An ordered chain of named nodes; the critic's loop back to the summarizer is kept
-    while both nodes are in the chain."""
+    while both nodes are in the chain.
+
+    Nodes you add or replace are traced: each run appends a record with the node's name,
+    its time and what it changed (unless the node writes its own `trace`). A filter after
+    `recommend` may need more than `top_k` items to choose from: `GraphSettings.overfetch`
+    makes `recommend` rank that many more, and the last node cuts the list back to `top_k`.
+    """
 
     def __init__(self, steps: tuple[tuple[str, Node], ...] = DEFAULT_STEPS) -> None:
         self.steps: list[tuple[str, Node]] = list(steps)
+        self.custom: set[str] = set()  # names of the nodes given to `replace`/`insert_after`
 
     @property
     def names(self) -> list[str]:
@@ -65,6 +84,7 @@ class GraphBuilder:
     def replace(self, name: str, node: Node) -> GraphBuilder:
         """Run `node` in place of the node called `name`."""
         self.steps[self._position(name)] = (name, node)
+        self.custom.add(name)
         return self
 
     def insert_after(self, after: str, name: str, node: Node) -> GraphBuilder:
@@ -72,11 +92,13 @@ class GraphBuilder:
         if name in self.names:
             raise ConfigError(f"a node called `{name}` already exists; use `replace`")
         self.steps.insert(self._position(after) + 1, (name, node))
+        self.custom.add(name)
         return self
 
     def remove(self, name: str) -> GraphBuilder:
         """Drop the node called `name` (e.g. `retrieve` for the no-retrieval ablation)."""
         del self.steps[self._position(name)]
+        self.custom.discard(name)
         return self
 
     def build(
@@ -96,9 +118,12 @@ class GraphBuilder:
             input_schema=RecommendationInput,
             output_schema=RecommendationOutput,
         )
-        for name, node in self.steps:
-            graph.add_node(name, wrap(node))
         names = self.names
+        last_cuts = "recommend" in names and names[-1] != "recommend"
+        for name, node in self.steps:
+            if name in self.custom:
+                node = custom_node(name, node, cut=last_cuts and name == names[-1])
+            graph.add_node(name, wrap(node))
         graph.add_edge(START, names[0])
         for current, following in zip(names, [*names[1:], END], strict=True):
             if current == LOOP_FROM and LOOP_TO in names:
@@ -114,6 +139,35 @@ class GraphBuilder:
         return self.build().compile(checkpointer=checkpointer)
 
 
+def custom_node(name: str, node: Node, cut: bool = False) -> Node:
+    """`node` with a trace record of its own (unless it writes one), and, with `cut`, its
+    `recommendations` cut to the run's `top_k` (the last node after `recommend`)."""
+    takes_runtime = len(inspect.signature(node).parameters) > 1
+
+    def run(state: RecommendationState, runtime: Runtime) -> dict[str, Any]:
+        with traced(name, custom=True) as record:
+            update = dict(node(state, runtime) if takes_runtime else node(state))
+            if cut:
+                kept = update.get("recommendations", state.get("recommendations", []))
+                update["recommendations"] = list(kept)[: state.get("top_k") or None]
+            record["outputs"] = {
+                key: _shown(key, value) for key, value in update.items() if key != "trace"
+            }
+        if "trace" not in update:
+            update["trace"] = [record["record"]]
+        return update
+
+    run.__name__ = getattr(node, "__name__", name)
+    return run
+
+
+def _shown(key: str, value: Any) -> Any:
+    """What a custom node's record keeps of one output: item ids of recommendations."""
+    if key == "recommendations":
+        return [rec["item_id"] for rec in value]
+    return value if isinstance(value, str | int | float | bool) else type(value).__name__
+
+
 def build_graph(checkpointer: BaseCheckpointSaver | None = None) -> CompiledStateGraph:
     """The default pipeline, compiled."""
     return GraphBuilder().compile(checkpointer)
@@ -123,24 +177,6 @@ def open_checkpointer(path: Path | None) -> BaseCheckpointSaver:
     """SQLite checkpointer at `path` (created with its folder), or in memory for `None`.
     (`mmsrarec.database.open_checkpointer` picks SQLite or PostgreSQL from the settings.)"""
     return sqlite_checkpointer(path)
-
-
-def thread_config(thread_id: str) -> dict[str, Any]:
-    return {"configurable": {"thread_id": thread_id}}
-
-
-def thread_trace(checkpointer: BaseCheckpointSaver, thread_id: str) -> list[dict[str, Any]]:
-    """The trace records stored for `thread_id`.
-
-    Raises:
-        DataError: no such thread.
-    """
-    saved = checkpointer.get_tuple(thread_config(thread_id))
-    if saved is None:
-        raise DataError(
-            f"no thread `{thread_id}` in the checkpoint store: see `mmsrarec trace list`"
-        )
-    return list(saved.checkpoint["channel_values"].get("trace", []))
 
 
 def list_threads(checkpointer: BaseCheckpointSaver) -> list[str]:

@@ -17,6 +17,7 @@ from mmsrarec.recommenders.methods import CATALOG_SCORERS
 from mmsrarec.types import (
     CandidateScorer,
     Critic,
+    KeywordBackfill,
     KeywordStore,
     PreferenceSummarizer,
     Retriever,
@@ -38,6 +39,12 @@ class GraphSettings(BaseModel):
     max_rounds: int = Field(3, ge=1, le=10, description="Summarizer rounds per item at most.")
     threshold: float = Field(0.6, description="Critic total at or above which a summary is kept.")
     top_k: int = Field(10, ge=1, description="Recommendations returned by default.")
+    overfetch: int = Field(
+        0,
+        ge=0,
+        description="Items the recommend node ranks beyond `top_k`, for filter nodes after it "
+        "(`GraphBuilder`); the last node cuts the list back to `top_k`.",
+    )
     stage: str = Field("test", pattern="^(valid|test)$", description="Which frozen split to serve.")
     scorer: str = Field(
         "mmsrarec",
@@ -67,3 +74,6 @@ class GraphContext:
     preference: PreferenceSummarizer | None = None
     settings: GraphSettings = field(default_factory=GraphSettings)
     ranker: Recommender | None = None  # fitted; when set, it scores instead of `scorer`
+    # When set, items without keywords are handed to it and the run goes on without them
+    # (a server); otherwise the summarize node writes them in the run (the CLI).
+    backfill: KeywordBackfill | None = None

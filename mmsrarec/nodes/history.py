@@ -15,6 +15,7 @@ from mmsrarec.trace import traced
 
 MAX_CANDIDATES = 5000
 MAX_HISTORY = 10_000  # given histories longer than this are refused, not silently cut
+TRACED = 100  # candidates the trace names
 
 
 def load_user(state: RecommendationState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
@@ -56,7 +57,8 @@ def load_user(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
         trace["outputs"] = {
             "history": history[-50:],
             "n_history": len(history),
-            "candidates": candidates,
+            "candidates": candidates[:TRACED],  # a whole catalogue: its first ones
+            "n_candidates": len(candidates),
         }
     return {
         "history": history,

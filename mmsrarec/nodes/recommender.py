@@ -25,6 +25,8 @@ from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
 from mmsrarec.trace import traced
 from mmsrarec.types import Recommendation
 
+TRACED = 100  # candidates whose score the trace keeps (the best ones)
+
 
 def ranker_scores(
     ranker: Recommender, dataset: Dataset, user_id: str, history: list[str], items: list[Item]
@@ -47,8 +49,9 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
 
     Returns:
         `preference` (the older-history sentence, "" without a summarizer), the top
-        `state["top_k"]` `recommendations` with evidence, and one `trace` record holding
-        every candidate's score.
+        `state["top_k"]` (+ `settings.overfetch`) `recommendations` with evidence, and one
+        `trace` record holding the best `TRACED` candidates' scores (every one of a shorter
+        list) and how many were scored.
 
     Raises:
         ValueError: the scorer returned the wrong number of scores, or a non-finite one.
@@ -62,6 +65,7 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
     collaborative = state.get("similar_users") or []
     candidates = state.get("candidates") or []
     top_k = state.get("top_k") or context.settings.top_k
+    shown = top_k + context.settings.overfetch  # more for filters after this node
     llm = getattr(scorer, "llm", None)
     ranker = context.ranker
     with traced(
@@ -107,12 +111,15 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
                     collaborative,
                 ),
             )
-            for i in order[:top_k]
+            for i in order[:shown]
         ]
         trace["outputs"] = {
             "preference": preference,
-            "scores": {item.item_id: float(s) for item, s in zip(items, scores, strict=True)},
-            "ranked": [items[i].item_id for i in order[:top_k]],
+            # the best TRACED scores (all of them for a short list): a whole-catalogue run
+            # would otherwise store and hash one score per item at every request
+            "scores": {items[i].item_id: float(scores[i]) for i in order[:TRACED]},
+            "n_scored": len(items),
+            "ranked": [items[i].item_id for i in order[:shown]],
         }
     return {
         "preference": preference,

@@ -2,7 +2,8 @@
 
 Reads `user_id` and `history`; writes `similar_users` and one `trace` record. Keywords of
 the neighbours' next items come from the keyword store; items it lacks are summarised once
-by the run's summarizer (without the critic loop) and stored, so later runs hit the store.
+by the run's summarizer (without the critic loop) and stored, so later runs hit the store,
+or, with a `backfill` in the context (a server), handed to it and shown without keywords.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def _keywords(ctx: GraphContext, items: list[Item]) -> tuple[dict[str, list[str]
     """Keywords per item id (store first, summarizer for misses) and the ids summarised."""
     keywords = dict(ctx.keywords.get_many(items))
     missing = [item for item in items if item.item_id not in keywords]
+    if missing and ctx.backfill is not None:  # a server: summarized later, not in this run
+        ctx.backfill.request(missing)
+        return {**{item.item_id: [] for item in missing}, **keywords}, []
     if missing:
         fresh = ctx.summarizer.summarize(missing, {})
         for item in missing:

@@ -2,8 +2,9 @@
 
 Round 0 takes the last `settings.n_history` items of `history`; those already in the
 keyword store become summaries at once (source "cache", never judged again) and the rest
-are drafted. Later rounds, sent back by the critic, redraft `to_summarize` with the critic's
-`feedback`. The critic node decides what is kept.
+are drafted, or, with a `backfill` in the context (a server), handed to it and left
+without keywords in this run (`deferred` in the trace). Later rounds, sent back by the
+critic, redraft `to_summarize` with the critic's `feedback`. The critic node decides what is kept.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def summarize(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
     ctx = runtime.context
     completed = state.get("critic_round", 0)
     hits: dict[str, ItemSummary] = {}
+    deferred: list[str] = []
     if completed == 0:
         recent = list(dict.fromkeys(state["history"][-ctx.settings.n_history :]))
         items = [ctx.dataset.by_id(item_id) for item_id in recent]
@@ -44,6 +46,9 @@ def summarize(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
         }
         todo = [item for item in items if item.item_id not in cached]
         feedback: dict[str, str] = {}
+        if ctx.backfill is not None and todo:  # a server: summarized later, not in this run
+            ctx.backfill.request(todo)
+            deferred, todo = [item.item_id for item in todo], []
     else:
         todo = [ctx.dataset.by_id(item_id) for item_id in state.get("to_summarize", [])]
         feedback = dict(state.get("feedback") or {})
@@ -55,6 +60,7 @@ def summarize(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
         items=ids,
         cache_hits=sorted(hits),
         feedback={item_id: feedback[item_id] for item_id in ids if item_id in feedback},
+        deferred=deferred,
     ) as trace:
         drafts = ctx.summarizer.summarize(todo, feedback) if todo else {}
         drafts = {item_id: list(drafts.get(item_id, [])) for item_id in ids}

@@ -28,6 +28,8 @@ LLM_VARIANTS: dict[str, dict[str, object]] = {
     # the items' own text with ID dropout (does the text side lift rare targets?).
     "llm-recommender-no-id-dropout": {"id_dropout": 0.0},
     "llm-recommender-item-text-id-dropout": {"id_dropout": 0.25},
+    # `mmsrarec demo`'s shorter schedule (2 of the 8 epochs): not the committed table's model
+    "llm-recommender-quick": {"max_epochs": 2},
 }
 # Where each variant's item texts take their keywords (`summarization.keywords`):
 # the GRPO summarizer's (with R_collab), the base summarizer's, the GRPO summarizer's trained
@@ -46,6 +48,7 @@ FUSIONS = {
     "mmsrarec": ("llm-recommender", "sasrec", "item-knn"),
     "cf-ensemble": ("sasrec", "item-knn"),
     "mmsrarec-id-only": ("llm-recommender-id-only", "sasrec", "item-knn"),  # control
+    "mmsrarec-quick": ("llm-recommender-quick", "sasrec", "item-knn"),  # `mmsrarec demo`
     # What the LLM adds beyond one more collaborative model: a second SASRec run in its place.
     "cf-ensemble-two-sasrec": ("sasrec", RESEEDED_SASREC, "item-knn"),
     # The LLM four times, once per item text (the keyword sources and the items' own text).

@@ -8,27 +8,32 @@
   the trained yes/no scorer's layout, in training and in scoring.
 - `evidence.py`: which history / collaborative keywords a candidate shares.
 - `preference.py`: `LLMPreferenceSummarizer`, one cached sentence on the older history.
+
+The names below load their module on first use (PEP 562), so that importing a light module
+of the package (`scoring.evidence`, which the chat's rules use) does not load torch: the
+`trace` commands read chat threads, whose state holds the chat's types, in under a second.
 """
 
-from mmsrarec.scoring.evidence import evidence_for
-from mmsrarec.scoring.preference import LLMPreferenceSummarizer
-from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
-from mmsrarec.scoring.yes_no import (
-    NaiveScorer,
-    ServerScorer,
-    SharedPrefixScorer,
-    yes_no_ratio,
-    yes_no_token_ids,
-)
+from __future__ import annotations
 
-__all__ = [
-    "LLMPreferenceSummarizer",
-    "NaiveScorer",
-    "ServerScorer",
-    "SharedPrefixScorer",
-    "build_prefix",
-    "candidate_suffix",
-    "evidence_for",
-    "yes_no_ratio",
-    "yes_no_token_ids",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "evidence_for": "evidence",
+    "LLMPreferenceSummarizer": "preference",
+    "build_prefix": "prompts",
+    "candidate_suffix": "prompts",
+    "NaiveScorer": "yes_no",
+    "ServerScorer": "yes_no",
+    "SharedPrefixScorer": "yes_no",
+    "yes_no_ratio": "yes_no",
+    "yes_no_token_ids": "yes_no",
+}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module `mmsrarec.scoring` has no attribute `{name}`")
+    return getattr(importlib.import_module(f"mmsrarec.scoring.{_WHERE[name]}"), name)

@@ -27,40 +27,32 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from mmsrarec.chat.graph import ChatService, build_chat_graph
 from mmsrarec.config import ServerSettings
-from mmsrarec.errors import MmsrarecError
+from mmsrarec.errors import MmsrarecError, NotPreparedError
 from mmsrarec.graph.graph import build_graph
-from mmsrarec.prompt_text import encoding_problem
+from mmsrarec.serving import RecommendationService
+from mmsrarec.web.api import api_router
+from mmsrarec.web.auth import ApiKeys
 from mmsrarec.web.headers import SecurityHeaders
 from mmsrarec.web.inspect import inspect_thread
 from mmsrarec.web.limits import BodyLimit, RateLimiter
+from mmsrarec.web.schema import ERRORS, Text, clip
 from mmsrarec.web.sessions import COOKIE, HEADER, SessionStore
 from mmsrarec.web.turns import PoolFull, TurnPool, TurnTimeout
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
-ECHO_CHARS = 40  # request data longer than this is cut when an error quotes it
-
-
-def _utf8(text: str) -> str:
-    problem = encoding_problem(text)
-    if problem is not None:
-        raise ValueError(f"not valid text ({problem}): send UTF-8")
-    return text
-
-
-Text = Annotated[StrictStr, AfterValidator(_utf8)]
 
 
 class ChatRequest(BaseModel):
@@ -73,22 +65,6 @@ class ChatRequest(BaseModel):
         json_schema_extra={"pattern": r"\S"},
     )
     thread_id: Text | None = None
-
-
-class ErrorBody(BaseModel):
-    """Every error: one line."""
-
-    error: str
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 404, 413, 422, 429, 503, 504)
-}
-
-
-def clip(text: str) -> str:
-    """`text` as an error may quote it: at most `ECHO_CHARS` characters."""
-    return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -107,10 +83,13 @@ def create_app(
     service: ChatService,
     sessions: SessionStore | None = None,
     server: ServerSettings | None = None,
+    recommendations: RecommendationService | None = None,
+    keys: ApiKeys | None = None,
 ) -> FastAPI:
     """The web app around `service`, with the limits of `server`. `sessions` (default: in
     memory) in a database shared with other replicas (`SessionStore.from_settings`) makes
-    the app stateless."""
+    the app stateless. With `recommendations`, the recommendation API (`web.api`) is served
+    too, its writes checked against `keys` (default: none, so writes are refused)."""
     sessions = sessions or SessionStore()
     server = server or ServerSettings()
     limit = service.context.settings.max_message_chars
@@ -127,6 +106,8 @@ def create_app(
     app.add_middleware(SecurityHeaders)  # added last: outermost, so on every answer
     app.state.service, app.state.sessions, app.state.pool = service, sessions, pool
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    if recommendations is not None:
+        app.include_router(api_router(recommendations, keys or ApiKeys(), server, ERRORS))
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -138,7 +119,7 @@ def create_app(
 
     @app.exception_handler(MmsrarecError)
     async def on_user_error(request: Request, exc: MmsrarecError) -> JSONResponse:
-        return _error(400, str(exc))
+        return _error(503 if isinstance(exc, NotPreparedError) else 400, str(exc))
 
     @app.exception_handler(Exception)
     async def on_bug(request: Request, exc: Exception) -> JSONResponse:
