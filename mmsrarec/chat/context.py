@@ -41,6 +41,10 @@ class CandidateSource(Protocol):
         ...
 
 
+# "Less mainstream": a debias strength that changes the lists visibly (benchmarks/debias.py).
+LESS_MAINSTREAM = 0.5
+
+
 class ChatSettings(BaseModel):
     """Settings of the chat graph."""
 
@@ -60,6 +64,11 @@ class ChatSettings(BaseModel):
         5, ge=1, description="Fewer items than this pass the hard filter: relax one condition."
     )
     max_message_chars: int = Field(2000, ge=1, description="Longest message accepted.")
+    less_mainstream: float = Field(
+        LESS_MAINSTREAM, ge=0.0, le=10.0,
+        description="The ranker's popularity-bias control (`GraphSettings.debias`) after 'less "
+        "mainstream' or 'hidden gems'.",
+    )  # fmt: skip
 
 
 @dataclass

@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
+from mmsrarec.chat.asks import Asks, apply_asks, profile_text, read_asks, why_text
 from mmsrarec.chat.context import ChatContext
 from mmsrarec.chat.intent import Intent, intent_line, update_intent
 from mmsrarec.chat.parse import Mention, resolve_choice
@@ -59,6 +60,7 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
         chosen = picked.item_id if picked and offered else None
         text = state.get("pending", "") if chosen else message
         parsed = parse_message(text, ctx.titles, ctx.db.genres, ctx.vocabulary)
+        asks = read_asks(text)
         resolved, options = resolve_mentions(ctx, parsed, chosen)
         intent, question = before, ""
         if options:
@@ -70,9 +72,13 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
             question = (
                 f"Which '{phrase}' do you mean: {listed}? Answer with the number or the year."
             )
+        elif asks.why is not None or asks.profile:  # about the recommender: the intent stays
+            intent = apply_asks(before, asks, ctx.settings.less_mainstream)
+            question = _answer(ctx, state, intent, asks)
         else:
             intent = update_intent(before, parsed, resolved, _year_of(ctx), ctx.db.span)
-            if not parsed.understood():
+            intent = apply_asks(intent, asks, ctx.settings.less_mainstream)
+            if not parsed.understood() and not asks.changes_intent():
                 seen = f"I did not catch a request in '{message[:80]}'. " if turn > 1 else ""
                 question = seen + (HELP if before.has_request() else ASK_FOR_TASTE)
             elif not intent.has_request():
@@ -86,6 +92,7 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
             "intent": intent.model_dump(),
             "intent_line": line,
             "unknown_words": parsed.unknown,
+            "asks": {k: v for k, v in vars(asks).items() if v not in (None, False, [])},
             "question": question,
         }
     return {
@@ -107,11 +114,20 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
         "options": options,
         "pending": text if options else "",
         "ranked": [],
-        "recommendations": [],
+        # "why" answers about the last picks: they stay for the next "why"
+        "recommendations": (state.get("recommendations") or []) if asks.why is not None else [],
         "similar_users": [],
         "reply": "",
         "trace": [trace["record"]],
     }
+
+
+def _answer(ctx: ChatContext, state: ChatState, intent: Intent, asks: Asks) -> str:
+    """The answer to "why" (the last picks' evidence) or "what do I like" (the profile)."""
+    if asks.why is not None:
+        return why_text(state.get("recommendations") or [], asks.why, ctx.title)
+    motivations, _ = ctx.graph.motivations.corrected(intent.liked, intent.not_into)
+    return profile_text(motivations, intent.not_into)
 
 
 def _year_of(ctx: ChatContext):

@@ -62,6 +62,14 @@ def recommend(
     k: KOpt = 3,
     max_rounds: RoundsOpt = 3,
     scorer: ScorerOpt = None,
+    debias: Annotated[
+        float | None,
+        typer.Option(
+            "--debias", metavar="GAMMA",
+            help="Popularity-bias control: scores less GAMMA x log(1 + training count); 0 = "
+            "off [default: the `debias` graph setting, chosen on validation].",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     run_dir: RunDirOpt = None,
@@ -69,9 +77,11 @@ def recommend(
     model: ModelOpt = None,
 ) -> None:
     """Run the graph for one user: ranked items with scores, evidence and the trace's thread."""
+    extra = {} if debias is None else {"debias": debias}
     run = graph_run(
-        scorer, n_history=n_history, k_similar=k, max_rounds=max_rounds, stage=stage.value
-    )
+        scorer, n_history=n_history, k_similar=k, max_rounds=max_rounds, stage=stage.value,
+        **extra,
+    )  # fmt: skip
     settings = settings_from(
         config, data_dir=data_dir, run_dir=run_dir, dataset=dataset, model=model
     )

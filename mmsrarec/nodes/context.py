@@ -8,12 +8,17 @@ can swap in their own summarizer, critic, retriever or scorer without touching t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mmsrarec.data import Dataset
 from mmsrarec.recommenders.base import Recommender
+from mmsrarec.recommenders.debias import log_popularity
 from mmsrarec.recommenders.methods import CATALOG_SCORERS
+from mmsrarec.scoring.motivations import MotivationModel
 from mmsrarec.types import (
     CandidateScorer,
     Critic,
@@ -22,6 +27,10 @@ from mmsrarec.types import (
     Retriever,
     Summarizer,
 )
+
+
+# The popularity-bias control's default, chosen on validation (`benchmarks/debias.py`).
+DEBIAS = 0.0
 
 
 class GraphSettings(BaseModel):
@@ -39,6 +48,11 @@ class GraphSettings(BaseModel):
     threshold: float = Field(0.6, description="Critic total at or above which a summary is kept.")
     top_k: int = Field(10, ge=1, description="Recommendations returned by default.")
     stage: str = Field("test", pattern="^(valid|test)$", description="Which frozen split to serve.")
+    debias: float = Field(
+        DEBIAS, ge=0.0, le=10.0,
+        description="Popularity-bias control: a catalog ranker's scores less debias x "
+        "log(1 + training count) (0 = off; chosen on validation: benchmarks/debias.py).",
+    )  # fmt: skip
     scorer: str = Field(
         "mmsrarec",
         description="How the recommend node scores: a catalog recommender (`mmsrarec`, the "
@@ -67,3 +81,13 @@ class GraphContext:
     preference: PreferenceSummarizer | None = None
     settings: GraphSettings = field(default_factory=GraphSettings)
     ranker: Recommender | None = None  # fitted; when set, it scores instead of `scorer`
+
+    @cached_property
+    def motivations(self) -> MotivationModel:
+        """Users' motivations over this catalog (`scoring.motivations`), built once."""
+        return MotivationModel(self.dataset, self.keywords.get_many(self.dataset.items))
+
+    @cached_property
+    def log_popularity(self) -> np.ndarray:
+        """log(1 + training count) per item index, computed once (for `settings.debias`)."""
+        return log_popularity(self.dataset)

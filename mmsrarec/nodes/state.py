@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from typing_extensions import TypedDict  # pydantic builds JSON schemas from it on 3.11
+from typing_extensions import NotRequired, TypedDict  # pydantic builds JSON schemas from it
 
 from mmsrarec.trace import TraceRecord, chain_trace
 from mmsrarec.types import Recommendation, SimilarUser
@@ -39,6 +39,7 @@ class RecommendationInput(TypedDict):
     history: list[str]  # raw item ids, chronological; [] = the user's history in the dataset
     candidates: list[str]  # raw item ids to rank; [] = the user's frozen sampled candidates
     top_k: int  # how many recommendations to return; 0 = the run settings' `top_k`
+    debias: NotRequired[float | None]  # popularity-bias control; absent/None = `settings.debias`
 
 
 class RecommendationState(RecommendationInput):

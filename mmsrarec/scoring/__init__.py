@@ -6,11 +6,12 @@
   `ServerScorer` asks an OpenAI-compatible server (`llm_server_url`).
 - `packed.py`: all of a user's candidates in one sequence (4-D mask) with item-token slots:
   the trained yes/no scorer's layout, in training and in scoring.
-- `evidence.py`: which history / collaborative keywords a candidate shares.
+- `evidence.py`: the typed evidence of a recommendation (the scorer's parts and cited history
+  items first, then the keywords and similar users that support it) and its one line.
 - `preference.py`: `LLMPreferenceSummarizer`, one cached sentence on the older history.
 """
 
-from mmsrarec.scoring.evidence import evidence_for
+from mmsrarec.scoring.evidence import build_evidence, evidence_line
 from mmsrarec.scoring.preference import LLMPreferenceSummarizer
 from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
 from mmsrarec.scoring.yes_no import (
@@ -28,7 +29,8 @@ __all__ = [
     "SharedPrefixScorer",
     "build_prefix",
     "candidate_suffix",
-    "evidence_for",
+    "build_evidence",
+    "evidence_line",
     "yes_no_ratio",
     "yes_no_token_ids",
 ]
