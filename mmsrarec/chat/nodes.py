@@ -61,6 +61,7 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
         text = state.get("pending", "") if chosen else message
         parsed = parse_message(text, ctx.titles, ctx.db.genres, ctx.vocabulary)
         asks = read_asks(text)
+        about = asks.why is not None or asks.profile
         resolved, options = resolve_mentions(ctx, parsed, chosen)
         intent, question = before, ""
         if options:
@@ -72,7 +73,7 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
             question = (
                 f"Which '{phrase}' do you mean: {listed}? Answer with the number or the year."
             )
-        elif asks.why is not None or asks.profile:  # about the recommender: the intent stays
+        elif about:  # a question about the recommender: the intent stays
             intent = apply_asks(before, asks, ctx.settings.less_mainstream)
             question = _answer(ctx, state, intent, asks)
         else:
@@ -114,8 +115,8 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
         "options": options,
         "pending": text if options else "",
         "ranked": [],
-        # "why" answers about the last picks: they stay for the next "why"
-        "recommendations": (state.get("recommendations") or []) if asks.why is not None else [],
+        # A question about the recommender keeps the last picks (for the next "why").
+        "recommendations": (state.get("recommendations") or []) if about else [],
         "similar_users": [],
         "reply": "",
         "trace": [trace["record"]],

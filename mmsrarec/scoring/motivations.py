@@ -6,8 +6,8 @@ grouped by a spherical k-means (`K` groups: 3 to 6 by history length) over one v
 item: its interaction embedding (rows of a truncated SVD of the training user x item matrix:
 items chosen by the same users lie close) next to its idf-weighted keyword vector, each
 L2-normalised. A group's keywords are the words with the largest recency-weighted idf mass in
-it; its items, its members by recency weight; its weight, its share of the user's recency
-weight. Keywords are the critic-approved ones of the keyword store where an item has them,
+it; its items, its members that carry one of those words, by recency weight (items chosen by
+the same people may share no word); its weight, its share of the user's recency weight. Keywords are the critic-approved ones of the keyword store where an item has them,
 else the words of its own text (genres on ML-100K: `evidence.text_keywords`).
 
 How a profile is checked (`benchmarks/motivations.py`): an item matches it by the cosine of
@@ -133,7 +133,9 @@ def profile(
         if set(top) & {w.lower() for w in dropped}:
             continue
         order = members[np.argsort(-weights[members], kind="stable")]
-        chosen = list(dict.fromkeys(int(items[m]) for m in order))[:ITEMS]
+        columns = [space.words.index(w) for w in top]
+        carrying = [m for m in order if (space.vectors[items[m], columns] > 0).any()]
+        chosen = list(dict.fromkeys(int(items[m]) for m in carrying or order))[:ITEMS]
         out.append(Motivation(
             keywords=top, item_ids=[id_of(i) for i in chosen],
             titles=[title_of(i) for i in chosen],
@@ -167,16 +169,13 @@ class MotivationModel:
         self, history: Sequence[str], dropped: Sequence[str]
     ) -> tuple[list[Motivation], list[str]]:
         """The profile after the user's corrections, and the history without the items that
-        supported a motivation they dropped (what the ranker should read now)."""
-        removed = supporting(self.profile(history), dropped)
-        kept = [i for i in history if i not in removed]
+        carry a dropped word (they supported that motivation; the ranker reads the rest)."""
+        words = self.space.words
+        columns = [words.index(w.lower()) for w in dropped if w.lower() in words]
+        vectors = self.space.vectors
+        kept = [i for i in history
+                if not (vectors[self.dataset.index_of(i), columns] > 0).any()]  # fmt: skip
         return self.profile(kept, dropped), kept
-
-
-def supporting(motivations: Sequence[Motivation], words: Sequence[str]) -> set[str]:
-    """Raw ids of the items supporting a motivation that names one of `words`."""
-    wanted = {w.lower() for w in words}
-    return {i for m in motivations if set(m["keywords"]) & wanted for i in m["item_ids"]}
 
 
 def match(motivations: Sequence[Motivation], space: KeywordSpace, item: int) -> float:
