@@ -48,10 +48,14 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--method", default="mmsrarec", help="A catalog recommender's name.")
     parser.add_argument("--users", type=int, default=0, help="Only the first N users (0 = all).")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads.")
-    parser.add_argument("--keywords", action="store_true",
-                        help="Also the keyword evidence (needs a member that reads text).")
-    parser.add_argument("--cost-users", type=int, default=100,
-                        help="Users whose evidence step is timed (0 = none).")
+    parser.add_argument(
+        "--keywords",
+        action="store_true",
+        help="Also the keyword evidence (needs a member that reads text).",
+    )
+    parser.add_argument(
+        "--cost-users", type=int, default=100, help="Users whose evidence step is timed (0 = none)."
+    )
     parser.add_argument("--out", type=Path, default=OUT / "faithfulness.json")
     return parser.parse_args()  # fmt: skip
 
@@ -80,7 +84,7 @@ def user_rows(ranker, dataset, user: str, rng: np.random.Generator) -> list[dict
     counterfactual = leave_one_out(ranker, Query(user, history, tuple(int(i) for i in top)))
     window = list(history[-WINDOW:])
     queries, meta = [], []
-    for row, item in enumerate(top):
+    for row in range(len(top)):
         cited = [i for i, _ in counterfactual.cited(row, N_CITED)]
         random = [int(i) for i in rng.choice(window, size=len(cited), replace=False)]
         for kind, removed in (("cited", cited), ("random", random)):
@@ -92,7 +96,8 @@ def user_rows(ranker, dataset, user: str, rng: np.random.Generator) -> list[dict
     ranks = ranks_of(scores, list(history), items)
     before = ranks_of(base[None, :].repeat(TOP, 0), list(history), top)
     rows = [{"user": user, "item": int(item), "rank": int(before[r]),
-             "n_cited": len(counterfactual.cited(r, N_CITED))} for r, item in enumerate(top)]  # fmt: skip
+             "n_cited": len(counterfactual.cited(r, N_CITED))}
+            for r, item in enumerate(top)]  # fmt: skip
     for n, (row, kind) in enumerate(meta):
         rows[row][f"drop_{kind}"] = int(ranks[2 * n] - before[row])
         rows[row][f"alone_{kind}"] = int(ranks[2 * n + 1])
@@ -213,7 +218,7 @@ def main() -> None:
     if args.keywords:
         from text_side import TextSide  # benchmarks/text_side.py
 
-        text_side = TextSide.find(ranker, settings)
+        text_side = TextSide.find(ranker, settings, dataset)
     started = time.perf_counter()
     with records.open("a") as sink:
         for n, user in enumerate(users):

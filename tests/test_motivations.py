@@ -8,6 +8,7 @@ from chat_fakes import make_chat_service, write_genre_catalog
 
 from mmsrarec.chat.asks import read_asks
 from mmsrarec.data import load_dataset, prepare_dataset
+from mmsrarec.nodes.context import DEBIAS
 from mmsrarec.recommenders.itemknn import ItemKNNRecommender
 from mmsrarec.scoring.motivations import MotivationModel, match, n_motivations, recency_weights
 
@@ -126,4 +127,4 @@ def test_hidden_gems_turn_the_debiasing_on(chat):
         assert sum(rec["contributions"].values()) == pytest.approx(rec["score"])
     back = chat.chat(thread, "more popular ones")
     assert back["intent"]["debias"] is None
-    assert records(chat, thread, "recommend")[-1]["inputs"]["debias"] == 0.0
+    assert records(chat, thread, "recommend")[-1]["inputs"]["debias"] == DEBIAS  # the default

@@ -208,7 +208,7 @@ def test_a_catalog_ranker_scores_all_candidates_in_one_pass(tiny_dataset, scorer
     context = make_context(tiny_dataset, scorer)
     context.ranker = ranker  # type: ignore[assignment]
     candidates = [f"m{i}" for i in range(8, 30)]
-    state = make_state(tiny_dataset, candidates, top_k=30)
+    state = {**make_state(tiny_dataset, candidates, top_k=30), "debias": 0.0}
     out = recommend(state, Runtime(context=context))
 
     assert scorer.calls == []  # the yes/no prompt scorer is not asked

@@ -77,9 +77,7 @@ def apply_asks(intent: Intent, asks: Asks, less_mainstream: float) -> Intent:
     return intent.model_copy(update=update)
 
 
-def why_text(
-    picks: Sequence[Recommendation], which: int, title_of: Callable[[str], str]
-) -> str:
+def why_text(picks: Sequence[Recommendation], which: int, title_of: Callable[[str], str]) -> str:
     """The evidence of the last picks (all, or the `which`-th), the cause first."""
     if not picks:
         return "I have not recommended anything yet in this conversation."

@@ -65,7 +65,8 @@ def recommend(
     debias: Annotated[
         float | None,
         typer.Option(
-            "--debias", metavar="GAMMA",
+            "--debias",
+            metavar="GAMMA",
             help="Popularity-bias control: scores less GAMMA x log(1 + training count); 0 = "
             "off [default: the `debias` graph setting, chosen on validation].",
         ),

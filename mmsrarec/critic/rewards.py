@@ -303,8 +303,7 @@ def describe_total(weights: RewardWeights, collab: bool) -> dict[str, Any]:
     numerator = " + ".join(f"{weight}*{key}" for key, weight in terms)
     denominator = " + ".join(weight for _, weight in terms)
     return {
-        "formula": f"total = ({numerator}) / ({denominator}), each component normalised "
-        "to [0, 1]",
+        "formula": f"total = ({numerator}) / ({denominator}), each component normalised to [0, 1]",
         "weights": values,
     }
 

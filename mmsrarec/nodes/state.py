@@ -8,9 +8,9 @@ store it; item references are raw item ids (strings).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
-from typing_extensions import NotRequired, TypedDict  # pydantic builds JSON schemas from it
+from typing_extensions import TypedDict  # pydantic builds JSON schemas from it on 3.11
 
 from mmsrarec.trace import TraceRecord, chain_trace
 from mmsrarec.types import Recommendation, SimilarUser

@@ -71,9 +71,7 @@ def rescore(recommender: Recommender, queries: Sequence[Query]) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64)
 
 
-def leave_one_out(
-    recommender: Recommender, query: Query, window: int = WINDOW
-) -> Counterfactual:
+def leave_one_out(recommender: Recommender, query: Query, window: int = WINDOW) -> Counterfactual:
     """Drops of `query.candidates`' scores when each of the last `window` history items is
     removed: one batched re-scoring of len(window) + 1 queries."""
     start = max(0, len(query.history) - window)

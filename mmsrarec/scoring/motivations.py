@@ -2,13 +2,16 @@
 and shown with the items that support it, weighted by recency, that the user can correct.
 
 Each history item t of T gets the recency weight `0.5 ** ((T - 1 - t) / HALF_LIFE)`. Items are
-grouped by a spherical k-means (`K` groups: 3 to 6 by history length) over one vector per
+grouped by a spherical k-means (3 to 6 groups by length: `n_motivations`) over one vector per
 item: its interaction embedding (rows of a truncated SVD of the training user x item matrix:
 items chosen by the same users lie close) next to its idf-weighted keyword vector, each
 L2-normalised. A group's keywords are the words with the largest recency-weighted idf mass in
 it; its items, its members that carry one of those words, by recency weight (items chosen by
-the same people may share no word); its weight, its share of the user's recency weight. Keywords are the critic-approved ones of the keyword store where an item has them,
-else the words of its own text (genres on ML-100K: `evidence.text_keywords`).
+the same people may share no word); its weight, its share of the user's recency weight.
+Keywords are the critic-approved ones of the keyword store where an item has them, else the
+words of its own text (genres on ML-100K: `evidence.text_keywords`). A user's correction
+("not into horror any more") drops the motivations naming the word, and `corrected` also
+leaves out of the history the items that carry it.
 
 How a profile is checked (`benchmarks/motivations.py`): an item matches it by the cosine of
 its idf keyword vector and the profile's keyword weights; the held-out test item should
