@@ -21,15 +21,14 @@ Prerequisite: `mmsrarec data prepare` (after fields were kept: `--force` on an o
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from rows import load_rows, per_user, write_export
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "coldstart"
@@ -40,11 +39,12 @@ FUSED = "mmsrarec"
 MAIN = ["random", "most-popular", "latest", "content-knn", "item-knn", "sasrec", "sasrec-text",
         "cf-ensemble", "llm-recommender", FUSED]  # fmt: skip
 SEEDED = {"sasrec", "sasrec-text", "cf-ensemble", "llm-recommender", FUSED}
-CONTROLS = ["genre-profile", "llm-recommender-permuted-text", "llm-recommender-minilm",
-            "llm-recommender-no-id-dropout", "mmsrarec-no-sasrec-text"]  # fmt: skip
+CONTROLS = ["genre-profile", "llm-fame", "llm-i2i", "llm-recommender-permuted-text",
+            "llm-recommender-minilm", "llm-recommender-no-id-dropout", "mmsrarec-llm-new-items",
+            "cf-ensemble-sasrec-text"]  # fmt: skip
 # What the fused system must beat, by group: the references of the paired intervals.
 AGAINST = ["most-popular", "latest", "content-knn", "sasrec-text", "cf-ensemble",
-           "llm-recommender"]  # fmt: skip
+           "llm-recommender", "cf-ensemble-sasrec-text"]  # fmt: skip
 PROTOCOLS = ("sampled", "full", "shelf")
 DRAWS = 2000
 
@@ -102,7 +102,6 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
     """Fit once on the split, evaluate the three protocols on every test user, commit."""
     import torch
 
-    from mmsrarec.evaluation.harness import write_rankings
     from mmsrarec.evaluation.methods import build_method
     from mmsrarec.evaluation.protocols import EVALUATE, Protocol
     from mmsrarec.storage import atomic_write_json
@@ -120,17 +119,15 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
                          "ranks": result.ranks.tolist(), "cold": result.cold.tolist(),
                          "seconds": time.perf_counter() - began}  # fmt: skip
         if seed == 0:
-            plain = RANKINGS / f"{protocol}.{method}.jsonl"
-            write_rankings(plain, result, dataset)
-            with plain.open("rb") as src, gzip.GzipFile(f"{plain}.gz", "wb", mtime=0) as dst:
-                shutil.copyfileobj(src, dst)  # mtime 0: equal rows give equal files
-            plain.unlink()
+            write_export(RANKINGS, method, result, dataset)
     meta = getattr(recommender, "meta", None)
     if isinstance(meta, dict) and "log" in meta:
         row["training"] = {k: meta[k] for k in ("log", "best_epoch", "train_seconds", "keywords")
                            if k in meta}  # fmt: skip
     if hasattr(recommender, "describe_gate"):
         row["gate"] = recommender.describe_gate()
+    if isinstance(meta, dict) and "validation" in meta:  # the fusion's fit, validation only
+        row["validation"] = meta["validation"]
     atomic_write_json(row_path(method, seed), row)
     full = row["full"]["metrics"]
     print(f"{method} seed {seed}: full NDCG@10 cold {full['cold:NDCG@10']:.4f}, warm "
@@ -140,26 +137,6 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
 
 
 # ----- report -----------------------------------------------------------------------------
-
-
-def load_rows() -> dict[str, list[dict]]:
-    rows: dict[str, list[dict]] = {}
-    for path in sorted((OUT / "rows").glob("*.json")):
-        row = json.loads(path.read_text(encoding="utf-8"))
-        rows.setdefault(row["method"], []).append(row)
-    return rows
-
-
-def per_user(rows: list[dict], protocol: str, users: list[str]) -> np.ndarray:
-    """Per-user NDCG (@5 on 1+20, @10 otherwise), averaged over the rows' seeds: [len(users)]."""
-    from mmsrarec.metrics import ndcg
-
-    k = 5 if protocol == "sampled" else 10
-    values = []
-    for row in rows:
-        ranks = dict(zip(row[protocol]["users"], row[protocol]["ranks"], strict=True))
-        values.append([ndcg(np.array([ranks[u]]), k) for u in users])
-    return np.mean(values, axis=0)
 
 
 GROUPS = {"cold": ("full", "cold"), "warm": ("full", "warm"), "all": ("full", None),
@@ -182,7 +159,7 @@ def report(dataset) -> dict:
     from mmsrarec.metrics import paired_interval
     from mmsrarec.storage import atomic_write_json, atomic_write_text
 
-    rows = load_rows()
+    rows = load_rows(OUT / "rows")
     cold_users = group_users(dataset, "cold")
     out: dict = {"n_users": len(dataset.eval_users), "cold_users": len(cold_users),
                  "cold_items": len(dataset.cold), "cold_rule": dataset.cold_rule,
@@ -217,9 +194,60 @@ def report(dataset) -> dict:
                     per_user(mine, protocol, users), per_user(theirs, protocol, users), draws=DRAWS
                 )
             out["paired"].setdefault(method, {})[against] = pair
+    out["what_carries_it"] = what_carries_it(dataset)
     atomic_write_json(OUT / "results.json", out)
     atomic_write_text(OUT / "RESULTS.md", markdown(out))
     return out
+
+
+def what_carries_it(dataset) -> dict:
+    """Descriptive statistics of the test positions (no model is fitted on them): who picks a
+    new release, and how far an oracle that knows every release's final popularity gets on
+    the shelf, against what the LLM's familiarity with the titles predicts of it."""
+    from mmsrarec.metrics import ndcg
+
+    cold = np.zeros(dataset.n_items + 1, dtype=bool)
+    cold[sorted(dataset.cold)] = True
+    users = sorted(dataset.eval_users)
+    share = np.array([cold[dataset.history(u, "test")[-10:]].mean() for u in users])
+    picked = np.array([cold[dataset.target(u, "test")] for u in users])
+    bins = {
+        "none": share == 0,
+        "under 30%": (share > 0) & (share < 0.3),
+        "30% to 60%": (share >= 0.3) & (share < 0.6),
+        "60% or more": share >= 0.6,
+    }
+    who = [{"share": name, "users": int(m.sum()), "picks_new": float(picked[m].mean())}
+           for name, m in bins.items()]  # fmt: skip
+    counts = np.zeros(dataset.n_items + 1)
+    for sequence in dataset.sequences.values():  # every interaction: an oracle, not a model
+        np.add.at(counts, sequence, 1)
+    ranks = []
+    for user in group_users(dataset, "shelf"):
+        allowed = cold.copy()
+        allowed[dataset.history(user, "test")] = False
+        target = dataset.target(user, "test")
+        allowed[target] = True
+        scores = np.where(allowed, counts, -np.inf)
+        ranks.append(int((scores >= scores[target]).sum()) - 1)
+    return {
+        "who": who,
+        "oracle_popularity_shelf_ndcg10": ndcg(np.array(ranks), 10),
+        "fame_spearman_new_releases": _fame_spearman(dataset, counts),
+    }
+
+
+def _fame_spearman(dataset, counts: np.ndarray) -> float:
+    """Spearman correlation of `llm-fame`'s predicted popularity (fitted without the new
+    releases) with the new releases' final interaction counts."""
+    from mmsrarec.config import Settings
+    from mmsrarec.recommenders.methods import build_recommender
+
+    fame = build_recommender("llm-fame", Settings())
+    fame.fit(dataset, 0)
+    new = np.array(sorted(dataset.cold))
+    ranks = [np.argsort(np.argsort(values)) for values in (fame.scores[new], counts[new])]
+    return float(np.corrcoef(*ranks)[0, 1])
 
 
 def _cell(value: dict) -> str:
@@ -266,6 +294,21 @@ def markdown(out: dict) -> str:
                          f"{_interval(p['cold'])} | {_interval(p['warm'])} | "
                          f"{_interval(p['all'])} | {_interval(p['shelf'])} | "
                          f"{_interval(p['sampled-all'])} |")  # fmt: skip
+    carries = out["what_carries_it"]
+    lines += ["", "## What carries the choice of a new release (descriptive, test positions)", "",
+              "Who: the share of new releases among a user's last 10 items predicts whether "
+              "the next one is new.", "",
+              "| share of new releases in the last 10 | users | next item is new |",
+              "|---|---|---|"]  # fmt: skip
+    for row in carries["who"]:
+        lines.append(f"| {row['share']} | {row['users']} | {row['picks_new']:.0%} |")
+    lines += ["", "Which: an oracle that ranks the new releases by their final number of "
+              "interactions (known only after the test, so no model may use it) reaches shelf "
+              f"NDCG@10 {carries['oracle_popularity_shelf_ndcg10']:.3f}; the methods above "
+              "reach what their text says of it. `llm-fame`'s predicted popularity (the LLM's "
+              "familiarity with the titles, fitted on the old items) has a Spearman "
+              f"correlation of {carries['fame_spearman_new_releases']:.2f} with the new "
+              "releases' final popularity."]  # fmt: skip
     lines += ["", "## Cost", "", "| method | fit s (mean) | full-catalog scoring s/user |",
               "|---|---|---|"]  # fmt: skip
     for m in order:

@@ -25,7 +25,7 @@ EXAMPLES = 10
 
 def load(tag: str) -> tuple[Path, dict]:
     from mmsrarec.config import Settings
-    from mmsrarec.training.adapters import SUMMARIZER, train_dir
+    from mmsrarec.models.adapters import SUMMARIZER, train_dir
 
     folder = train_dir(Settings(), SUMMARIZER, tag.lstrip("-"))
     return folder, json.loads((folder / "report.json").read_text(encoding="utf-8"))
@@ -47,9 +47,9 @@ def evidence_lines(n_users: int = 6, n_history: int = 5) -> list[str]:
     the GRPO summarizer's catalog keywords (`mmsrarec summarize --critic [--tuned]`)."""
     from mmsrarec.config import Settings
     from mmsrarec.data import load_dataset
-    from mmsrarec.recommenders.llm_recommender import stored_keywords
+    from mmsrarec.models.adapters import tuned_summarizer_name
     from mmsrarec.scoring.evidence import evidence_for
-    from mmsrarec.training.adapters import tuned_summarizer_name
+    from mmsrarec.summarization.keywords import stored_keywords
 
     settings = Settings()
     data = load_dataset(settings.dataset_dir)

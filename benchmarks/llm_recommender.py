@@ -22,15 +22,14 @@ ensemble, and the split by target popularity. Prerequisite: `mmsrarec data prepa
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
-import shutil
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from rows import load_rows, per_user, write_export
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "llm"
@@ -46,7 +45,12 @@ KEYWORDS = ["llm-recommender-base-keywords", "llm-recommender-tuned-no-collab",
 # differences are small).
 FUSION_CONTROLS = ["cf-ensemble-two-sasrec", "mmsrarec-four-texts"]
 SEVERAL_SEEDS = [*MAIN, *KEYWORDS, *FUSION_CONTROLS]
-CONTROLS = [*KEYWORDS, *FUSION_CONTROLS, "llm-recommender-id-only", "llm-recommender-text-only",
+# Models that score items from their text (the new-releases work, benchmarks/coldstart.py):
+# here on warm items, for their rare-target bucket.
+TEXT_MODELS = ["sasrec-text", "content-knn", "llm-fame", "llm-i2i", "latest", "genre-profile",
+               "llm-recommender-item-text-id-dropout"]  # fmt: skip
+CONTROLS = [*KEYWORDS, *FUSION_CONTROLS, *TEXT_MODELS, "llm-recommender-id-only",
+            "llm-recommender-text-only",
             "llm-recommender-permuted-text", "llm-recommender-random-init",
             "llm-recommender-minilm", "llm-recommender-retrieval",
             "llm-recommender-text-init-normal", "mmsrarec-id-only", "llm-yes-no"]  # fmt: skip
@@ -95,10 +99,10 @@ def plan(rows: str, seeds: int) -> list[tuple[str, int]]:
     return list(dict.fromkeys(out))
 
 
-def item_keywords(method: str, dataset, settings) -> dict[str, tuple[str, dict]]:
-    """LLM member -> (keyword source description, keywords) as its `fit` will read them."""
-    from mmsrarec.recommenders.llm_recommender import resolve_keywords
+def item_keywords(method: str, dataset, settings) -> dict:
+    """LLM member -> its `KeywordSource`, as its `fit` will read it."""
     from mmsrarec.recommenders.methods import FUSIONS, KEYWORD_SOURCES, LLM_VARIANTS
+    from mmsrarec.summarization.keywords import resolve_keywords
 
     members = [m for m in FUSIONS.get(method, (method,)) if m in LLM_VARIANTS]
     return {m: resolve_keywords(settings, dataset, KEYWORD_SOURCES.get(m, "none"))
@@ -122,8 +126,8 @@ def row_key(method: str, seed: int, dataset, settings) -> str:
 
     members = FUSIONS.get(method, (method,))
     llm = {m: ItemLMConfig(**LLM_VARIANTS[m]).to_dict() for m in members if m in LLM_VARIANTS}
-    keywords = {m: hashlib.sha256(json.dumps(words, sort_keys=True).encode()).hexdigest()
-                for m, (_, words) in item_keywords(method, dataset, settings).items()}  # fmt: skip
+    keywords = {m: hashlib.sha256(json.dumps(source.keywords, sort_keys=True).encode()).hexdigest()
+                for m, source in item_keywords(method, dataset, settings).items()}  # fmt: skip
     parts = {
         "version": ROW_VERSION, "method": method, "seed": seed, "llm": llm,
         "keywords": keywords,
@@ -147,14 +151,14 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
     """Fit once, evaluate both protocols on every test user, commit the row."""
     import torch
 
-    from mmsrarec.evaluation.harness import write_rankings
     from mmsrarec.evaluation.methods import build_method
     from mmsrarec.evaluation.protocols import evaluate_full, evaluate_sampled
     from mmsrarec.storage import atomic_write_json
 
-    for member, (source, _) in item_keywords(method, dataset, settings).items():
-        if source.startswith("item text (") and member == "llm-recommender":
-            raise SystemExit(f"error: `{member}` would run without its tuned keywords: {source}")
+    for member, source in item_keywords(method, dataset, settings).items():
+        if source.fallback and member == "llm-recommender":
+            raise SystemExit(f"error: `{member}` would run without its tuned keywords: "
+                             f"{source.description}")  # fmt: skip
     recommender = build_method(method, settings)
     started = time.perf_counter()
     recommender.fit(dataset, seed)
@@ -183,35 +187,10 @@ def run_row(method: str, seed: int, dataset, settings) -> None:
         row["gate"] = recommender.describe_gate()
     if seed == 0:
         for result in (sampled, full):
-            plain = RANKINGS / f"{result.protocol.value}.{method}.jsonl"
-            write_rankings(plain, result, dataset)
-            with plain.open("rb") as src, gzip.GzipFile(f"{plain}.gz", "wb", mtime=0) as dst:
-                shutil.copyfileobj(src, dst)  # mtime 0: equal rows give equal files
-            plain.unlink()
+            write_export(RANKINGS, method, result, dataset)
     atomic_write_json(row_path(method, seed), row)
     print(f"{method} seed {seed}: NDCG@5 {sampled.metrics['NDCG@5']:.4f}, full NDCG@10 "
           f"{full.metrics['NDCG@10']:.4f}, fit {row['fit_s']:.0f} s", flush=True)  # fmt: skip
-
-
-def load_rows() -> dict[str, list[dict]]:
-    rows: dict[str, list[dict]] = {}
-    for path in sorted((OUT / "rows").glob("*.json")):
-        row = json.loads(path.read_text(encoding="utf-8"))
-        rows.setdefault(row["method"], []).append(row)
-    return rows
-
-
-def per_user(rows: list[dict], protocol: str, metric: str, users: list[str]) -> np.ndarray:
-    """Per-user metric averaged over the row's seeds, in `users` order: [len(users)]."""
-    from mmsrarec.metrics import ndcg
-
-    k = 5 if protocol == "sampled" else 10
-    values = []
-    for row in rows:
-        order = row[protocol].get("users", row["users"])
-        ranks = dict(zip(order, row[protocol]["ranks"], strict=True))
-        values.append([ndcg(np.array([ranks[u]]), k) for u in users])
-    return np.mean(values, axis=0)
 
 
 def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
@@ -223,7 +202,7 @@ def paired(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
 
 def report(dataset) -> dict:
     """Tables from the committed rows: `llm/results.json` and `llm/RESULTS.md`."""
-    rows = load_rows()
+    rows = load_rows(OUT / "rows")
     users = sorted(dataset.eval_users)
     popularity = dataset.train_popularity()
     rare = np.array([popularity[dataset.target(u, "test")] <= RARE for u in users])
@@ -239,7 +218,7 @@ def report(dataset) -> dict:
             entry[protocol] = {k: {"mean": float(np.mean([m[k] for m in metrics])),
                                    "std": float(np.std([m[k] for m in metrics], ddof=1))
                                    if len(metrics) > 1 else 0.0} for k in metrics[0]}  # fmt: skip
-            values = per_user(method_rows, protocol, "", mine_users)
+            values = per_user(method_rows, protocol, mine_users)
             entry[protocol]["rare"] = float(values[mine_rare].mean())
             entry[protocol]["frequent"] = float(values[~mine_rare].mean())
             for reference in REFERENCES:
@@ -250,8 +229,8 @@ def report(dataset) -> dict:
                 theirs = [r for r in rows[reference] if r["seed"] in seeds]
                 if mine:
                     entry["paired"].setdefault(protocol, {})[reference] = paired(
-                        per_user(mine, protocol, "", mine_users),
-                        per_user(theirs, protocol, "", mine_users),
+                        per_user(mine, protocol, mine_users),
+                        per_user(theirs, protocol, mine_users),
                     ) | {"seeds": sorted(seeds)}
         entry["devices"] = sorted({r.get("device", "cpu") for r in method_rows})
         entry["fit_s"] = float(np.mean([r["fit_s"] for r in method_rows]))
@@ -283,8 +262,8 @@ def pairs(rows: dict[str, list[dict]], wanted: list[tuple[str, str]], users: lis
         pair = {"method": a, "against": b, "seeds": sorted(seeds)}
         for protocol in ("sampled", "full"):
             pair[protocol] = paired(
-                per_user([r for r in rows[a] if r["seed"] in seeds], protocol, "", users),
-                per_user([r for r in rows[b] if r["seed"] in seeds], protocol, "", users),
+                per_user([r for r in rows[a] if r["seed"] in seeds], protocol, users),
+                per_user([r for r in rows[b] if r["seed"] in seeds], protocol, users),
             )
         out.append(pair)
     return out

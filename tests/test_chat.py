@@ -69,11 +69,13 @@ def service(tiny_dataset, tiny_encoder):
     return make_chat_service(tiny_dataset, tiny_encoder)
 
 
-def test_vague_message_gets_a_question_and_no_recommendations(service):
+def test_vague_message_asks_and_still_recommends_popular_items(service):
     thread = service.new_thread()
     out = service.chat(thread, "recommend me something good")
-    assert out["question"] and out["reply"] == out["question"]
-    assert out["recommendations"] == []
+    assert out["question"] == "" and "Tell me a film" in out["reply"]
+    assert "Meanwhile, popular picks:" in out["reply"] and out["recommendations"]
+    popularity = [service.context.facts(r["item_id"]).popularity for r in out["recommendations"]]
+    assert popularity == sorted(popularity, reverse=True)
 
 
 def test_named_titles_give_grounded_recommendations(service):
@@ -116,7 +118,8 @@ def test_trace_holds_the_whole_path_and_verifies(service):
     records = service.trace(thread)
     assert verify_trace(records) is None
     paths = [[r["node"] for r in run] for run in split_runs(records)]
-    assert paths[0] == ["understand", "clarify"]
+    # "hello" asks for a taste and shows popular picks: the tools run, not `clarify`
+    assert paths[0] == ["understand", "hard_filter", "soft_search", "rank", "final_filter", "reply"]
     assert paths[1][:3] == ["understand", "hard_filter", "soft_search"]
     assert paths[1][3] == "rank" and paths[1][-2:] == ["final_filter", "reply"]
     assert {"load_user", "summarize", "critique", "retrieve", "recommend"} <= set(paths[1])

@@ -14,6 +14,7 @@ from mmsrarec.chat.intent import Intent, intent_line, update_intent
 from mmsrarec.chat.parse import TitleIndex
 from mmsrarec.chat.rules import parse_message
 from mmsrarec.chat.sqlcatalog import CatalogDB, Conditions, genres_of, relax
+from mmsrarec.chat.years import YearSpan, combine
 from mmsrarec.data import Item, load_dataset, prepare_dataset
 
 GENRES = frozenset(
@@ -81,8 +82,8 @@ def test_negation_scope(text, wanted, avoided):
     ],
 )
 def test_decades_and_year_ranges(text, years):
-    parsed = parse(text)
-    assert (parsed.year_min, parsed.year_max) == years
+    within = combine(parse(text).years).within or YearSpan()
+    assert (within.low, within.high) == years
 
 
 def test_liked_disliked_and_seen_titles():
@@ -220,7 +221,8 @@ def test_conversation_refines_over_five_turns(chat):
     assert first in four["intent"]["seen"]
     assert first not in {r["item_id"] for r in four["recommendations"]}
     five = chat.chat(thread, "start over")
-    assert five["question"].startswith("Starting over") and not five["recommendations"]
+    assert five["reply"].splitlines()[1].startswith("Starting over")
+    assert "popular picks" in five["reply"] and five["recommendations"]  # never empty
     assert five["intent"]["seen"] == four["intent"]["seen"] and not five["intent"]["genres"]
 
 
@@ -231,9 +233,14 @@ def test_dislikes_are_never_recommended_and_nonsense_asks(chat):
     banned = {"f4", "f10", "f16"}
     assert out["recommendations"] and not banned & {r["item_id"] for r in out["recommendations"]}
     nonsense = chat.chat(thread, "qwzx blorp")
-    assert nonsense["recommendations"] == [] and "did not catch" in nonsense["question"]
+    assert "did not catch a request in 'qwzx blorp'" in nonsense["reply"]
+    assert "picks from the titles you liked" in nonsense["reply"]
+    assert nonsense["recommendations"] and nonsense["liked"] == ["f4", "f10"]
     only_dislike = chat.chat(chat.new_thread(), "I hated Film 16")
-    assert only_dislike["question"].startswith("Noted") and not only_dislike["recommendations"]
+    assert only_dislike["reply"].splitlines()[1].startswith("Noted")
+    assert "popular picks" in only_dislike["reply"]
+    assert only_dislike["recommendations"]
+    assert "f16" not in {r["item_id"] for r in only_dislike["recommendations"]}
 
 
 def test_relaxation_is_named_in_the_reply(chat):
@@ -280,3 +287,37 @@ def test_the_intent_loads_back_from_the_checkpointer_without_warnings(chat, capl
     assert chat.graph.get_state({"configurable": {"thread_id": thread}}).values["intent"].genres
     assert chat.trace(thread)
     assert "unregistered type" not in caplog.text
+
+
+def test_relaxation_order_mood_then_liked_genres_then_years_never_a_no():
+    conditions = Conditions(
+        genres=("Comedy",),
+        mood_genres=(("creepy", "Horror"),),
+        any_genres=("Action", "Sci-Fi"),
+        avoid_genres=("War",),
+        year_min=1950,
+        year_max=1959,
+        avoid_years=((1955, 1956),),
+    )
+    dropped = []
+    while (step := relax(conditions)) is not None:
+        conditions, what = step
+        dropped.append(what)
+    assert dropped == [
+        "genre Horror (from 'creepy')",
+        "the liked titles' genres",
+        "years 1950–1959",
+        "genre Comedy",
+    ]
+    assert conditions.avoid_genres == ("War",) and conditions.avoid_years == ((1955, 1956),)
+
+
+def test_sql_filter_leaves_out_avoided_years_and_needs_one_liked_genre(ml100k):
+    db = CatalogDB.build(ml100k)
+    found, _ = db.query(
+        Conditions(any_genres=("Western", "Film-Noir"), avoid_years=((1940, 1969),))
+    )
+    assert len(found) > 20
+    for item_id in found:
+        year, genres, _ = db.facts(item_id)
+        assert {"Western", "Film-Noir"} & set(genres) and not 1940 <= year <= 1969

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from mmsrarec.config import Settings
-from mmsrarec.data import Dataset, load_dataset, prepare_dataset
+from mmsrarec.data import Dataset, Item, load_dataset, prepare_dataset
 from mmsrarec.data.coldstart import ColdRule, cold_items, new_releases, pseudo_cold
-from mmsrarec.errors import DataError
+from mmsrarec.errors import ConfigError, DataError
 from mmsrarec.evaluation.protocols import evaluate_full, evaluate_sampled, evaluate_shelf
 from mmsrarec.models import load_llm
 from mmsrarec.models.item_lm import ItemLM, ItemLMConfig, add_lora, truncated_backbone
@@ -267,25 +267,39 @@ def test_an_id_only_model_cannot_score_new_items(shop, tiny_lm_dir, tmp_path):
     np.testing.assert_array_equal(scores, score_histories(model, [known], None, 50))
 
 
+class KindFeatures:
+    """Text features that spell out the kind (as `TextFeatures` does for real text)."""
+
+    def catalog(self, dataset):
+        return kind_features(dataset)[1:]
+
+    def of_items(self, items, item_kind):
+        rows = np.zeros((len(items), 16), np.float32)
+        for row, item in enumerate(items):
+            rows[row, KINDS.index(item.text.split("A ", 1)[1].rstrip("."))] = 3.0
+        return rows
+
+
 def test_sasrec_text_ranks_a_new_item_of_the_user_s_kind(shop, tmp_path):
-    config = SASRecConfig(item_init="text", hidden=16, heads=1, layers=1, max_epochs=30,
+    config = SASRecConfig(item_init="text", hidden=16, heads=1, layers=1, max_epochs=80,
                           eval_every=5, patience=6, dropout=0.0)  # fmt: skip
-    features = kind_features(shop)[1:]
-
-    def vectors(dataset):
-        rows = features / np.linalg.norm(features, axis=1, keepdims=True)
-        return np.concatenate([np.zeros((1, 16), np.float32), rows]).astype(np.float32)
-
     model = SASRecRecommender(config, tmp_path / "sasrec-text", progress=False,
-                              text_vectors=vectors)  # fmt: skip
+                              text=KindFeatures())  # fmt: skip
     model.fit(shop, 0)
     assert model.reads_text
     queries = [Query.from_dataset(shop, u, "test", sampled=False) for u in shop.eval_users]
     assert_ranks_new_items_by_kind(shop, model.score_catalog(queries))
+    user = shop.eval_users[0]
+    mine = kind_of(shop, shop.history(user, "test")[-1])
+    model.add_items(new_shop_items([mine, next(k for k in KINDS if k != mine)]))  # serving
+    scores = model.score_catalog(queries[:1])[0]
+    assert len(scores) == shop.n_items + 3 and scores[-2] > scores[-1]
     plain = SASRecRecommender(SASRecConfig(hidden=16, heads=1, layers=1, max_epochs=2),
                               progress=False)  # fmt: skip
     plain.fit(shop, 0)
     assert np.isneginf(plain.score_catalog(queries)[:, sorted(shop.cold)]).all()
+    plain.add_items(new_shop_items(["coffee"]))
+    assert np.isneginf(plain.score_catalog(queries[:1])[0, -1])
 
 
 def test_the_fusion_learns_new_items_from_pseudo_cold_ones(shop):
@@ -342,3 +356,76 @@ def test_the_protocol_runs_on_a_user_s_own_jsonl_data(tmp_path, tiny_encoder_dir
     assert saved["methods"]["content-knn"]["mean"]["cold:NDCG@10"] > 0.0
     assert main(["evaluate", "--cold", "release>=2024-06-01", "--dataset", "shop",
                  *base]) == 2  # fmt: skip
+    assert main(["evaluate", "--protocol", "shelf", "--dataset", "shop", *base]) == 2
+    assert main(["evaluate", "--split", "new-releases", "--cold", "release", "--dataset",
+                 "shop", *base]) == 2  # fmt: skip
+
+
+class Unfittable(ByText):
+    """A new-item member that must not be fitted where there are no new items."""
+
+    def fit(self, dataset, seed):
+        if not dataset.cold:
+            raise AssertionError("a new-item member was fitted on data without new items")
+        super().fit(dataset, seed)
+
+
+def test_new_item_members_score_only_items_without_an_id(shop):
+    standard = Dataset(shop.name, shop.items, shop.sequences, shop.negatives, shop.timestamps)
+    alone = FusionRecommender({"popular": PopularityRecommender()})
+    alone.fit(standard, 0)
+    with_new = FusionRecommender({"popular": PopularityRecommender()}, "f", {"text": Unfittable()})
+    with_new.fit(standard, 0)  # no new items: the new-item member is never fitted
+    np.testing.assert_array_equal(with_new.gate, alone.gate)
+    assert with_new.new_item_gate is None
+    with_new.fit(shop, 0)
+    gate = with_new.describe_gate()
+    assert set(gate["text"]) == {"new_items_weight", "new_items_x_history_length"}
+    assert gate["text"]["new_items_weight"] > 0.5
+    assert evaluate_full(with_new, shop).metrics["cold:NDCG@10"] > 0.1
+
+
+# --- Items added after training (serving) -------------------------------------------------------
+
+
+def new_shop_items(kinds: list[str]) -> list[Item]:
+    return [Item(item_id=f"new{n}", title=f"Blend new {n}", text=f"Blend new {n}. A {kind}.")
+            for n, kind in enumerate(kinds)]  # fmt: skip
+
+
+def test_an_item_added_after_training_is_ranked_by_its_text(shop, tiny_lm_dir, tmp_path):
+    config = ItemLMConfig(layers=2, bf16=False, lr=5e-3, max_epochs=20, patience=20,
+                          batch_size=16, id_dropout=0.5)  # fmt: skip
+    model = tiny_item_lm(tiny_lm_dir, tmp_path, shop, config)
+    train_and_score(model, shop, config)
+    features = kind_features(shop)
+    mine = KINDS.index(kind_of(shop, shop.history("u0", "test")[-1]))
+    other = (mine + 1) % 4
+    model.add_items(torch.from_numpy(features[[4 + mine, 4 + other]]), 2)  # items 4+k: kind k
+    scores = score_histories(model, [shop.history("u0", "test")], None, 50)[0]
+    assert len(scores) == shop.n_items + 3
+    ranked = scores.copy()
+    ranked[shop.history("u0", "test")] = -np.inf
+    assert shop.n_items + 1 in np.argsort(-ranked)[:10]  # the new item of the user's kind
+    assert scores[shop.n_items + 1] > scores[shop.n_items + 2]
+
+
+class TextOnly(ByText):
+    """`ByText` that takes items added after fitting (their kind read from their text)."""
+
+    def add_items(self, items):
+        added = [KINDS.index(item.text.split("A ", 1)[1].rstrip(".")) for item in items]
+        self.kinds = np.concatenate([self.kinds, added])
+
+
+def test_the_fusion_scores_added_items_through_its_text_members(shop):
+    fusion = FusionRecommender({"popular": PopularityRecommender()}, "f", {"text": TextOnly()})
+    fusion.fit(shop, 0)
+    user = shop.eval_users[0]
+    mine = kind_of(shop, shop.history(user, "test")[-1])
+    fusion.add_items(new_shop_items([mine, next(k for k in KINDS if k != mine)]))
+    scores = fusion.score_catalog([Query.from_dataset(shop, user, "test", sampled=False)])[0]
+    assert len(scores) == shop.n_items + 3
+    assert scores[-2] > scores[-1]  # the user's kind first
+    with pytest.raises(ConfigError, match="cannot score items added"):
+        FusionRecommender({"popular": PopularityRecommender()}).add_items([])

@@ -134,8 +134,8 @@ def test_retrieval_tokens_see_only_what_was_known_at_the_window_start(walk_datas
 
 def test_retrieval_tokens_never_return_the_user_itself(tiny_dataset, tmp_path):
     from mmsrarec.models.sasrec import SASRecConfig
-    from mmsrarec.recommenders.llm_recommender import RetrievalTokens
     from mmsrarec.recommenders.sasrec import SASRecRecommender
+    from mmsrarec.tools.retrieval_tokens import RetrievalTokens
 
     settings = Settings(cache_dir=tmp_path / "c", data_dir=tmp_path / "d", run_dir=tmp_path / "r")
     sasrec = SASRecRecommender(SASRecConfig(hidden=8, heads=1, max_epochs=2), progress=False)
@@ -432,8 +432,8 @@ def test_a_killed_training_resumes_to_the_same_result(tiny_source, tiny_lm_dir, 
 def test_keyword_texts_come_from_the_summarizers_cache(tiny_dataset, tmp_path):
     from mmsrarec.errors import NotPreparedError
     from mmsrarec.models.item_text import item_texts
-    from mmsrarec.recommenders.llm_recommender import stored_keywords
     from mmsrarec.summarization.cache import KeywordCache
+    from mmsrarec.summarization.keywords import stored_keywords
     from mmsrarec.summarization.prompts import PROMPT_VERSION
 
     settings = Settings(cache_dir=tmp_path)

@@ -206,11 +206,11 @@ def test_trained_graph_uses_the_grpo_adapter_and_the_trained_scorer(
 
     from mmsrarec.errors import NotPreparedError
     from mmsrarec.graph.trained import TrainedGraphRecommender
+    from mmsrarec.models.adapters import adapter_dir, tuned_summarizer_name
     from mmsrarec.recommenders.base import Query
     from mmsrarec.recommenders.yes_no import YesNoRecommender
     from mmsrarec.summarization import PROMPT_VERSION, KeywordCache
     from mmsrarec.summarization.cache import keyword_cache_path
-    from mmsrarec.training.adapters import adapter_dir, tuned_summarizer_name
     from mmsrarec.training.yes_no_trainer import YesNoConfig
 
     settings = Settings(
@@ -362,9 +362,9 @@ def test_adapters_switch_per_call_on_one_model(tiny_lm_dir, tiny_dataset, tmp_pa
     """Two saved adapters on one `PeftModel`: each call runs the one it names, None the base."""
     from peft import LoraConfig, get_peft_model
 
+    from mmsrarec.models.adapters import OnAdapter, active_adapter, attach_adapters
     from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
     from mmsrarec.scoring.yes_no import SharedPrefixScorer
-    from mmsrarec.training.adapters import OnAdapter, active_adapter, attach_adapters
 
     folders = {}
     for seed, name in enumerate(("one", "two")):

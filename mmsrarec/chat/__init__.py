@@ -2,8 +2,11 @@
 
 - `state.py`: the chat graph's typed state (the conversation is the checkpointer thread);
 - `context.py`: the parts the chat nodes call and the `ChatSettings`;
-- `parse.py`: title mentions and answers to questions; `rules.py` + `lexicon.py`: the
-  rule-based reader of a message (negation scope, genres, years, wishes, refinements);
+- `parse.py`: title mentions, series and answers to questions; `rules.py` + `lexicon.py`
+  (every word rule): the rule-based reader of a message (negation scope, genres, wishes,
+  refinements), with `years.py` (year phrases as typed intervals with a polarity),
+  `spelling.py` (typo-tolerant lexicon matching) and `moods.py` (mood words -> genres by
+  sentence embedding); `llm_intent.py`: the LLM's constrained-JSON reading (off by default);
 - `intent.py`: the conversation's structured `Intent` and how a message updates it;
 - `sqlcatalog.py`: item metadata in SQLite, the hard filter and the relaxation rule;
 - `catalog.py`: the Chroma search over item titles and keywords (soft wishes);

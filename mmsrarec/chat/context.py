@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol
 
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field
 
-from mmsrarec.chat.parse import TitleIndex
+from mmsrarec.chat.llm_intent import LLMIntentReader
+from mmsrarec.chat.moods import MoodMap
+from mmsrarec.chat.parse import SeriesIndex, TitleIndex
 from mmsrarec.chat.replies import Facts
 from mmsrarec.chat.sqlcatalog import CatalogDB
 from mmsrarec.chat.state import Match
@@ -66,6 +68,21 @@ class ChatSettings(BaseModel):
         5, ge=1, description="Fewer items than this pass the hard filter: relax one condition."
     )
     max_message_chars: int = Field(2000, ge=1, description="Longest message accepted.")
+    intent_reader: Literal["rules", "llm", "both"] = Field(
+        "rules",
+        description="Who reads genres and years: the rules; the packaged LLM by constrained "
+        "JSON decoding (`llm_intent.py`); or the LLM only where the rules are unsure. The "
+        "rules win on the measurement families (benchmarks/CONVERSATION.md).",
+    )
+    mood_similarity: float = Field(
+        0.8,
+        description="A mood word reads as a genre when its nearest genre descriptor is at "
+        "least this similar (cosine, `moods.py`; dev moods 0.87-1.0, filler words below 0.75).",
+    )
+    mood_margin: float = Field(
+        0.08,
+        description="... and beats the second genre's best descriptor by this much.",
+    )
     less_mainstream: float = Field(
         LESS_MAINSTREAM, ge=0.0, le=10.0,
         description="The ranker's popularity-bias control (`GraphSettings.debias`) after 'less "
@@ -86,6 +103,10 @@ class ChatContext:
     db: CatalogDB  # the hard-condition filter (SQLite)
     vocabulary: frozenset[str]  # words that may be soft wishes (catalog text and keywords)
     settings: ChatSettings = field(default_factory=ChatSettings)
+    series: SeriesIndex = field(default_factory=SeriesIndex)  # "not its sequels"
+    moods: MoodMap | None = None  # mood words -> genres (None: moods stay soft wishes)
+    known_words: frozenset[str] = frozenset()  # real words: never corrected as typos
+    intent_llm: LLMIntentReader | None = None  # for `settings.intent_reader` llm / both
 
     def facts(self, item_id: str) -> Facts:
         """Title, year, genres and popularity of one item."""

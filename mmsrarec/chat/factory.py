@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import logging
 
+from mmsrarec.chat import lexicon
 from mmsrarec.chat.candidates import KNNCandidates
 from mmsrarec.chat.catalog import CatalogIndex, vocabulary
 from mmsrarec.chat.context import ChatContext, ChatSettings
 from mmsrarec.chat.graph import ChatService
-from mmsrarec.chat.parse import TitleIndex
+from mmsrarec.chat.llm_intent import LLMIntentReader
+from mmsrarec.chat.moods import MoodMap
+from mmsrarec.chat.parse import SeriesIndex, TitleIndex
 from mmsrarec.chat.sqlcatalog import CatalogDB
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, load_dataset, prepare_dataset
@@ -51,6 +54,9 @@ def build_chat_context(
     with exclusive(settings, "catalog-index"):  # replicas: one builds, the others reuse
         catalog = CatalogIndex.build(client, dataset, keywords, ChromaEmbedding(models.encoder()))
     logger.info("catalog index: %d items (%d with keywords)", dataset.n_items, len(keywords))
+    chat = chat or ChatSettings()
+    db = CatalogDB.build(dataset)
+    encoder = models.encoder()
     return ChatContext(
         dataset=dataset,
         catalog=catalog,
@@ -58,10 +64,23 @@ def build_chat_context(
         recommender=build_graph(),
         graph=graph,
         titles=TitleIndex.from_items(dataset.items),
-        db=CatalogDB.build(dataset),
+        db=db,
         vocabulary=vocabulary(dataset, keywords),
-        settings=chat or ChatSettings(),
+        settings=chat,
+        series=SeriesIndex.from_items(dataset.items, lexicon.SERIES),
+        moods=MoodMap.build(encoder, db.genres, chat.mood_similarity, chat.mood_margin),
+        known_words=whole_words(encoder.tokenizer.get_vocab()),
+        intent_llm=(
+            LLMIntentReader(models.llm(), sorted(db.genres), db.span)
+            if chat.intent_reader != "rules"
+            else None
+        ),
     )
+
+
+def whole_words(vocabulary: dict[str, int]) -> frozenset[str]:
+    """The whole words of a WordPiece vocabulary (no "##" pieces): real words, never typos."""
+    return frozenset(w for w in vocabulary if w.isalpha() and len(w) > 2)
 
 
 def build_chat_service(

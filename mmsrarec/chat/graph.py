@@ -1,6 +1,6 @@
 """The chat graph and the service that runs it for many conversations.
 
-    understand -> clarify -> END       (ambiguous title, nothing understood: ask)
+    understand -> clarify -> END       (a title that means several films: ask which)
     understand -> hard_filter <-> relax -> soft_search -> rank -> final_filter -> reply -> END
                   (SQL)          (one      (Chroma)       (the recommendation graph)
                                  condition)

@@ -8,9 +8,14 @@ Merge rules (one place):
 - titles: a liked title leaves `disliked` and vice versa; seen titles are never offered again;
 - genres: a wanted genre leaves `avoid_genres` and vice versa; new wanted genres are added
   to the old ones unless the message says "instead" / "actually" / "rather";
-- years: a new range replaces the old; "older" / "newer" shift it by a decade (or, without
-  one, start just before / after the years of the last picks); "old"/"recent" are relative
-  to the catalog's span;
+- years (`years.py`): a new range narrows the old one when they overlap, else replaces it
+  (the user changed their mind); avoided spans add up; "older" / "newer" shift the range by
+  a decade (or, without one, start just before / after the years of the last picks);
+  "old"/"recent" are relative to the catalog's span;
+- moods: a message without a genre word may name moods ("spooky") that `moods.py` reads as
+  genres; they are kept apart from the genres asked by name (relaxed first) and shown in the
+  intent line as "spooky → horror";
+- "not its sequels": the liked titles' series are excluded (`series`);
 - wishes: added; a negated wish leaves `wishes`;
 - "start over": everything but `seen` is forgotten before the rest of the message applies.
 """
@@ -18,10 +23,12 @@ Merge rules (one place):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mmsrarec.chat.rules import Parsed
+from mmsrarec.chat.years import Years, YearSpan, combine, narrow
 
 
 class Intent(BaseModel):
@@ -36,6 +43,21 @@ class Intent(BaseModel):
     avoid_genres: list[str] = Field(default_factory=list, description="Genres excluded.")
     year_min: int | None = Field(None, description="Earliest release year, inclusive.")
     year_max: int | None = Field(None, description="Latest release year, inclusive.")
+    avoid_years: list[tuple[int, int]] = Field(
+        default_factory=list, description="Year spans excluded, inclusive ('not the 80s')."
+    )
+    moods: dict[str, str] = Field(
+        default_factory=dict, description="Mood word -> the genre it was read as (required)."
+    )
+    avoid_moods: dict[str, str] = Field(
+        default_factory=dict, description="Negated mood word -> the genre excluded."
+    )
+    series: list[str] = Field(
+        default_factory=list, description="Items excluded as a liked title's series."
+    )
+    order: Literal["", "oldest", "newest"] = Field(
+        "", description="Picks ordered by year: 'the older / newer the better'."
+    )
     wishes: list[str] = Field(default_factory=list, description="Soft wishes ('tense').")
     avoid_wishes: list[str] = Field(default_factory=list, description="Soft dislikes ('dark').")
     shown: list[str] = Field(default_factory=list, description="Recommended so far.")
@@ -56,11 +78,32 @@ class Intent(BaseModel):
             or self.wishes
             or self.year_min is not None
             or self.year_max is not None
+            or self.avoid_years
+            or self.moods
+            or self.avoid_moods
         )
 
     def banned(self) -> set[str]:
-        """Items never to recommend: liked, disliked, seen or already shown."""
-        return {*self.liked, *self.disliked, *self.seen, *self.shown}
+        """Items never to recommend: liked, disliked, seen, or of an excluded series. (Items
+        already shown come last, and only when too few others meet the conditions: a later
+        condition narrows the request, it does not make it fail.)"""
+        return {*self.liked, *self.disliked, *self.seen, *self.series}
+
+    def years(self) -> Years:
+        within = (
+            None
+            if self.year_min is None and self.year_max is None
+            else YearSpan(self.year_min, self.year_max)
+        )
+        return Years(within, tuple(YearSpan(a, b) for a, b in self.avoid_years))
+
+    def all_genres(self) -> list[str]:
+        """Genres required by name and by mood."""
+        return list(dict.fromkeys([*self.genres, *self.moods.values()]))
+
+    def all_avoided(self) -> list[str]:
+        """Genres excluded by name and by mood."""
+        return list(dict.fromkeys([*self.avoid_genres, *self.avoid_moods.values()]))
 
 
 def _moved(keep: list[str], drop: list[str], new: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -74,6 +117,8 @@ def update_intent(
     resolved: dict[str, list[str]],
     year_of: Callable[[str], int | None],
     span: tuple[int, int],
+    moods: tuple[dict[str, str], dict[str, str]] = ({}, {}),
+    series_of: Callable[[list[str]], list[str]] = lambda ids: [],
 ) -> Intent:
     """The intent after one message.
 
@@ -83,6 +128,8 @@ def update_intent(
         resolved: Item ids for `liked`, `disliked` and `seen` (mentions already resolved).
         year_of: Release year of an item id (None when unknown).
         span: The catalog's earliest and latest year.
+        moods: Mood words of the message read as genres: wanted, avoided (`moods.py`).
+        series_of: The other items of the series of some item ids ("not its sequels").
     """
     base = Intent(seen=intent.seen) if "startover" in parsed.refine else intent
     last = base.last_shown
@@ -100,9 +147,9 @@ def update_intent(
     avoid_genres, genres = _moved(avoid_genres, genres, parsed.avoid_genres)
     wishes, avoid_wishes = _moved(base.wishes, base.avoid_wishes, parsed.wishes)
     avoid_wishes, wishes = _moved(avoid_wishes, wishes, parsed.avoid_wishes)
-    year_min, year_max = base.year_min, base.year_max
-    if parsed.year_min is not None or parsed.year_max is not None:
-        year_min, year_max = parsed.year_min, parsed.year_max
+    years = narrow(base.years(), combine(parsed.years), span)
+    year_min = years.within.low if years.within else None
+    year_max = years.within.high if years.within else None
     shown_years = [y for y in (year_of(i) for i in last) if y is not None]
     if "older" in parsed.refine:
         year_min, year_max = _older(year_min, shown_years)
@@ -112,7 +159,25 @@ def update_intent(
         year_max = min(span[1], max(span[0], 1969))
     if "recent" in parsed.refine and year_min is None:
         year_min = span[1] - 3
+    wanted_moods, avoided_moods = moods
+    # A later word wins: a mood now wanted leaves the avoided ones, and the reverse.
+    new_moods = {
+        **{w: g for w, g in base.moods.items() if g not in avoided_moods.values()},
+        **wanted_moods,
+    }
+    new_avoid_moods = {
+        **{w: g for w, g in base.avoid_moods.items() if g not in wanted_moods.values()},
+        **avoided_moods,
+    }
+    series = list(base.series)
+    if parsed.no_sequels:
+        series = list(dict.fromkeys([*series, *series_of(liked_now or liked)]))
     return Intent(
+        avoid_years=[(gap.low, gap.high) for gap in years.avoid],
+        moods={w: g for w, g in new_moods.items() if g not in avoid_genres},
+        avoid_moods={w: g for w, g in new_avoid_moods.items() if g not in genres},
+        series=[i for i in series if i not in liked],
+        order=parsed.order or base.order,
         liked=liked,
         disliked=disliked,
         seen=seen,
@@ -158,25 +223,31 @@ def _newer(
 
 
 def intent_line(intent: Intent, title_of: Callable[[str], str]) -> str:
-    """One line for the reply and the inspector, e.g.
-    `Looking for: romance + comedy, 1990–1999; not: horror; wishes: tense; liked: Alien (1979)`.
-    """
+    """One line for the reply and the inspector, e.g. `Looking for: romance + comedy,
+    1990–1999; not: horror, the 1980s; wishes: tense; liked: Alien (1979)`; a genre read from
+    a mood shows the word: `spooky → horror`."""
     want = [" + ".join(g.lower() for g in intent.genres)] if intent.genres else []
+    want += [f"{word} → {genre.lower()}" for word, genre in intent.moods.items()]
     if intent.year_min is not None or intent.year_max is not None:
         low = intent.year_min if intent.year_min is not None else "…"
         high = intent.year_max if intent.year_max is not None else "…"
         want.append(str(low) if low == high else f"{low}–{high}")
-    want += intent.wishes
+    if intent.order:
+        want.append(f"{'oldest' if intent.order == 'oldest' else 'newest'} first")
+    want += [w for w in intent.wishes if w not in intent.moods]
     parts = [f"Looking for: {', '.join(want) or 'anything'}"]
-    avoid = [g.lower() for g in intent.avoid_genres] + [
-        w for w in intent.avoid_wishes if w != "violence"
-    ]
+    avoid = [g.lower() for g in intent.avoid_genres]
+    avoid += [f"{word} → {genre.lower()}" for word, genre in intent.avoid_moods.items()]
+    avoid += [str(a) if a == b else f"{a}–{b}" for a, b in intent.avoid_years]
+    avoid += [w for w in intent.avoid_wishes if w != "violence" and w not in intent.avoid_moods]
     if "violence" in intent.avoid_wishes:
         avoid.insert(0, "violence")
     if avoid:
         parts.append(f"not: {', '.join(dict.fromkeys(avoid))}")
     if intent.liked:
         parts.append(f"liked: {', '.join(title_of(i) for i in intent.liked[-4:])}")
+    if intent.series:
+        parts.append(f"not the series: {', '.join(title_of(i) for i in intent.series[:4])}")
     if intent.disliked:
         parts.append(f"disliked: {', '.join(title_of(i) for i in intent.disliked[-4:])}")
     return "; ".join(parts)

@@ -6,6 +6,7 @@ Each is `fn(state, runtime) -> dict` over `ChatState`, with a `ChatContext` as
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -13,6 +14,7 @@ from langgraph.runtime import Runtime
 from mmsrarec.chat.asks import Asks, apply_asks, profile_text, read_asks, why_text
 from mmsrarec.chat.context import ChatContext
 from mmsrarec.chat.intent import Intent, intent_line, update_intent
+from mmsrarec.chat.llm_intent import merged, rules_unsure
 from mmsrarec.chat.parse import Mention, resolve_choice
 from mmsrarec.chat.replies import ASK_FOR_TASTE, HELP, option_labels, reply_text, same_film
 from mmsrarec.chat.rules import Parsed, parse_message
@@ -41,6 +43,48 @@ def resolve_mentions(
     return resolved, []
 
 
+def read_moods(ctx: ChatContext, parsed: Parsed) -> tuple[dict[str, str], dict[str, str]]:
+    """Mood words read as genres (`moods.py`), wanted and avoided; none when the message
+    names a genre (then its moods stay soft wishes)."""
+    if ctx.moods is None or parsed.genres:
+        return {}, {}
+    wanted, avoided = parsed.mood_words()
+    found = {m.word: m.genre for m in ctx.moods.genre_of([*wanted, *avoided])}
+    return (
+        {w: found[w] for w in wanted if w in found},
+        {w: found[w] for w in avoided if w in found},
+    )
+
+
+def fallback_note(message: str, understood: bool, intent: Intent) -> str:
+    """What the reply says before its picks when the message asked for nothing usable: what
+    was understood, and where the picks come from (history or popular items)."""
+    source = (
+        "Meanwhile, picks from the titles you liked:"
+        if intent.liked
+        else "Meanwhile, popular picks:"
+    )
+    if not understood:
+        heard = f"I did not catch a request in '{message[:80]}'. "
+        return f"{heard}{HELP if intent.has_request() else ASK_FOR_TASTE} {source}"
+    return f"Noted. {ASK_FOR_TASTE} {source}"
+
+
+def conditions_of(ctx: ChatContext, intent: Intent) -> Conditions:
+    """The hard conditions of `intent`; a request with liked titles and no genre takes items
+    sharing a genre with them ("like Alien but not its sequels": from Alien's genres)."""
+    liked_genres = [g for i in intent.liked for g in ctx.facts(i).genres]
+    return Conditions(
+        genres=tuple(intent.genres),
+        mood_genres=tuple(intent.moods.items()),
+        any_genres=tuple(dict.fromkeys(liked_genres)) if not intent.all_genres() else (),
+        avoid_genres=tuple(intent.all_avoided()),
+        year_min=intent.year_min,
+        year_max=intent.year_max,
+        avoid_years=tuple(intent.avoid_years),
+    )
+
+
 def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Read the message (rules, `rules.py`), update the intent, or decide to ask.
 
@@ -59,11 +103,18 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
         )
         chosen = picked.item_id if picked and offered else None
         text = state.get("pending", "") if chosen else message
-        parsed = parse_message(text, ctx.titles, ctx.db.genres, ctx.vocabulary)
+        parsed = parse_message(text, ctx.titles, ctx.db.genres, ctx.vocabulary, ctx.known_words)
         asks = read_asks(text)
         about = asks.why is not None or asks.profile
         resolved, options = resolve_mentions(ctx, parsed, chosen)
-        intent, question = before, ""
+        moods = read_moods(ctx, parsed)
+        reader = ctx.settings.intent_reader
+        if ctx.intent_llm is not None and (
+            reader == "llm" or rules_unsure(parsed, {*moods[0], *moods[1]})
+        ):
+            parsed = merged(parsed, ctx.intent_llm.read(text), replace=reader == "llm")
+            moods = ({}, {}) if reader == "llm" else moods
+        intent, question, note = before, "", ""
         if options:
             labels = option_labels([ctx.facts(i) for i in options])
             listed = "; ".join(f"{n}. {label}" for n, label in enumerate(labels, start=1))
@@ -77,24 +128,27 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
             intent = apply_asks(before, asks, ctx.settings.less_mainstream)
             question = _answer(ctx, state, intent, asks)
         else:
-            intent = update_intent(before, parsed, resolved, _year_of(ctx), ctx.db.span)
+            intent = update_intent(
+                before, parsed, resolved, _year_of(ctx), ctx.db.span, moods, ctx.series.of
+            )
             intent = apply_asks(intent, asks, ctx.settings.less_mainstream)
-            if not parsed.understood() and not asks.changes_intent():
-                seen = f"I did not catch a request in '{message[:80]}'. " if turn > 1 else ""
-                question = seen + (HELP if before.has_request() else ASK_FOR_TASTE)
-            elif not intent.has_request():
-                start = "Starting over. " if "startover" in parsed.refine else "Noted. "
-                question = start + ASK_FOR_TASTE
+            understood = parsed.understood() or any(moods) or asks.changes_intent()
+            if not understood or not intent.has_request():
+                note = fallback_note(message, understood, intent)
+                if "startover" in parsed.refine:
+                    note = "Starting over. " + note.removeprefix("Noted. ")
         line = intent_line(intent, ctx.title)
         trace["outputs"] = {
             "chosen": chosen,
-            "parsed": {k: v for k, v in vars(parsed).items() if k not in KINDS and v},
+            "parsed": {k: v for k, v in asdict(parsed).items() if k not in KINDS and v},
             "titles": resolved,
             "intent": intent.model_dump(),
             "intent_line": line,
             "unknown_words": parsed.unknown,
             "asks": {k: v for k, v in vars(asks).items() if v not in (None, False, [])},
+            "moods": {"wanted": moods[0], "avoided": moods[1]},
             "question": question,
+            "note": note,
         }
     return {
         "turn": turn,
@@ -102,12 +156,8 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
         "intent": intent,
         "liked": intent.liked,
         "intent_line": line,
-        "conditions": Conditions(
-            genres=tuple(intent.genres),
-            avoid_genres=tuple(intent.avoid_genres),
-            year_min=intent.year_min,
-            year_max=intent.year_max,
-        ),
+        "conditions": conditions_of(ctx, intent),
+        "note": note,
         "relaxed": [],
         "pool": [],
         "matches": [],
@@ -136,7 +186,9 @@ def _year_of(ctx: ChatContext):
 
 
 def after_understand(state: ChatState) -> Literal["clarify", "hard_filter"]:
-    """Ask when `understand` left a question, else run the tools."""
+    """Ask when `understand` left a question (which film a title means), else run the tools
+    (also when nothing was understood: the reply then says so and recommends from the
+    history or popular items)."""
     return "clarify" if state.get("question") else "hard_filter"
 
 
@@ -155,7 +207,12 @@ def reply(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     """Write the answer: the intent line, what was relaxed, each pick once with its reason."""
     recommendations = state.get("recommendations") or []
     with traced("reply", turn=state["turn"], n_recommendations=len(recommendations)) as trace:
-        text = reply_text(state["intent_line"], state.get("relaxed") or [], recommendations)
+        text = reply_text(
+            state["intent_line"],
+            state.get("relaxed") or [],
+            recommendations,
+            state.get("note", ""),
+        )
         trace["outputs"] = {"reply": text}
     return {
         "reply": text,

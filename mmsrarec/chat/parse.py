@@ -88,6 +88,63 @@ class TitleIndex:
         return list(found.values())
 
 
+SEQUEL_MARK = re.compile(r"(?:\s+(?:\d+(?:-d)?|[ivx]+|part\s+\w+))+$")
+
+
+def series_key(title: str) -> str:
+    """A title's series name: lower case, article in front, without the subtitle after ':',
+    a trailing sequel number ("2", "III", "3-D", "Part II") or a plural "s" ("Aliens")."""
+    name = title_aliases(title)[-1] if title_aliases(title) else title.lower()
+    name = SEQUEL_MARK.sub("", name.split(":")[0].strip())
+    return name[:-1] if name.endswith("s") and len(name) > 4 else name
+
+
+def _year(title: str) -> int:
+    found = year_of(title)
+    return int(found) if found else 0
+
+
+@dataclass
+class SeriesIndex:
+    """Item id -> the other items of its series: titles with one series name ("Die Hard 2",
+    "Die Hard: With a Vengeance"), a title whose subtitle is another's name ("Lost World:
+    Jurassic Park"), and `lexicon.SERIES` (entries that share no name)."""
+
+    members: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def from_items(cls, items: Sequence[Item], named: Sequence[Sequence[str]] = ()) -> SeriesIndex:
+        by_key: dict[str, set[str]] = {}
+        for item in items:
+            by_key.setdefault(series_key(item.title), set()).add(item.item_id)
+        for item in items:  # "Lost World: Jurassic Park, The" joins "Jurassic Park"
+            bare = YEAR.sub("", item.title)
+            if ":" in bare:
+                tail = series_key(bare.split(":", 1)[1].strip())
+                if tail in by_key and len(tail) > 4:
+                    by_key[tail].add(item.item_id)
+        keys = {series_key(item.title): item for item in items if len(series_key(item.title)) > 4}
+        for item in items:  # "Batman Returns (1992)" follows "Batman (1989)"
+            words = series_key(item.title).split()
+            for n in range(1, len(words)):
+                first = keys.get(" ".join(words[:n]))
+                if first is not None and _year(first.title) < _year(item.title):
+                    by_key[series_key(first.title)].add(item.item_id)
+        ids_of = {item.title: item.item_id for item in items}
+        groups = [ids for ids in by_key.values() if len(ids) > 1]
+        groups += [{ids_of[t] for t in titles if t in ids_of} for titles in named]
+        members: dict[str, set[str]] = {}
+        for group in groups:
+            for item_id in group:
+                members.setdefault(item_id, set()).update(group - {item_id})
+        return cls({k: frozenset(v) for k, v in members.items() if v})
+
+    def of(self, item_ids: Sequence[str]) -> list[str]:
+        """The other items of the series of `item_ids`, in id order."""
+        found = {other for i in item_ids for other in self.members.get(i, ())}
+        return sorted(found - set(item_ids), key=lambda i: (len(i), i))
+
+
 def avoided(text: str, avoid: Sequence[str]) -> bool:
     """True when `text` contains a word that starts like one of `avoid` ("gory" ~ "gore")."""
     words = WORD.findall(text.lower())

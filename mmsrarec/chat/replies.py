@@ -78,10 +78,14 @@ def reason(
 
 
 def reply_text(
-    intent_line: str, relaxed: Sequence[str], recommendations: Sequence[Recommendation]
+    intent_line: str,
+    relaxed: Sequence[str],
+    recommendations: Sequence[Recommendation],
+    note: str = "",
 ) -> str:
-    """The reply: the intent line, what was relaxed, then each pick once with its reason."""
-    lines = [intent_line]
+    """The reply: the intent line, a note (nothing usable was asked: where the picks come
+    from), what was relaxed, then each pick once with its reason."""
+    lines = [intent_line, *([note] if note else [])]
     if relaxed:
         lines.append(f"Too few matches, so I dropped: {'; then '.join(relaxed)}.")
     if recommendations:

@@ -1,40 +1,38 @@
 """The rule-based reader of one chat message: what it says about titles, genres, years and
 wishes, with negation scope. Pure functions over text; no model.
 
-Who does what (the packaged 135M LLM is not reliable enough to extract structure, so no LLM
-reads the message):
+Who does what:
 
-- rules (this module, word lists in `lexicon.py`): titles (via `TitleIndex`), liked /
-  disliked / seen titles, wanted and avoided genres, decades and year ranges, refinements
-  ("older", "newer", "start over", "the second one"), and which words are soft wishes;
-- sentence embeddings (the catalog's Chroma index, `catalog.py`): only the soft wishes
-  ("tense", "dark") are matched, by meaning, against the items that pass the hard filter.
+- rules (this module; every word list in `lexicon.py`): titles (via `TitleIndex`), liked /
+  disliked / seen titles, "not its sequels", wanted and avoided genres (typos corrected by
+  `spelling.py`), year phrases (`years.py`), refinements ("older", "start over", "the second
+  one", "the older the better"), and which words are left for the mood map;
+- sentence embeddings: `moods.py` maps the left words to genres when the message names
+  none; the catalog's Chroma index (`catalog.py`) matches soft wishes by meaning.
 
-Negation scope: a cue ("not", "no", "without", "don't", "hated", "less", ...) negates what
-follows it up to the end of its clause (`, ; . ! ?`, "but", "however", "instead") or up to a
-positive cue ("want", "love", ...) that is not itself within 3 words of the negation.
+Negation scope: a cue ("not", "no", "without", "except", "anything but", "I hate", ...)
+negates what follows it up to the end of its clause (`, ; . ! ?`, "but", "however",
+"instead") or up to a positive cue ("want", "love", ...) that is not itself within 3 words of
+the negation. A negated year phrase is read with the opposite polarity ("nothing before 1980"
+= from 1980; "not from the 80s" = outside 1980-1989).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
 
 from mmsrarec.chat import lexicon as lx
 from mmsrarec.chat.parse import WORD, Mention, TitleIndex
+from mmsrarec.chat.spelling import Correction, correct
+from mmsrarec.chat.years import YearCondition, digits, read_years
 from mmsrarec.scoring.evidence import STOPWORDS
 
-YEAR_SPAN = r"(?:1[89]\d\d|20\d\d)"
-RANGE = re.compile(
-    rf"\b(?:between\s+)?({YEAR_SPAN})\s*(?:-|–|to|and|until|through)\s*({YEAR_SPAN})\b"
-)
-DECADE = re.compile(r"\b(early|mid|late)?[\s-]*(?:the\s+)?(?:'|(19|20))?(\d)0'?s\b")
-BEFORE = re.compile(rf"\b(?:before|earlier than|older than|until|up to|pre)[\s-]*({YEAR_SPAN})\b")
-AFTER = re.compile(rf"\b(after|since|newer than|later than|post)[\s-]*({YEAR_SPAN})\b")
-FROM_ON = re.compile(rf"\bfrom\s+({YEAR_SPAN})\s+(?:on|onwards?)\b")
-ONE_YEAR = re.compile(rf"\b({YEAR_SPAN})\b")
-ORDINAL = re.compile(r"\b(?:the\s+)?(first|second|third|fourth|fifth|last)(?:\s+one)?\b|#\s*(\d)\b")
+ORDINAL = re.compile(r"#\s*(\d)\b")
 PLACEHOLDER = "qqtitle"
+TOKEN = re.compile(rf"{PLACEHOLDER}\d+|#\s*\d|{WORD.pattern}")
+SCOPE_WORDS = 3  # a positive cue this close after a negation stays inside its scope
 
 
 @dataclass
@@ -44,28 +42,33 @@ class Parsed:
     liked: list[Mention] = field(default_factory=list)
     disliked: list[Mention] = field(default_factory=list)
     seen: list[Mention] = field(default_factory=list)
+    no_sequels: bool = False  # "not its sequels": the liked titles' series are excluded
     genres: list[str] = field(default_factory=list)
     avoid_genres: list[str] = field(default_factory=list)
-    year_min: int | None = None
-    year_max: int | None = None
+    years: list[YearCondition] = field(default_factory=list)
     wishes: list[str] = field(default_factory=list)
     avoid_wishes: list[str] = field(default_factory=list)
     refine: list[str] = field(default_factory=list)  # older, newer, old, recent, startover, instead
-    picks: dict[str, list[int]] = field(
-        default_factory=dict
-    )  # like/reject/seen -> 1-based, -1 last
+    order: str = ""  # "oldest" / "newest": "the older / newer the better"
+    picks: dict[str, list[int]] = field(default_factory=dict)  # like/reject/seen -> 1-based
     seen_last: str = ""  # "first" or "all": "I've seen it" / "seen them" about the last picks
     unknown: list[str] = field(default_factory=list)  # words understood as nothing
+    avoid_unknown: list[str] = field(default_factory=list)  # the same, negated
+    corrections: list[Correction] = field(default_factory=list)  # typos read as lexicon words
 
     def understood(self) -> bool:
         """True when the message says anything the intent can use."""
         return any(
             (
                 self.liked, self.disliked, self.seen, self.genres, self.avoid_genres,
-                self.year_min is not None, self.year_max is not None, self.wishes,
-                self.avoid_wishes, set(self.refine) - {"instead"}, self.picks, self.seen_last,
+                self.years, self.wishes, self.avoid_wishes, set(self.refine) - {"instead"},
+                self.picks, self.seen_last, self.order, self.no_sequels,
             )
         )  # fmt: skip
+
+    def mood_words(self) -> tuple[list[str], list[str]]:
+        """Words the mood map may read as genres: wanted, and negated."""
+        return [*self.wishes, *self.unknown], [*self.avoid_wishes, *self.avoid_unknown]
 
 
 def _add(values: list, *new) -> None:
@@ -74,60 +77,72 @@ def _add(values: list, *new) -> None:
             values.append(value)
 
 
-def read_years(text: str, parsed: Parsed) -> str:
-    """Fill the year range from `text`; returns `text` with the year phrases blanked."""
-    for pattern, kind in (
-        (RANGE, "range"),
-        (FROM_ON, "from"),
-        (BEFORE, "before"),
-        (AFTER, "after"),
-    ):
-        for hit in pattern.finditer(text):
-            if kind == "range":
-                low, high = sorted((int(hit.group(1)), int(hit.group(2))))
-                parsed.year_min, parsed.year_max = low, high
-            elif kind == "from":
-                parsed.year_min = int(hit.group(1))
-            elif kind == "before":
-                parsed.year_max = int(hit.group(1)) - 1
-            else:
-                year = int(hit.group(2))
-                parsed.year_min = (
-                    year + 1
-                    if hit.group(1) in ("after", "newer than", "later than", "post")
-                    else year
-                )  # noqa: E501
-        text = pattern.sub(" ", text)
-    for hit in DECADE.finditer(text):
-        start = (2000 if hit.group(2) == "20" else 1900) + 10 * int(hit.group(3))
-        _decade(parsed, start, hit.group(1))
-    text = DECADE.sub(" ", text)
-    for word, start in lx.DECADE_WORDS.items():
-        found = re.search(rf"\b(early|mid|late)?[\s-]*{word}\b", text)
-        if found:
-            _decade(parsed, start, found.group(1))
-            text = text.replace(found.group(0), " ")
-    years = [int(y) for y in ONE_YEAR.findall(text)]
-    if years and parsed.year_min is None and parsed.year_max is None:
-        parsed.year_min, parsed.year_max = min(years), max(years)
-    return ONE_YEAR.sub(" ", text)
+def _scope(words: list[str]) -> Iterator[tuple[str, bool]]:
+    """Each word of a clause with whether a negation cue scopes over it (cues themselves are
+    left out)."""
+    negated, since_cue = False, 99
+    for word in words:
+        since_cue += 1
+        if word in lx.NEGATIONS:
+            negated, since_cue = True, 0
+            continue
+        if word in lx.POSITIVES and since_cue > SCOPE_WORDS:
+            negated = False
+        yield word, negated
 
 
-def _decade(parsed: Parsed, start: int, part: str | None) -> None:
-    low, high = {"early": (0, 3), "mid": (3, 6), "late": (6, 9)}.get(part or "", (0, 9))
-    parsed.year_min, parsed.year_max = start + low, start + high
+def negated_at(text: str, position: int) -> bool:
+    """Whether a negation cue scopes over `text[position:]` (within its clause)."""
+    clause = lx.CLAUSE_END.split(text[:position])[-1]
+    words = TOKEN.findall(clause)
+    states = [negated for _, negated in _scope([*words, "x"])]
+    return states[-1]
 
 
 def normalise(text: str) -> str:
-    """Lower case, straight apostrophes, spellings folded (`lexicon.PHRASES`)."""
+    """Lower case, straight apostrophes, spellings folded (`lexicon.PHRASES`), years in words
+    as digits."""
     text = text.lower().replace("’", "'").replace("n't", "nt").replace("don't", "dont")
     for pattern, token in lx.PHRASES:
         text = re.sub(pattern, f" {token} ", text)
-    return text
+    return digits(text)
+
+
+def spelling_targets(genres: Collection[str]) -> dict[str, object]:
+    """Lexicon words a typo may be corrected to, with what they mean."""
+    words: dict[str, object] = {
+        word: tuple(names)
+        for word, names in lx.GENRE_WORDS.items()
+        if all(g in genres for g in names)
+    }
+    return words | {word: start for word, start in lx.DECADE_WORDS.items()}
+
+
+def fix_typos(
+    text: str, targets: dict[str, object], known: Collection[str]
+) -> tuple[str, list[Correction]]:
+    """`text` with misspelt lexicon words corrected (`spelling.correct`)."""
+    fixes: list[Correction] = []
+
+    def replace(hit: re.Match[str]) -> str:
+        word = hit.group(0)
+        if word in lx.FILLER or word in STOPWORDS or word in lx.NEGATIONS:
+            return word
+        found = correct(word, targets, known)
+        if found is None:
+            return word
+        fixes.append(found)
+        return found.target
+
+    return WORD.sub(replace, text), fixes
 
 
 def parse_message(
-    text: str, titles: TitleIndex, genres: frozenset[str], vocabulary: frozenset[str]
+    text: str,
+    titles: TitleIndex,
+    genres: frozenset[str],
+    vocabulary: frozenset[str],
+    known: frozenset[str] = frozenset(),
 ) -> Parsed:
     """Read `text`.
 
@@ -137,20 +152,25 @@ def parse_message(
         genres: Genres the catalog has; genre words for others stay soft wishes.
         vocabulary: Words that may be soft wishes (catalog text and keywords); others are
             `unknown`, so that gibberish is not searched for.
+        known: Real words (never taken for typos), besides `vocabulary` and the filler.
     """
     parsed = Parsed()
     mentions = titles.mentions(text)
-    for n, mention in enumerate(mentions):  # titles out of the text before any word rule
+    # Titles out of the text before any word rule, longest first ("Die Hard 2" before "Die Hard").
+    for n, mention in sorted(enumerate(mentions), key=lambda pair: -len(pair[1].phrase)):
         text = re.sub(
             rf"(?<![\w]){re.escape(mention.phrase)}(?![\w])(?:\s*\(\d{{4}}\))?",
             f" {PLACEHOLDER}{n} ",
             text,
             flags=re.I,
         )
-    text = read_years(normalise(text), parsed)
+    text, parsed.corrections = fix_typos(
+        normalise(text), spelling_targets(genres), known | vocabulary
+    )
+    parsed.years, text = read_years(text, negated_at)
     for clause in lx.CLAUSE_END.split(text):
         _read_clause(clause, mentions, parsed, genres, vocabulary)
-    if re.search(r"\b(?:instead|actually|rather)\b", text):
+    if lx.INSTEAD.search(text):
         _add(parsed.refine, "instead")
     return parsed
 
@@ -162,25 +182,24 @@ def _read_clause(
     genres: frozenset[str],
     vocabulary: frozenset[str],
 ) -> None:
-    words = re.findall(rf"{PLACEHOLDER}\d+|#\s*\d|{WORD.pattern}", clause)
+    words = TOKEN.findall(clause)
     seen_clause = any(w in lx.SEEN for w in words)
     likes_clause = any(w in lx.LIKES for w in words)
-    negated, since_cue = False, 99
     titles_here: list[tuple[Mention, bool]] = []
-    for _index, word in enumerate(words):
-        since_cue += 1
-        if word in lx.NEGATIONS:
-            negated, since_cue = True, 0
-            continue
-        if word in lx.POSITIVES and since_cue > 3:
-            negated = False
+    for word, negated in _scope(words):
         if word.startswith(PLACEHOLDER):
             titles_here.append((mentions[int(word.removeprefix(PLACEHOLDER))], negated))
-        elif word in ("older", "earlier", "newer", "later", "startover"):
-            _add(parsed.refine, word.replace("earlier", "older").replace("later", "newer"))
-        elif word in ("old", "classic", "oldie", "oldies") and not negated:
+        elif word == "sequels":
+            parsed.no_sequels = parsed.no_sequels or negated
+        elif word in lx.ORDER_TOKENS:
+            parsed.order = lx.ORDER_TOKENS[word]
+        elif word == "startover":
+            _add(parsed.refine, word)
+        elif word in lx.OLDER or word in lx.NEWER:
+            _add(parsed.refine, "older" if word in lx.OLDER else "newer")
+        elif word in lx.OLD and not negated:
             _add(parsed.refine, "old")
-        elif word in ("recent", "new", "modern", "latest"):
+        elif word in lx.RECENT:
             _add(parsed.refine, "recent")
         elif word in lx.VIOLENCE_WORDS:
             if negated:
@@ -189,21 +208,20 @@ def _read_clause(
             else:
                 _add(parsed.wishes, word)
         elif word in lx.GENRE_WORDS and all(g in genres for g in lx.GENRE_WORDS[word]):
-            target = parsed.avoid_genres if negated else parsed.genres
-            _add(target, *lx.GENRE_WORDS[word])
-        elif word in lx.ORDINALS or re.fullmatch(r"#\s*\d", word):
+            _add(parsed.avoid_genres if negated else parsed.genres, *lx.GENRE_WORDS[word])
+        elif word in lx.ORDINALS or ORDINAL.fullmatch(word):
             number = lx.ORDINALS.get(word) or int(word[-1])
             kind = "reject" if negated else "seen" if seen_clause else "like"
             parsed.picks.setdefault(kind, []).append(number)
-        elif word in ("it", "that", "them", "those", "these", "all") and seen_clause:
+        elif word in lx.POINTERS and seen_clause:
             if not parsed.picks.get("seen"):
-                parsed.seen_last = "all" if word in ("them", "those", "these", "all") else "first"
+                parsed.seen_last = "all" if word in lx.PLURAL_POINTERS else "first"
         elif word in lx.FILLER or word in STOPWORDS or word in lx.NEGATIONS or len(word) < 3:
             continue
         elif word in lx.MOOD_WORDS or word in vocabulary:
             _add(parsed.avoid_wishes if negated else parsed.wishes, word)
         elif not any(word in w for w in (lx.SEEN, lx.LIKES, lx.DISLIKE_AFTER)):
-            _add(parsed.unknown, word)
+            _add(parsed.avoid_unknown if negated else parsed.unknown, word)
     disliked_after = any(w in lx.DISLIKE_AFTER for w in words)
     for mention, negated_title in titles_here:
         if negated_title or (disliked_after and not likes_clause):

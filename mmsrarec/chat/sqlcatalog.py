@@ -8,8 +8,9 @@ genres from "Genres: Comedy, Romance." (items without either simply have none). 
 ordered by popularity (training interactions), most popular first.
 
 `relax` is the one relaxation rule: when too few items pass, drop one hard condition and say
-which: first the year range, then the wanted genres, the last one asked first. Avoided genres
-are never relaxed: the user said no.
+which, in this order: a genre read from a mood ("spooky → horror"), the liked titles' genres,
+the year range, then the genres asked by name, the last one asked first. Avoided genres and
+avoided years are never relaxed: the user said no.
 """
 
 from __future__ import annotations
@@ -44,17 +45,34 @@ class Conditions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    genres: tuple[str, ...] = ()
+    genres: tuple[str, ...] = ()  # asked by name: all required
+    mood_genres: tuple[tuple[str, str], ...] = ()  # (word, genre) read from moods: required
+    any_genres: tuple[str, ...] = ()  # a liked title's genres: at least one
     avoid_genres: tuple[str, ...] = ()
     year_min: int | None = None
     year_max: int | None = None
+    avoid_years: tuple[tuple[int, int], ...] = ()
+
+    def required(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys([*self.genres, *(g for _, g in self.mood_genres)]))
 
     def is_empty(self) -> bool:
-        return not (self.genres or self.avoid_genres) and self.year_min is self.year_max is None
+        return (
+            not (self.required() or self.any_genres or self.avoid_genres or self.avoid_years)
+            and self.year_min is self.year_max is None
+        )
 
 
 def relax(conditions: Conditions) -> tuple[Conditions, str] | None:
-    """`conditions` with one condition dropped, and what was dropped; None when nothing can be."""
+    """`conditions` with one condition dropped (the module docstring's order), and what was
+    dropped; None when nothing can be."""
+    if conditions.mood_genres:
+        word, genre = conditions.mood_genres[-1]
+        dropped = conditions.model_copy(update={"mood_genres": conditions.mood_genres[:-1]})
+        return dropped, f"genre {genre} (from '{word}')"
+    if conditions.any_genres:
+        dropped = conditions.model_copy(update={"any_genres": ()})
+        return dropped, "the liked titles' genres"
     if conditions.year_min is not None or conditions.year_max is not None:
         low = conditions.year_min if conditions.year_min is not None else "…"
         high = conditions.year_max if conditions.year_max is not None else "…"
@@ -107,13 +125,21 @@ class CatalogDB:
         if conditions.year_max is not None:
             where.append("year <= ?")
             params.append(conditions.year_max)
-        if conditions.genres:
-            marks = ", ".join("?" * len(conditions.genres))
+        for low, high in conditions.avoid_years:  # an item without a year is left out
+            where.append("year NOT BETWEEN ? AND ?")
+            params += [low, high]
+        required = conditions.required()
+        if required:
+            marks = ", ".join("?" * len(required))
             where.append(
                 f"item_id IN (SELECT item_id FROM item_genres WHERE genre IN ({marks}) "
                 "GROUP BY item_id HAVING COUNT(DISTINCT genre) = ?)"
             )
-            params += [*conditions.genres, len(set(conditions.genres))]
+            params += [*required, len(required)]
+        if conditions.any_genres:
+            marks = ", ".join("?" * len(conditions.any_genres))
+            where.append(f"item_id IN (SELECT item_id FROM item_genres WHERE genre IN ({marks}))")
+            params += list(conditions.any_genres)
         if conditions.avoid_genres:
             marks = ", ".join("?" * len(conditions.avoid_genres))
             where.append(

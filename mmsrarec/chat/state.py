@@ -57,6 +57,7 @@ class ChatState(ChatInput):
     pool: list[str]  # items meeting `conditions`, not banned, most popular first
     matches: list[Match]  # soft-wish matches inside `pool` (Chroma), best first
     question: str  # this turn's clarifying question, "" when none
+    note: str  # said before the picks when the turn asked for nothing usable, "" when none
     options: list[str]  # item ids the pending question offers (answered by number or year)
     pending: str  # the request waiting for the answer to `question`
     ranked: list[Recommendation]  # `rank`'s order, before the final filter (`evidence` = reason)

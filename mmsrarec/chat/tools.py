@@ -57,13 +57,16 @@ def banned(ctx: ChatContext, intent: Intent) -> set[str]:
 
 
 def hard_filter(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """The items meeting this turn's hard conditions (an SQL query), minus banned ones."""
+    """The items meeting this turn's hard conditions (an SQL query), minus banned ones; items
+    shown before come after the others."""
     ctx = runtime.context
     conditions = state["conditions"]
     with traced("hard_filter", turn=state["turn"], conditions=conditions.model_dump()) as trace:
         found, sql = ctx.db.query(conditions)
         excluded = banned(ctx, state["intent"])
-        pool = [i for i in found if i not in excluded]
+        shown = same_title_ids(ctx, state["intent"].shown)
+        fresh = [i for i in found if i not in excluded and i not in shown]
+        pool = fresh + [i for i in found if i not in excluded and i in shown]
         trace["outputs"] = {"sql": sql, "n_matching": len(found), "n_pool": len(pool)}
     return {"pool": pool, "trace": [trace["record"]]}
 
@@ -142,14 +145,19 @@ def rank(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
             orders["soft wishes"] = [i for i in soft_order if i in candidates]
         if not history:
             orders["popularity"] = candidates  # the pool's order: most popular first
+        if intent.order:  # "the older the better"
+            years = {i: ctx.facts(i).year or 0 for i in candidates}
+            newest = intent.order != "oldest"
+            orders["year"] = sorted(candidates, key=lambda i: years[i], reverse=newest)
         chosen = {u["next_item_id"] for u in output["similar_users"]}
         soft = {m["item_id"]: (" ".join(intent.wishes), m["similarity"]) for m in matches}
+        wanted_genres = intent.all_genres()
         liked_titles = [ctx.title(i) for i in history]
         graph = {r["item_id"]: r for r in output["recommendations"]}
         ranked = [
             Recommendation(
                 item_id=item_id, title=ctx.title(item_id), score=score,
-                evidence=reason(ctx.facts(item_id), intent.genres, soft, item_id in chosen,
+                evidence=reason(ctx.facts(item_id), wanted_genres, soft, item_id in chosen,
                                 liked_titles),
                 **_evidence(graph.get(item_id), parts),
             )
@@ -183,9 +191,9 @@ def _evidence(ranked: Recommendation | None, parts: dict[str, float]) -> Evidenc
 
 
 def final_filter(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
-    """Keep the first `top_k` ranked items that are not liked, disliked, seen or shown (nor a
-    duplicate of one), not of an avoided genre and without an avoided word; remember them
-    as shown."""
+    """Keep the first `top_k` ranked items that are not liked, disliked, seen or of an
+    excluded series (nor a duplicate of one), not of an avoided genre and without an avoided
+    word, items shown before only when too few others are left; remember them as shown."""
     ctx = runtime.context
     intent: Intent = state["intent"]
     excluded = banned(ctx, intent)
@@ -193,13 +201,18 @@ def final_filter(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, A
         "final_filter", turn=state["turn"], n_ranked=len(state.get("ranked") or [])
     ) as trace:  # noqa: E501
         kept, dropped, titles = [], {}, set()
-        for rec in state.get("ranked") or []:
+        shown = same_title_ids(ctx, intent.shown)
+        ranked = state.get("ranked") or []
+        # Items shown before only when too few others are left (a narrowed request).
+        for rec in [r for r in ranked if r["item_id"] not in shown] + [
+            r for r in ranked if r["item_id"] in shown
+        ]:
             facts = ctx.facts(rec["item_id"])
             item = ctx.dataset.item(ctx.dataset.index_of(rec["item_id"]))
             why = (
-                "liked, disliked, seen or shown" if rec["item_id"] in excluded
+                "liked, disliked, seen or of an excluded series" if rec["item_id"] in excluded
                 else "same title as a pick" if facts.title in titles
-                else "avoided genre" if set(facts.genres) & set(intent.avoid_genres)
+                else "avoided genre" if set(facts.genres) & set(intent.all_avoided())
                 else "avoided word" if avoided(item.text, intent.avoid_wishes)
                 else ""
             )  # fmt: skip

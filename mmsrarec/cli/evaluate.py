@@ -59,8 +59,9 @@ def run_evaluation(
     if Split(split) == Split.new_releases:
         dataset = new_releases(dataset, ColdRule.parse(cold) if cold else None)
         settings = settings.model_copy(update={"run_dir": settings.run_dir / RUN_SUBDIR})
-    elif cold:
-        raise ConfigError("`--cold` chooses the new items of `--split new-releases`: add it")
+    elif cold or protocol == Protocol.shelf:
+        what = "`--cold` chooses" if cold else "`--protocol shelf` ranks"
+        raise ConfigError(f"{what} the new items of `--split new-releases`: add it")
     results = run_harness(methods, dataset, settings, protocol, stage)
     n_users = len(results[0].first.users)
     rule = f" · cold: {dataset.cold_rule} ({len(dataset.cold)} items)" if dataset.cold else ""

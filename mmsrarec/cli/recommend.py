@@ -135,16 +135,16 @@ def summarize(
     """Summarize the catalog into keywords (cached: a second run costs nothing; resumable)."""
     from mmsrarec.critic import CollabTargets, RewardCritic
     from mmsrarec.models import ModelCache
-    from mmsrarec.summarization import KeywordCache, LLMSummarizer, summarize_catalog
-    from mmsrarec.summarization.cache import keyword_cache_path
-    from mmsrarec.summarization.prompts import PROMPT_VERSION
-    from mmsrarec.training.adapters import (
+    from mmsrarec.models.adapters import (
         SUMMARIZER,
         OnAdapter,
         adapter_dir,
         attach_adapters,
         tuned_summarizer_name,
     )
+    from mmsrarec.summarization import KeywordCache, LLMSummarizer, summarize_catalog
+    from mmsrarec.summarization.cache import keyword_cache_path
+    from mmsrarec.summarization.prompts import PROMPT_VERSION
 
     settings = settings_from(config, data_dir=data_dir, dataset=dataset, model=model)
     data = load_dataset(settings.dataset_dir)

@@ -29,7 +29,7 @@ from mmsrarec.cli.common import (
     settings_from,
 )
 from mmsrarec.cli.train_llm import llm_recommender, yes_no_recommender
-from mmsrarec.training.adapters import SUMMARIZER, train_dir
+from mmsrarec.models.adapters import SUMMARIZER, train_dir
 from mmsrarec.training.config import SummarizerTrainConfig
 
 app = typer.Typer(help="Train the summarizer (GRPO), the yes/no scorer and the LLM recommender.",

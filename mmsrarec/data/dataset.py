@@ -14,6 +14,7 @@ validation and test time, with their text and no trained ID.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -89,6 +90,15 @@ class Dataset:
         if not self.cold:
             return self.eval_users
         return [u for u in self.eval_users if self.target(u, "valid") not in self.cold]
+
+    @cached_property
+    def split_tag(self) -> str:
+        """`""`, or `-cold<8 hex>` naming the held-out items: a model folder's suffix, so that
+        models trained with other items held out never share a folder."""
+        if not self.cold:
+            return ""
+        digest = hashlib.sha256(",".join(map(str, sorted(self.cold))).encode()).hexdigest()
+        return f"-cold{digest[:8]}"
 
     def with_cold(self, cold: frozenset[int], rule: str = "") -> Dataset:
         """The same data with `cold` held out of every fit (a new dataset; this one is kept)."""

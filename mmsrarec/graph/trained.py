@@ -1,7 +1,7 @@
 """The full MMSRARec graph with its trained parts, and its ablations.
 
 The summarizer runs with the GRPO adapter on the base model, the critic's `r_recon` with the
-bare base model (`training.adapters.OnAdapter`), and the candidates are scored by the trained
+bare base model (`models.adapters.OnAdapter`), and the candidates are scored by the trained
 yes/no scorer (`recommenders/yes_no.py`: the paper's prompt with hybrid item tokens, trained
 listwise by `mmsrarec train recommender`). Variants (same frozen candidates):
 
@@ -31,19 +31,19 @@ from mmsrarec.config import Settings
 from mmsrarec.data import Dataset
 from mmsrarec.graph.factory import build_context
 from mmsrarec.graph.recommender import GraphRecommender, summarize_offline
-from mmsrarec.nodes.context import GraphSettings
-from mmsrarec.recommenders.base import Query, Recommender
-from mmsrarec.recommenders.rerank import rerank_top
-from mmsrarec.recommenders.yes_no import YesNoRecommender, default_name
-from mmsrarec.summarization import PROMPT_VERSION, KeywordCache
-from mmsrarec.summarization.cache import keyword_cache_path
-from mmsrarec.training.adapters import (
+from mmsrarec.models.adapters import (
     SUMMARIZER,
     OnAdapter,
     adapter_digest,
     adapter_dir,
     attach_adapters,
 )
+from mmsrarec.nodes.context import GraphSettings
+from mmsrarec.recommenders.base import Query, Recommender
+from mmsrarec.recommenders.rerank import rerank_top
+from mmsrarec.recommenders.yes_no import YesNoRecommender, default_name
+from mmsrarec.summarization import PROMPT_VERSION, KeywordCache
+from mmsrarec.summarization.cache import keyword_cache_path
 from mmsrarec.training.yes_no_trainer import YesNoConfig
 
 VARIANTS = {

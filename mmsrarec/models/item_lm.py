@@ -273,6 +273,20 @@ class ItemLM(nn.Module):
         if len(cold):
             self.has_id[torch.as_tensor(sorted(cold), device=self.has_id.device)] = False
 
+    @torch.no_grad()
+    def add_items(self, text: torch.Tensor | None, count: int) -> None:
+        """`count` items appended to the catalog, without an ID: scored by their text features
+        (`text`, [count, d_text], standardised as the catalog's), or -inf by an ID-only model."""
+        if self.id_embedding is not None:
+            weight = self.id_embedding.weight
+            grown = torch.cat([weight, weight.new_zeros(count, weight.shape[1])])
+            self.id_embedding = nn.Embedding.from_pretrained(grown, freeze=False, padding_idx=0)
+        if self.text_proj is not None:
+            self.text_features = torch.cat([self.text_features, text.to(self.text_features)])
+        self.item_bias = nn.Parameter(torch.cat([self.item_bias, self.item_bias.new_zeros(count)]))
+        self.has_id = torch.cat([self.has_id, self.has_id.new_zeros(count)])
+        self.n_items += count
+
     def known(self, history) -> list[int]:
         """The history items the model can read: all where items have text, else those with
         an ID (an ID-only model cannot represent a new item)."""

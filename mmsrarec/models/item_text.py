@@ -62,35 +62,77 @@ def llm_features(model: torch.nn.Module, tokenizer, texts: Sequence[str], batch:
     return torch.cat(rows).float().cpu().numpy()
 
 
-TextKind = Literal["llm", "minilm"]
+FeatureKind = Literal["llm", "minilm", "fame"]
 
 
-def catalog_features(
-    settings: Settings, dataset: Dataset, kind: TextKind,
-    keywords: Mapping[str, list[str]] | None = None, llm=None,
-) -> np.ndarray:  # fmt: skip
-    """Frozen text features of every catalog item [n_items, d], in index order, cached on disk.
+class TextFeatures:
+    """Frozen text features of items: the whole catalog's (cached on disk) or, for items added
+    later, a few items' (`of_items`), computed the same way.
+
+    Kinds: `llm` (the LLM's mean-pooled hidden states over the item text), `minilm` (the
+    sentence encoder's embedding), `fame` (the LLM's two title likelihoods, then its hidden
+    states: how well known the item is, `recommenders/fame.py`).
 
     Args:
-        kind: `llm` (the LLM's mean-pooled hidden states) or `minilm` (the sentence encoder).
-        keywords: per item id, used in the item texts (`item_texts`).
-        llm: the loaded `settings.model`, when the caller has it already (else loaded here).
+        settings: which LLM (`settings.model`) or encoder (`settings.embedding_model`).
+        kind: the features.
+        keywords: per item id, used in the item texts (`item_text`).
+        llm: the loaded `settings.model`, where the caller has it already (else loaded once,
+            on first use).
     """
-    texts = item_texts(dataset, keywords)
-    folder = settings.cache_dir / "item-features" / dataset.name
-    if kind == "minilm":
-        from mmsrarec.models.embeddings import load_encoder
 
-        encoder = load_encoder(settings.embedding_model, settings)
-        return cached_features(folder, "minilm", settings.embedding_model, texts,
-                               lambda t: encoder.encode(list(t)))  # fmt: skip
-    if llm is None:
-        from mmsrarec.models.llm import load_llm
+    def __init__(self, settings: Settings, kind: FeatureKind,
+                 keywords: Mapping[str, list[str]] | None = None, llm=None) -> None:  # fmt: skip
+        self.settings, self.kind, self.keywords, self._llm = settings, kind, keywords or {}, llm
+        self._encoder = None
 
-        llm = load_llm(settings.model, settings)
-    identity = model_identity(llm.source, llm.name)
-    return cached_features(folder, "llm", identity, texts,
-                           lambda t: llm_features(llm.model, llm.tokenizer, t))  # fmt: skip
+    def catalog(self, dataset: Dataset) -> np.ndarray:
+        """Every catalog item's features [n_items, d], in index order."""
+        folder = self.settings.cache_dir / "item-features" / dataset.name
+        texts = item_texts(dataset, self.keywords)
+        if self.kind == "minilm":
+            return cached_features(folder, "minilm", self.settings.embedding_model, texts,
+                                   self._encode)  # fmt: skip
+        identity = model_identity(self.llm.source, self.llm.name)
+        hidden = cached_features(folder, "llm", identity, texts, self._hidden)
+        if self.kind == "llm":
+            return hidden
+        titles = [item.title for item in dataset.items]
+        likelihoods = cached_features(
+            folder, "title-likelihood", f"{identity}:{dataset.item_kind}", titles,
+            lambda t: title_likelihoods(self.llm.model, self.llm.tokenizer, t, dataset.item_kind),
+        )  # fmt: skip
+        return np.concatenate([likelihoods, hidden], axis=1)
+
+    def of_items(self, items: Sequence[Item], item_kind: str) -> np.ndarray:
+        """The features [len(items), d] of items outside the cached catalog (new ones)."""
+        texts = [item_text(item, self.keywords.get(item.item_id)) for item in items]
+        if self.kind == "minilm":
+            return self._encode(texts)
+        hidden = self._hidden(texts)
+        if self.kind == "llm":
+            return hidden
+        titles = [item.title for item in items]
+        likelihoods = title_likelihoods(self.llm.model, self.llm.tokenizer, titles, item_kind)
+        return np.concatenate([likelihoods, hidden], axis=1)
+
+    @property
+    def llm(self):
+        if self._llm is None:
+            from mmsrarec.models.llm import load_llm
+
+            self._llm = load_llm(self.settings.model, self.settings)
+        return self._llm
+
+    def _hidden(self, texts: Sequence[str]) -> np.ndarray:
+        return llm_features(self.llm.model, self.llm.tokenizer, texts)
+
+    def _encode(self, texts: Sequence[str]) -> np.ndarray:
+        if self._encoder is None:
+            from mmsrarec.models.embeddings import load_encoder
+
+            self._encoder = load_encoder(self.settings.embedding_model, self.settings)
+        return self._encoder.encode(list(texts))
 
 
 _YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
@@ -128,20 +170,6 @@ def title_likelihoods(model, tokenizer, titles: Sequence[str], kind: str, batch:
     return torch.cat(rows).cpu().numpy().astype(np.float32)
 
 
-def catalog_title_likelihoods(settings: Settings, dataset: Dataset, llm=None) -> np.ndarray:
-    """`title_likelihoods` of every catalog item [n_items, 2], cached on disk."""
-    if llm is None:
-        from mmsrarec.models.llm import load_llm
-
-        llm = load_llm(settings.model, settings)
-    folder = settings.cache_dir / "item-features" / dataset.name
-    identity = f"{model_identity(llm.source, llm.name)}:{dataset.item_kind}"
-    titles = [item.title for item in dataset.items]
-    return cached_features(folder, "title-likelihood", identity, titles,
-                           lambda t: title_likelihoods(llm.model, llm.tokenizer, t,
-                                                       dataset.item_kind))  # fmt: skip
-
-
 def with_padding(features: np.ndarray) -> np.ndarray:
     """[n, d] -> [n + 1, d] with a zero row 0 (the padding index)."""
     return np.concatenate([np.zeros((1, features.shape[1]), np.float32), features]).astype(
@@ -149,21 +177,29 @@ def with_padding(features: np.ndarray) -> np.ndarray:
     )
 
 
-def unit_pca(features: np.ndarray, dim: int) -> np.ndarray:
-    """Item text vectors for `sasrec-text`: the top `dim` principal components of the
-    features, each row scaled to norm 1; [n + 1, dim] with a zero padding row."""
-    centred = features - features.mean(0)
-    _, _, components = np.linalg.svd(centred, full_matrices=False)
-    reduced = centred @ components[:dim].T
-    if reduced.shape[1] < dim:  # fewer items or features than `dim`
-        reduced = np.pad(reduced, ((0, 0), (0, dim - reduced.shape[1])))
-    reduced /= np.linalg.norm(reduced, axis=1, keepdims=True).clip(min=1e-12)
-    return with_padding(reduced)
+class UnitPCA:
+    """Item text vectors for `sasrec-text`: the top `dim` principal components of the catalog's
+    features, each row scaled to norm 1; fitted once, it projects new items the same way."""
+
+    def __init__(self, features: np.ndarray, dim: int) -> None:
+        self.mean = features.mean(0)
+        _, _, components = np.linalg.svd(features - self.mean, full_matrices=False)
+        self.components = components[:dim]  # [<= dim, d]
+        self.dim = dim
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        """[n, d] -> [n, dim], rows of norm 1."""
+        reduced = (features - self.mean) @ self.components.T
+        if reduced.shape[1] < self.dim:  # fewer items or features than `dim`
+            reduced = np.pad(reduced, ((0, 0), (0, self.dim - reduced.shape[1])))
+        return reduced / np.linalg.norm(reduced, axis=1, keepdims=True).clip(min=1e-12)
 
 
-def standardize(features: np.ndarray) -> np.ndarray:
-    """Zero mean and unit variance per column, so every projection starts on one scale."""
-    return (features - features.mean(0)) / (features.std(0) + 1e-6)
+def standardize(features: np.ndarray, like: np.ndarray | None = None) -> np.ndarray:
+    """Zero mean and unit variance per column (of `like`, default `features` itself), so that
+    every projection starts on one scale and new items are scaled as the catalog was."""
+    like = features if like is None else like
+    return (features - like.mean(0)) / (like.std(0) + 1e-6)
 
 
 def cached_features(

@@ -201,6 +201,18 @@ class SASRec(nn.Module):
     def reads_text(self) -> bool:
         return self.text is not None
 
+    @torch.no_grad()
+    def add_items(self, text: torch.Tensor | None, count: int) -> None:
+        """`count` items appended to the catalog, without an ID: the text variant reads their
+        vectors (`text`, [count, hidden], rows of norm 1); the ID-only one scores them -inf."""
+        weight = self.item_embedding.weight
+        grown = torch.cat([weight, weight.new_zeros(count, weight.shape[1])])
+        self.item_embedding = nn.Embedding.from_pretrained(grown, freeze=False, padding_idx=0)
+        if self.text is not None:
+            self.text = torch.cat([self.text, text.to(self.text)])
+        self.has_id = torch.cat([self.has_id, self.has_id.new_zeros(count)])
+        self.n_items += count
+
     def item_vectors(self) -> torch.Tensor:
         """Every item's embedding [n_items + 1, H]: the ID embedding, or text + bounded delta
         (the delta only where the item has a trained ID)."""

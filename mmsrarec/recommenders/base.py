@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mmsrarec.data import Dataset, Stage
+from mmsrarec.data import Dataset, Item, Stage
+from mmsrarec.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -53,10 +54,14 @@ class Recommender(ABC):
         Column 0 (padding) is ignored by the evaluator.
         """
 
-    def hide_ids(self, items: frozenset[int]) -> None:  # noqa: B027 - no IDs to hide by default
-        """Score as if `items` had no trained ID either, besides the dataset's cold items, until
-        called again (`frozenset()` restores). A fusion fits how far to trust text on new
-        items on such pseudo-cold warm items. Recommenders without IDs have nothing to hide."""
+    def add_items(self, items: Sequence[Item]) -> None:
+        """The catalog grew by `items` (indices after the last), which have no interactions:
+        score them from now on. Only recommenders that read text can (`reads_text`)."""
+        raise ConfigError(
+            f"`{self.name}` cannot score items added after training (it reads no text): serve "
+            "a recommender that does (`mmsrarec`, `llm-recommender`, `sasrec-text`, "
+            "`content-knn`) or retrain with the new items"
+        )
 
     def score_candidates(self, queries: Sequence[Query]) -> list[np.ndarray]:
         """Scores of each query's `candidates`, same order. Default: gather from the catalog."""
@@ -86,8 +91,8 @@ class Reseeded(Recommender):
     def fit(self, dataset: Dataset, seed: int) -> None:
         self.member.fit(dataset, seed + self.offset)
 
-    def hide_ids(self, items: frozenset[int]) -> None:
-        self.member.hide_ids(items)
+    def add_items(self, items: Sequence[Item]) -> None:
+        self.member.add_items(items)
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         return self.member.score_catalog(queries)

@@ -15,13 +15,14 @@ None of them reads an interaction for fitting, except `latest`'s popularity tie-
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
-from mmsrarec.data import Dataset
+from mmsrarec.data import Dataset, Item
 from mmsrarec.data.coldstart import default_rule
 from mmsrarec.errors import DataError, NotPreparedError
+from mmsrarec.models.item_text import TextFeatures, with_padding
 from mmsrarec.recommenders.base import Query, Recommender
 
 HISTORY = 20
@@ -40,23 +41,27 @@ class ContentKNNRecommender(Recommender):
     """Cosine of each item's text vector with the user's recency-weighted profile.
 
     Args:
-        features: the catalog's text vectors for a dataset, [n_items, d] (e.g.
-            `models.item_text.catalog_features(settings, dataset, "minilm")`).
+        features: the items' text vectors (e.g. the sentence encoder's).
     """
 
     name = "content-knn"
     reads_text = True
 
-    def __init__(self, features: Callable[[Dataset], np.ndarray], decay: float = DECAY) -> None:
+    def __init__(self, features: TextFeatures, decay: float = DECAY) -> None:
         self.features = features
         self.decay = decay
         self.vectors: np.ndarray | None = None  # [n_items + 1, d], unit rows, row 0 zeros
+        self.item_kind = "item"
 
     def fit(self, dataset: Dataset, seed: int) -> None:
         """Normalise the text vectors (no interaction is read)."""
-        vectors = np.asarray(self.features(dataset), dtype=np.float64)
-        vectors = vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
-        self.vectors = np.concatenate([np.zeros((1, vectors.shape[1])), vectors])
+        self.vectors = with_padding(_unit(self.features.catalog(dataset)))
+        self.item_kind = dataset.item_kind
+
+    def add_items(self, items: Sequence[Item]) -> None:
+        vectors = _require(self.vectors, self.name)
+        new = _unit(self.features.of_items(items, self.item_kind))
+        self.vectors = np.concatenate([vectors, new.astype(vectors.dtype)])
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         vectors = _require(self.vectors, self.name)
@@ -124,6 +129,11 @@ class LatestRecommender(Recommender):
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         return np.tile(_require(self.scores, self.name), (len(queries), 1))
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float64)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True).clip(min=1e-12)
 
 
 def _require(value: np.ndarray | None, name: str) -> np.ndarray:

@@ -3,12 +3,11 @@ needs no interaction with the item.
 
 Each item is described by how familiar the LLM finds its title (`title_likelihoods`: the mean
 and total log-probability of the title's tokens) and by its mean-pooled hidden states over
-the item text (`catalog_features`). A ridge regression from these to log(1 + training count),
-fitted on the items that have interactions, predicts every item's popularity, new items'
-included: on ML-100K its Spearman correlation with the releases' real popularity is 0.36 (0.29
-from the hidden states alone), against 0 for a collaborative model, which has never seen them.
-The score is the same for every user. `hide_ids` refits without the hidden items, so that a
-fusion's pseudo-cold items are predicted as unseen ones are.
+the item text (`TextFeatures` of kind `fame`). A ridge regression from these to
+log(1 + training count), fitted on the items that have interactions, predicts every item's
+popularity, new items' included: on ML-100K its Spearman correlation with the new releases'
+real popularity is 0.36 (0.29 from the hidden states alone), where a collaborative model,
+which has never seen them, has nothing. The score is the same for every user.
 """
 
 from __future__ import annotations
@@ -17,8 +16,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from mmsrarec.data import Dataset
+from mmsrarec.data import Dataset, Item
 from mmsrarec.errors import NotPreparedError
+from mmsrarec.models.item_text import TextFeatures, standardize
 from mmsrarec.recommenders.base import Query, Recommender
 
 RIDGE = 1000.0  # chosen by 5-fold cross-validation over the old ML-100K items (10 to 10^4)
@@ -28,39 +28,38 @@ class FameRecommender(Recommender):
     """Predicted popularity from the LLM's knowledge of each item.
 
     Args:
-        features: a dataset's item features [n_items, d] (title likelihoods and hidden states).
+        features: the items' title likelihoods and hidden states (kind `fame`).
     """
 
     name = "llm-fame"
     reads_text = True
 
-    def __init__(self, features: Callable[[Dataset], np.ndarray], ridge: float = RIDGE) -> None:
+    def __init__(self, features: TextFeatures, ridge: float = RIDGE) -> None:
         self.features = features
         self.ridge = ridge
-        self.x: np.ndarray | None = None  # [n_items + 1, d] standardised, row 0 zeros
-        self.counts: np.ndarray | None = None  # [n_items + 1] log(1 + training count)
-        self.cold: frozenset[int] = frozenset()
-        self.scores: np.ndarray | None = None
+        self.scores: np.ndarray | None = None  # [n_items + 1]
+        self.predict: Callable[[np.ndarray], np.ndarray] | None = None
+        self.item_kind = "item"
 
     def fit(self, dataset: Dataset, seed: int) -> None:
         """Fit the regression on the items with an ID (deterministic: `seed` unused)."""
-        x = np.asarray(self.features(dataset), dtype=np.float64)
-        x = (x - x.mean(0)) / (x.std(0) + 1e-9)
-        self.x = np.concatenate([np.zeros((1, x.shape[1])), x])
-        self.counts = np.log1p(np.asarray(dataset.train_popularity(), dtype=np.float64))
-        self.cold = dataset.cold
-        self.hide_ids(frozenset())
+        raw = np.asarray(self.features.catalog(dataset), dtype=np.float64)
+        x = standardize(raw)  # [n_items, d]
+        counts = np.log1p(np.asarray(dataset.train_popularity(), dtype=np.float64))[1:]
+        known = np.ones(len(counts), dtype=bool)
+        known[[i - 1 for i in dataset.cold]] = False  # no count to learn from
+        fit_x, y = x[known], counts[known]
+        weights = np.linalg.solve(fit_x.T @ fit_x + self.ridge * np.eye(x.shape[1]),
+                                  fit_x.T @ (y - y.mean()))  # fmt: skip
+        self.predict = lambda features: standardize(features, like=raw) @ weights + y.mean()
+        self.scores = np.concatenate([[-np.inf], x @ weights + y.mean()])
+        self.item_kind = dataset.item_kind
 
-    def hide_ids(self, items: frozenset[int]) -> None:
-        if self.x is None or self.counts is None:
+    def add_items(self, items: Sequence[Item]) -> None:
+        if self.scores is None or self.predict is None:
             raise NotPreparedError(f"`{self.name}` is not fitted: call `fit(dataset, seed)`")
-        known = np.ones(len(self.counts), dtype=bool)
-        known[0] = False
-        known[sorted(self.cold | items)] = False
-        x, y = self.x[known], self.counts[known]
-        weights = np.linalg.solve(x.T @ x + self.ridge * np.eye(x.shape[1]), x.T @ (y - y.mean()))
-        self.scores = self.x @ weights + y.mean()
-        self.scores[0] = -np.inf
+        new = self.predict(np.asarray(self.features.of_items(items, self.item_kind), np.float64))
+        self.scores = np.concatenate([self.scores, new])
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         if self.scores is None:

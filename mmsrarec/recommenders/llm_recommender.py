@@ -22,16 +22,18 @@ import numpy as np
 import torch
 
 from mmsrarec.config import Settings
-from mmsrarec.data import Dataset
+from mmsrarec.data import Dataset, Item
 from mmsrarec.errors import NotPreparedError
+from mmsrarec.models.device import model_device
 from mmsrarec.models.item_lm import ItemLM, ItemLMConfig, add_lora, truncated_backbone
-from mmsrarec.models.item_text import catalog_features, standardize, with_padding
+from mmsrarec.models.item_text import TextFeatures, standardize, with_padding
 from mmsrarec.models.llm import LLM, load_llm
 from mmsrarec.models.sasrec import SASRecConfig
 from mmsrarec.recommenders.base import Query, Recommender
 from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir, sasrec_fingerprint
-from mmsrarec.storage import atomic_write_json, sha256_file
-from mmsrarec.training.checkpoints import load_verified, remove_resumable, save_torch
+from mmsrarec.summarization.keywords import resolve_keywords
+from mmsrarec.tools.retrieval_tokens import RetrievalTokens
+from mmsrarec.training.checkpoints import TrainedFolder
 from mmsrarec.training.item_lm_trainer import (
     add_retrieval,
     score_histories,
@@ -74,7 +76,7 @@ class LLMRecommender(Recommender):
         keywords_from: str = "given",
     ) -> None:
         self.settings = settings
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(device) if device else model_device(settings)
         self.config = config or ItemLMConfig()
         self.name = name
         self.keywords = dict(keywords or {})
@@ -85,23 +87,18 @@ class LLMRecommender(Recommender):
         self.model: ItemLM | None = None
         self.retriever: RetrievalTokens | None = None
         self.meta: dict[str, Any] = {}
-        self.cold: frozenset[int] = frozenset()
+        self.text: TextFeatures | None = None  # how item texts become features (new ones too)
+        self.raw_features: np.ndarray | None = None  # the catalog's, before standardising
+        self.item_kind = "item"
 
     @property
     def reads_text(self) -> bool:  # type: ignore[override]
         return self.config.item_tokens != "id"
 
-    def hide_ids(self, items: frozenset[int]) -> None:
-        self._require_model().set_cold(self.cold | items)
-
-    def save_dir(self, seed: int) -> Path:
-        return (
-            self.settings.run_dir
-            / "llm-recommender"
-            / self.settings.dataset
-            / self.name
-            / (f"seed{seed}")
-        )
+    def save_dir(self, seed: int, split_tag: str = "") -> Path:
+        """`<run_dir>/llm-recommender/<dataset>/<name>/seed<k><split tag>`."""
+        root = self.settings.run_dir / "llm-recommender" / self.settings.dataset / self.name
+        return root / f"seed{seed}{split_tag}"
 
     # ----- training -------------------------------------------------------------------
 
@@ -109,25 +106,24 @@ class LLMRecommender(Recommender):
         """Train on the training split (validation for the checkpoint), or reload."""
         config = self.config.resolved(bool(dataset.cold))
         if self.keywords_from != "given":
-            self.keywords_source, self.keywords = resolve_keywords(
-                self.settings, dataset, self.keywords_from
-            )
+            source = resolve_keywords(self.settings, dataset, self.keywords_from)
+            self.keywords_source, self.keywords = source.description, source.keywords
         sasrec = SASRecRecommender(
             self.sasrec_config, save_dir=sasrec_dir(self.settings), progress=self.progress
         )
         sasrec.fit(dataset, seed)
         llm = load_llm(self.settings.model, self.settings)  # once: text features and backbone
+        self.item_kind = dataset.item_kind
         features = self._text_features(dataset, seed, llm)
         fingerprint = _fingerprint(config, dataset, seed, sasrec, features, self.settings.model)
-        folder = self.save_dir(seed)
+        folder = TrainedFolder(self.save_dir(seed, dataset.split_tag), key_field="fingerprint")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             self.model = self._build(llm, sasrec, features, config).to(self.device)
-        self.cold = dataset.cold
         self.model.set_cold(dataset.cold)
         if config.k_similar:
             self.retriever = RetrievalTokens(self.settings, dataset, sasrec, config.k_similar)
-        if _saved_fingerprint(folder) == fingerprint:
+        if folder.saved_key() == fingerprint:
             self._load(folder)
             return
         windows = user_windows(dataset.train_sequences(), config.max_len)
@@ -137,25 +133,18 @@ class LLMRecommender(Recommender):
             valid_retrieved = self.retriever.tokens(
                 [(u, dataset.history(u, "valid")) for u in dataset.valid_users]
             )
-        checkpoint = folder / "checkpoint.pt"
-        if checkpoint.exists() and _checkpoint_fingerprint(folder) != fingerprint:
-            remove_resumable(checkpoint)  # another configuration's progress: never resume
-        atomic_write_json(folder / "training.json", {"fingerprint": fingerprint})
+        checkpoint = folder.start({"fingerprint": fingerprint})
         result = train_item_lm(self.model, dataset, config, seed, windows, valid_retrieved,
                                checkpoint, self.progress)  # fmt: skip
-        self.meta = {
+        self.meta = folder.publish(self.model.trainable_state(), {
             "format_version": FORMAT_VERSION, "fingerprint": fingerprint, "seed": seed,
             "config": config.to_dict(), "best_epoch": result.best_epoch,
             "best_valid_ndcg5": result.best_valid_ndcg5, "train_seconds": result.seconds,
             "log": result.log, "windows": len(windows),
             "items_with_keywords": sum(1 for i in dataset.items if self.keywords.get(i.item_id)),
             "keywords": self.keywords_source,
-        }  # fmt: skip
-        save_torch(folder / "weights.pt", self.model.trainable_state())
-        self.meta["weights_sha256"] = sha256_file(folder / "weights.pt")
-        atomic_write_json(folder / "meta.json", self.meta)  # last: marks the folder complete
-        remove_resumable(checkpoint)
-        _plot(result.log, folder / "training.png", self.name)
+        })  # fmt: skip
+        _plot(result.log, folder.path / "training.png", self.name)
 
     def _text_features(self, dataset: Dataset, seed: int, llm: LLM) -> np.ndarray | None:
         """Standardised frozen text features [n_items + 1, d] (row 0 zeros), or None."""
@@ -163,10 +152,21 @@ class LLMRecommender(Recommender):
         if config.item_tokens == "id":
             return None
         kind = "minilm" if config.text_features == "minilm" else "llm"
-        features = standardize(catalog_features(self.settings, dataset, kind, self.keywords, llm))
+        self.raw_features = TextFeatures(self.settings, kind, self.keywords, llm).catalog(dataset)
+        self.text = TextFeatures(self.settings, kind, self.keywords)  # loads the LLM if used
+        features = standardize(self.raw_features)
         if config.text_features == "permuted":  # same values, wrong items: capacity, no knowledge
             features = features[np.random.default_rng(seed).permutation(len(features))]
         return with_padding(features)
+
+    def add_items(self, items: Sequence[Item]) -> None:
+        """New items without an ID, scored from their text (an ID-only variant: -inf)."""
+        model = self._require_model()
+        text = None
+        if self.text is not None and self.raw_features is not None:
+            raw = self.text.of_items(items, self.item_kind)
+            text = torch.from_numpy(standardize(raw, like=self.raw_features).astype(np.float32))
+        model.add_items(text, len(items))
 
     def _build(self, llm: LLM, sasrec: SASRecRecommender, features, config) -> ItemLM:
         backbone = add_lora(
@@ -180,13 +180,11 @@ class LLMRecommender(Recommender):
                       config.dropout, config.text_init,
                       text_bias=bool(config.id_dropout))  # fmt: skip
 
-    def _load(self, folder: Path) -> None:
-        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        state = load_verified(folder / "weights.pt", meta.get("weights_sha256"), self.device)
+    def _load(self, folder: TrainedFolder) -> None:
+        state, self.meta = folder.load(self.device)
         self._require_model().load_state_dict(state, strict=False)
         self.model.eval()
-        self.meta = meta
-        logger.info("%s: loaded from %s", self.name, folder)
+        logger.info("%s: loaded from %s", self.name, folder.path)
 
     # ----- scoring --------------------------------------------------------------------
 
@@ -205,103 +203,6 @@ class LLMRecommender(Recommender):
         return self.model
 
 
-class RetrievalTokens:
-    """Next items of the k most similar training users (SASRec states in the Chroma index),
-    never the user itself."""
-
-    def __init__(self, settings: Settings, dataset: Dataset, sasrec: SASRecRecommender, k: int):
-        from mmsrarec.tools.index import CollaborativeIndex
-
-        index = CollaborativeIndex.for_dataset_dir(settings.dataset_dir, settings.chroma_url)
-        index.build(dataset, sasrec)
-        self.collection = index.open(dataset, sasrec)
-        self.dataset, self.sasrec, self.k = dataset, sasrec, k
-
-    def tokens(self, prefixes: Sequence[tuple[str, Sequence[int]]]) -> list[list[int]]:
-        """For each (user, item indices known so far): up to k item indices."""
-        from mmsrarec.tools.index import normalize
-
-        out: list[list[int]] = []
-        for start in range(0, len(prefixes), 512):
-            chunk = prefixes[start : start + 512]
-            states = normalize(self.sasrec.embed_histories([list(p) or [0] for _, p in chunk]))
-            found = self.collection.query(
-                query_embeddings=states, n_results=self.k + 1, include=["metadatas"]
-            )
-            for (user, _), metas in zip(chunk, found["metadatas"], strict=True):
-                others = [m for m in metas if str(m["user_id"]) != user][: self.k]
-                out.append([self.dataset.index_of(str(m["next_item_id"])) for m in others])
-        return out
-
-
-def resolve_keywords(
-    settings: Settings, dataset: Dataset, source: str
-) -> tuple[str, dict[str, list[str]]]:
-    """(what the keywords are, keywords per item id) for `source`:
-
-    - `none`: no keywords (item texts are the items' own text);
-    - `base`: the base summarizer's cached keywords (`mmsrarec summarize --critic`);
-    - `tuned[:tag]`: the GRPO summarizer's (`mmsrarec train summarizer [--tag]`, then
-      `mmsrarec summarize --critic --tuned [--tag]`).
-
-    Every catalog item must have cached keywords. `tuned` alone is the default of
-    `llm-recommender`: without a GRPO adapter or its catalog keywords it uses the item text
-    and says so (in the log and in the returned description, which goes to `meta`), so that
-    the two-command set-up needs no GRPO run. Other sources raise `NotPreparedError`.
-    """
-    if source == "none":
-        return "item text", {}
-    if dataset.cold and source != "base":
-        # GRPO's data and R_collab read interactions of every item, the cold ones included.
-        logger.warning("new-releases split: the GRPO summarizer's keywords would leak the cold "
-                       "items' interactions; item texts without keywords")  # fmt: skip
-        return "item text (new-releases split: no GRPO keywords)", {}
-    if source == "base":
-        name, fix = settings.model, "mmsrarec summarize --critic"
-    elif source.partition(":")[0] == "tuned":
-        from mmsrarec.training.adapters import tuned_summarizer_name
-
-        tag = source.partition(":")[2]
-        fix = "mmsrarec summarize --critic --tuned" + (f" --tag {tag}" if tag else "")
-        try:
-            name = tuned_summarizer_name(settings, tag)
-        except NotPreparedError:
-            if source != "tuned":
-                raise
-            logger.warning("no GRPO summarizer adapter: item texts without keywords")
-            return "item text (no GRPO summarizer)", {}
-    else:
-        raise ValueError(f"unknown keyword source `{source}`")
-    try:
-        keywords = stored_keywords(settings, dataset, name)
-    except NotPreparedError:
-        keywords = {}
-    missing = dataset.n_items - len(keywords)
-    if missing:
-        if source == "tuned":
-            logger.warning("%d items lack `%s` keywords: item texts without keywords", missing,
-                           name)  # fmt: skip
-            return f"item text ({missing} items lack {name} keywords: run `{fix}`)", {}
-        raise NotPreparedError(f"{missing} of {dataset.n_items} items have no `{name}` "
-                               f"keywords: run `{fix}`")  # fmt: skip
-    return name, keywords
-
-
-def stored_keywords(settings: Settings, dataset: Dataset, summarizer: str) -> dict[str, list[str]]:
-    """The summarizer's cached keywords of the catalog (`mmsrarec summarize`); items it has
-    not summarized are left out."""
-    from mmsrarec.summarization.cache import KeywordCache
-    from mmsrarec.summarization.prompts import PROMPT_VERSION
-
-    path = settings.cache_dir / "keywords.sqlite"
-    if not path.exists():
-        raise NotPreparedError(
-            f"no keyword cache at `{path}`: run `mmsrarec summarize --critic` first"
-        )
-    with KeywordCache(path, summarizer, PROMPT_VERSION) as cache:
-        return {k: v for k, v in cache.get_many(dataset.items).items() if v}
-
-
 def _fingerprint(config, dataset, seed, sasrec, features, model: str) -> str:
     parts = {
         "format_version": FORMAT_VERSION, "config": config.digest(), "model": model,
@@ -309,20 +210,6 @@ def _fingerprint(config, dataset, seed, sasrec, features, model: str) -> str:
         "features": None if features is None else hashlib.sha256(features.tobytes()).hexdigest(),
     }  # fmt: skip
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
-
-
-def _saved_fingerprint(folder: Path) -> str | None:
-    path = folder / "meta.json"
-    return (
-        json.loads(path.read_text(encoding="utf-8")).get("fingerprint") if path.exists() else None
-    )
-
-
-def _checkpoint_fingerprint(folder: Path) -> str | None:
-    path = folder / "training.json"
-    return (
-        json.loads(path.read_text(encoding="utf-8")).get("fingerprint") if path.exists() else None
-    )
 
 
 def _plot(log: list[dict[str, float]], path: Path, title: str) -> None:

@@ -24,10 +24,12 @@ LLM_VARIANTS: dict[str, dict[str, object]] = {
     "llm-recommender-minilm": {"text_features": "minilm"},
     "llm-recommender-retrieval": {"k_similar": 3},
     "llm-recommender-text-init-normal": {"text_init": "normal"},
-    # New releases: the text fallback trained without ID dropout (control).
+    # New releases: the text fallback trained without ID dropout (control); on warm items,
+    # the items' own text with ID dropout (does the text side lift rare targets?).
     "llm-recommender-no-id-dropout": {"id_dropout": 0.0},
+    "llm-recommender-item-text-id-dropout": {"id_dropout": 0.25},
 }
-# Where each variant's item texts take their keywords (`llm_recommender.resolve_keywords`):
+# Where each variant's item texts take their keywords (`summarization.keywords`):
 # the GRPO summarizer's (with R_collab), the base summarizer's, the GRPO summarizer's trained
 # without R_collab, or none. The controls above use the items' own text (`none`), as
 # `llm-recommender-item-text` does.
@@ -50,18 +52,25 @@ FUSIONS = {
     "mmsrarec-four-texts": ("llm-recommender", "llm-recommender-base-keywords",
                             "llm-recommender-tuned-no-collab", "llm-recommender-item-text",
                             "sasrec", "item-knn"),
-    # New releases: the fused system with the text-initialised SASRec, and the LLM's fame prior.
-    "mmsrarec-sasrec-text": ("llm-recommender", "sasrec-text", "sasrec", "item-knn"),
-    "mmsrarec-fame": ("llm-recommender", "llm-fame", "sasrec-text", "sasrec", "item-knn"),
+    # New releases (controls): new items scored by the LLM recommender alone, and the
+    # collaborative ensemble with the text-initialised SASRec for new items (no LLM at all).
+    "mmsrarec-llm-new-items": ("llm-recommender", "sasrec", "item-knn"),
+    "cf-ensemble-sasrec-text": ("sasrec", "item-knn"),
 }  # fmt: skip
 # The paper's yes/no prompt scorer, trained listwise with hybrid item tokens
 # (`recommenders/yes_no.py`); it ranks the catalog by re-ranking SASRec's top items.
 YES_NO = "llm-yes-no"
-# Methods that score the whole catalog: what the graph's recommend node can use.
 # Content baselines: they rank items from their text or fields alone (`content.py`), and the
 # LLM's knowledge of how well known each item is (`fame.py`).
 FAME = "llm-fame"
-CONTENT = ("content-knn", "genre-profile", "latest", FAME)
+I2I = "llm-i2i"  # item-kNN where new items borrow their LLM text neighbours' similarities
+CONTENT = ("content-knn", "genre-profile", "latest", FAME, I2I)
+# Members a fusion adds only where an item has no ID (new releases; `FusionRecommender`): never
+# fitted on data without new items, so `mmsrarec` there is its three members alone. Chosen on
+# the new-releases split's validation (pseudo-cold items, benchmarks/coldstart/RESULTS.md).
+NEW_ITEM_MEMBERS = {"mmsrarec": ("sasrec-text", FAME, I2I),
+                    "cf-ensemble-sasrec-text": ("sasrec-text",)}  # fmt: skip
+# Methods that score the whole catalog: what the graph's recommend node can use.
 CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", SASREC_TEXT, RESEEDED_SASREC,
                    *CONTENT, *FUSIONS,
                    *LLM_VARIANTS, YES_NO)  # fmt: skip
@@ -98,7 +107,9 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
         from mmsrarec.recommenders.fusion import FusionRecommender
 
         members = {member: build_recommender(member, settings) for member in FUSIONS[name]}
-        return FusionRecommender(members, name)
+        new = {member: build_recommender(member, settings)
+               for member in NEW_ITEM_MEMBERS.get(name, ())}  # fmt: skip
+        return FusionRecommender(members, name, new)
     if name == YES_NO:
         from mmsrarec.recommenders.yes_no import YesNoRecommender
 
@@ -121,45 +132,32 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
 
 
 def _sasrec_text(settings: Settings) -> Recommender:
-    from mmsrarec.models.item_text import catalog_features, unit_pca
+    from mmsrarec.models.item_text import TextFeatures
     from mmsrarec.models.sasrec import SASRecConfig
     from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir
 
-    config = SASRecConfig(item_init="text")
-
-    def text_vectors(dataset):  # the sentence encoder's, as "Let It Go?" used E5's
-        return unit_pca(catalog_features(settings, dataset, "minilm"), config.hidden)
-
-    recommender = SASRecRecommender(config, sasrec_dir(settings, SASREC_TEXT),
-                                    text_vectors=text_vectors)  # fmt: skip
+    # The sentence encoder's vectors, as "Let It Go?" used E5's.
+    recommender = SASRecRecommender(SASRecConfig(item_init="text"),
+                                    sasrec_dir(settings, SASREC_TEXT),
+                                    text=TextFeatures(settings, "minilm"))  # fmt: skip
     recommender.name = SASREC_TEXT
     return recommender
 
 
 def _content(name: str, settings: Settings) -> Recommender:
+    from mmsrarec.models.item_text import TextFeatures
     from mmsrarec.recommenders import content
 
     if name == FAME:
-        return _fame(settings)
+        from mmsrarec.recommenders.fame import FameRecommender
+
+        return FameRecommender(TextFeatures(settings, "fame"))
+    if name == I2I:
+        from mmsrarec.recommenders.i2i import LLMI2IRecommender
+
+        return LLMI2IRecommender(TextFeatures(settings, "llm"))
     if name == "genre-profile":
         return content.GenreProfileRecommender()
     if name == "latest":
         return content.LatestRecommender()
-    from mmsrarec.models.item_text import catalog_features
-
-    return content.ContentKNNRecommender(lambda d: catalog_features(settings, d, "minilm"))
-
-
-def _fame(settings: Settings) -> Recommender:
-    import numpy as np
-
-    from mmsrarec.models.item_text import catalog_features, catalog_title_likelihoods
-    from mmsrarec.models.llm import load_llm
-    from mmsrarec.recommenders.fame import FameRecommender
-
-    def features(dataset):
-        llm = load_llm(settings.model, settings)
-        titles = catalog_title_likelihoods(settings, dataset, llm)
-        return np.concatenate([titles, catalog_features(settings, dataset, "llm", llm=llm)], 1)
-
-    return FameRecommender(features)
+    return content.ContentKNNRecommender(TextFeatures(settings, "minilm"))

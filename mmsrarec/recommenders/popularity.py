@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mmsrarec.data import Dataset
+from mmsrarec.data import Dataset, Item
 from mmsrarec.errors import NotPreparedError
 from mmsrarec.recommenders.base import Query, Recommender
 
@@ -26,6 +26,12 @@ class PopularityRecommender(Recommender):
     def fit(self, dataset: Dataset, seed: int) -> None:
         """Count training interactions per item (`seed` is unused: the method is deterministic)."""
         self.counts = np.asarray(dataset.train_popularity(), dtype=np.float64)
+
+    def add_items(self, items: Sequence[Item]) -> None:
+        """New items have no training interaction: a count of 0."""
+        if self.counts is None:
+            raise NotPreparedError("`most-popular` recommender is not fitted")
+        self.counts = np.concatenate([self.counts, np.zeros(len(items))])
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         if self.counts is None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,9 @@ import numpy as np
 import torch
 
 from mmsrarec.config import Settings
-from mmsrarec.data import Dataset
+from mmsrarec.data import Dataset, Item
 from mmsrarec.errors import ConfigError, NotPreparedError
+from mmsrarec.models.item_text import TextFeatures, UnitPCA, with_padding
 from mmsrarec.models.sasrec import SASRec, SASRecConfig
 from mmsrarec.recommenders.base import Query, Recommender
 from mmsrarec.storage import atomic_write_json, sha256_file
@@ -49,8 +50,8 @@ class SASRecRecommender(Recommender):
             fingerprint matches instead of training again. None: nothing is saved.
         progress: show a tqdm bar over epochs.
         device: torch device for training and scoring.
-        text_vectors: `item_init="text"`: the items' frozen text vectors for a dataset,
-            [n_items + 1, hidden] with rows of norm 1 (`models.item_text.unit_pca`).
+        text: `item_init="text"`: the items' text features, reduced to unit vectors of the
+            hidden size by their principal components (`models.item_text.UnitPCA`).
     """
 
     name = "sasrec"
@@ -61,36 +62,38 @@ class SASRecRecommender(Recommender):
         save_dir: Path | None = None,
         progress: bool = True,
         device: str = "cpu",
-        text_vectors: Callable[[Dataset], np.ndarray] | None = None,
+        text: TextFeatures | None = None,
     ) -> None:
         self.config = config if config is not None else SASRecConfig()
-        self.text_vectors = text_vectors
+        self.text = text
+        self.pca: UnitPCA | None = None  # fitted on the catalog: projects new items too
+        self.item_kind = "item"
         self.save_dir = save_dir
         self.progress = progress
         self.device = torch.device(device)
         self.model: SASRec | None = None
         self.meta: dict[str, Any] = {}
-        self.cold: frozenset[int] = frozenset()
 
     @property
     def reads_text(self) -> bool:  # type: ignore[override]
         return self.config.item_init == "text"
 
-    def hide_ids(self, items: frozenset[int]) -> None:
-        self._require_model().set_cold(self.cold | items)
-
     # ----- training -------------------------------------------------------------------
 
     def fit(self, dataset: Dataset, seed: int) -> None:
         """Train on `dataset.train_sequences()` with validation early stopping, or reload."""
-        self.cold = dataset.cold
         text = None
+        self.item_kind = dataset.item_kind
         if self.config.item_init == "text":
-            if self.text_vectors is None:
-                raise ConfigError("SASRec: `item_init=text` needs `text_vectors` to train")
-            text = torch.from_numpy(np.ascontiguousarray(self.text_vectors(dataset)))
+            if self.text is None:
+                raise ConfigError("SASRec: `item_init=text` needs `text` features to train")
+            features = self.text.catalog(dataset)
+            self.pca = UnitPCA(features, self.config.hidden)
+            text = torch.from_numpy(with_padding(self.pca(features)))
         fingerprint = sasrec_fingerprint(self.config, dataset, seed, text)
-        folder = self.save_dir / f"seed{seed}" if self.save_dir is not None else None
+        folder = None
+        if self.save_dir is not None:
+            folder = self.save_dir / f"seed{seed}{dataset.split_tag}"
         if folder is not None and _saved_fingerprint(folder) == fingerprint:
             self._load(folder, dataset.cold)
             logger.info(
@@ -121,6 +124,18 @@ class SASRecRecommender(Recommender):
         if folder is not None:
             self._save(folder)
             remove_resumable(folder / TRAINING_CHECKPOINT)
+
+    def add_items(self, items: Sequence[Item]) -> None:
+        """New items without an ID: the text variant scores them from their text vectors
+        (projected as the catalog's were), the ID-only one -inf."""
+        model = self._require_model()
+        text = None
+        if model.reads_text:
+            if self.text is None or self.pca is None:
+                raise NotPreparedError("`sasrec-text` must be fitted before items are added")
+            projected = self.pca(self.text.of_items(items, self.item_kind))
+            text = torch.from_numpy(projected.astype(np.float32))
+        model.add_items(text, len(items))
 
     # ----- scoring --------------------------------------------------------------------
 

@@ -32,27 +32,27 @@ from torch import nn
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, Item
 from mmsrarec.errors import ConfigError, NotPreparedError
+from mmsrarec.models.device import model_device
 from mmsrarec.models.item_lm import add_lora, trainable_state
 from mmsrarec.models.item_text import (
-    cached_features,
-    item_texts,
-    llm_features,
+    TextFeatures,
     model_identity,
     standardize,
+    with_padding,
 )
 from mmsrarec.models.item_tokens import HybridItemTokens
 from mmsrarec.models.llm import llm_source, load_llm
 from mmsrarec.models.sasrec import SASRecConfig
 from mmsrarec.recommenders.base import Query, Recommender
-from mmsrarec.recommenders.llm_recommender import RetrievalTokens, resolve_keywords
 from mmsrarec.recommenders.rerank import rerank_top
 from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir, sasrec_fingerprint
 from mmsrarec.scoring.packed import ITEM_SLOT, Encoded, answer_margins, encode, pack
 from mmsrarec.scoring.prompts import PROMPT_VERSION, build_prefix, candidate_suffix
 from mmsrarec.scoring.yes_no import yes_no_token_ids
-from mmsrarec.storage import atomic_write_json, sha256_file
+from mmsrarec.summarization.keywords import resolve_keywords
 from mmsrarec.summarization.parse import parse_keywords
-from mmsrarec.training.checkpoints import load_verified, remove_resumable, save_torch
+from mmsrarec.tools.retrieval_tokens import RetrievalTokens
+from mmsrarec.training.checkpoints import TrainedFolder
 from mmsrarec.training.plots import plot_curves
 from mmsrarec.training.yes_no_trainer import YesNoConfig, train_yes_no
 from mmsrarec.types import SimilarUser
@@ -94,7 +94,7 @@ class YesNoRecommender(Recommender):
         self.config = config or YesNoConfig()
         self.name = name or default_name(self.config)
         self.progress = progress
-        self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        self.device = torch.device(device) if device else model_device(settings)
         self.model: YesNoModel | None = None
         self.manifest: dict[str, Any] = {}
         self.meta: dict[str, Any] = {}
@@ -106,30 +106,22 @@ class YesNoRecommender(Recommender):
 
     def fit(self, dataset: Dataset, seed: int) -> None:
         """Reload the weights trained with the same manifest, else train them."""
-        folder = self.save_dir(seed)
-        self.config = self.requested or saved_config(folder) or YesNoConfig()
+        folder = TrainedFolder(self.save_dir(seed), marker="manifest.json")
+        self.config = self.requested or saved_config(folder.path) or YesNoConfig()
         self._prepare(dataset, seed)
-        if saved_manifest(folder) == self.manifest:
+        if folder.saved_key() == self.manifest:
             self._load_weights(folder)
             return
-        checkpoint = folder / "checkpoint.pt"
-        if checkpoint.exists() and _json(folder / "training.json") != self.manifest:
-            remove_resumable(checkpoint)  # another configuration's progress: never resume
-        atomic_write_json(folder / "training.json", self.manifest)
+        checkpoint = folder.start(self.manifest)
         model = self._require_model()
         result = train_yes_no(model, self.list_margins, dataset, self.config, seed, checkpoint,
                               self.progress)  # fmt: skip
-        save_torch(folder / "weights.pt", model.trainable_state())
-        self.meta = {
+        self.meta = folder.publish(model.trainable_state(), {
             "best_examples": result.best_examples, "best_valid_ndcg5": result.best_valid_ndcg5,
             "train_seconds": result.seconds, "log": result.log,
-            "weights_sha256": sha256_file(folder / "weights.pt"),
-        }  # fmt: skip
-        atomic_write_json(folder / "meta.json", self.meta)
-        atomic_write_json(folder / "manifest.json", self.manifest)  # last: marks it complete
-        remove_resumable(checkpoint)
+        }, marker=self.manifest)  # fmt: skip
         rows = [{"step": row["examples"], **row} for row in result.log]
-        plot_curves(rows, ("loss", "valid_ndcg5"), folder / "training.png",
+        plot_curves(rows, ("loss", "valid_ndcg5"), folder.path / "training.png",
                     f"{self.name}: listwise loss and validation NDCG@5")  # fmt: skip
 
     def load(self, dataset: Dataset, seed: int) -> None:
@@ -152,7 +144,7 @@ class YesNoRecommender(Recommender):
             changed = sorted(k for k in self.manifest if saved.get(k) != self.manifest[k])
             raise NotPreparedError(f"the yes/no scorer in `{folder}` was trained with other "
                                    f"{', '.join(changed)}: {fix}")  # fmt: skip
-        self._load_weights(folder)
+        self._load_weights(TrainedFolder(folder, marker="manifest.json"))
 
     def _prepare(self, dataset: Dataset, seed: int) -> None:
         """Keywords, SASRec, the LLM with fresh adapters and item tokens, the manifest."""
@@ -162,13 +154,9 @@ class YesNoRecommender(Recommender):
         sasrec.fit(dataset, seed)
         self.sasrec, self.dataset = sasrec, dataset
         llm = load_llm(self.settings.model, self.settings)
-        features = cached_features(
-            self.settings.cache_dir / "item-features" / dataset.name, "llm",
-            model_identity(llm.source, llm.name),
-            item_texts(dataset, self.keywords), lambda t: llm_features(llm.model, llm.tokenizer, t),
-        )  # fmt: skip
-        features = np.concatenate([np.zeros((1, features.shape[1]), np.float32),
-                                   standardize(features)])  # fmt: skip
+        features = with_padding(
+            standardize(TextFeatures(self.settings, "llm", self.keywords, llm).catalog(dataset))
+        )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             words = llm.model.get_input_embeddings().weight
@@ -184,13 +172,11 @@ class YesNoRecommender(Recommender):
         if config.k_similar:
             self.retriever = RetrievalTokens(self.settings, dataset, sasrec, config.k_similar)
 
-    def _load_weights(self, folder: Path) -> None:
-        meta = _json(folder / "meta.json") or {}
-        state = load_verified(folder / "weights.pt", meta.get("weights_sha256"), self.device)
+    def _load_weights(self, folder: TrainedFolder) -> None:
+        state, self.meta = folder.load(self.device)
         self._require_model().load_state_dict(state, strict=False)
         self._require_model().eval()
-        self.meta = meta
-        logger.info("%s: loaded from %s", self.name, folder)
+        logger.info("%s: loaded from %s", self.name, folder.path)
 
     # ----- prompts and scoring ------------------------------------------------------------
 
@@ -258,7 +244,8 @@ def expected_manifest(
     """(the manifest weights for `seed` must have been trained with, the prompts' keywords
     per item id), without loading a model: the model's identity, the keyword cache's
     contents, k, n_history, the SASRec of the seed and every setting."""
-    source, keywords = resolve_keywords(settings, dataset, config.keywords)
+    resolved = resolve_keywords(settings, dataset, config.keywords)
+    source, keywords = resolved.description, resolved.keywords
     _, folder, _ = llm_source(settings.model, settings)
     keyword_digest = hashlib.sha256(json.dumps(keywords, sort_keys=True).encode()).hexdigest()
     manifest = {

@@ -116,6 +116,62 @@ def load_resumable(path: Path | None, device: Any) -> dict[str, Any] | None:
         return None
 
 
+class TrainedFolder:
+    """A trained model's folder, written in one order so that a kill never leaves a folder
+    that looks complete: `training.json` (the run's key) while training, `checkpoint.pt` after
+    each finished epoch (resume), then `weights.pt`, `meta.json` (with the weights' sha256)
+    and the marker, last. The marker is `meta.json` itself (its `key_field` holds the key) or
+    a file of its own holding the key.
+
+    Args:
+        path: the folder.
+        marker: the file whose presence, holding this run's key, marks the folder complete.
+        key_field: where the marker keeps the key (`None`: the marker is the key itself).
+    """
+
+    def __init__(self, path: Path, marker: str = "meta.json", key_field: str | None = None):
+        self.path, self.marker, self.key_field = path, marker, key_field
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.pt"
+
+    def saved_key(self) -> Any:
+        """The key of the completely saved model, or None."""
+        marker = _read_json(self.path / self.marker)
+        if marker is None or self.key_field is None:
+            return marker
+        return marker.get(self.key_field)
+
+    def start(self, key: Any) -> Path:
+        """Before training: drop another run's resume file, record this run's key; returns the
+        resume file to train with."""
+        if self.checkpoint.exists() and _read_json(self.path / "training.json") != key:
+            remove_resumable(self.checkpoint)  # another configuration's progress: never resume
+        atomic_write_json(self.path / "training.json", key)
+        return self.checkpoint
+
+    def publish(self, weights: dict[str, Any], meta: dict[str, Any], marker: Any = None) -> dict:
+        """Save the weights, then `meta.json` (with `weights_sha256`), then the marker (when it
+        is a file of its own); remove the resume file. Returns the meta as written."""
+        save_torch(self.path / "weights.pt", weights)
+        meta = {**meta, "weights_sha256": sha256_file(self.path / "weights.pt")}
+        atomic_write_json(self.path / "meta.json", meta)
+        if self.marker != "meta.json":
+            atomic_write_json(self.path / self.marker, marker)
+        remove_resumable(self.checkpoint)
+        return meta
+
+    def load(self, device: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(weights, meta) of the saved model, the weights checked against the meta."""
+        meta = _read_json(self.path / "meta.json") or {}
+        return load_verified(self.path / "weights.pt", meta.get("weights_sha256"), device), meta
+
+
+def _read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
 def remove_resumable(path: Path) -> None:
     """Remove a resume file and its sha256 (training finished, or it is another run's)."""
     path.unlink(missing_ok=True)
