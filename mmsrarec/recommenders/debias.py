@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from mmsrarec.data import Dataset
+from mmsrarec.data import Dataset, Item
 from mmsrarec.errors import ConfigError
 from mmsrarec.recommenders.base import Query, Recommender
 
@@ -68,16 +68,22 @@ class Debiased(Recommender):
     def hide_ids(self, items: frozenset[int]) -> None:
         self.member.hide_ids(items)
 
-    def _penalty(self) -> np.ndarray:
+    def add_items(self, items: Sequence[Item]) -> None:
+        self.member.add_items(items)  # they have no training count: no penalty
+
+    def _penalty(self, width: int) -> np.ndarray:
+        """gamma * log(1 + count) over `width` columns; items added since the fit get 0."""
         if self.log_pop is None:
             raise ConfigError("`Debiased` needs `fit` or `Debiased.around` before scoring")
-        return self.gamma * self.log_pop
+        return self.gamma * np.pad(self.log_pop, (0, max(0, width - len(self.log_pop))))
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
-        return self.member.score_catalog(queries) - self._penalty()[None, :]
+        scores = self.member.score_catalog(queries)
+        return scores - self._penalty(scores.shape[1])[None, :]
 
     def score_candidates(self, queries: Sequence[Query]) -> list[np.ndarray]:
-        penalty = self._penalty()
+        penalty = self._penalty(1 + max((max(q.candidates, default=0) for q in queries),
+                                        default=0))  # fmt: skip
         return [scores - penalty[list(query.candidates)]
                 for scores, query in zip(self.member.score_candidates(queries), queries,
                                          strict=True)]  # fmt: skip
@@ -87,6 +93,7 @@ class Debiased(Recommender):
         parts = self.member.contributions(queries)
         if self.gamma == 0:
             return parts
-        penalty = self._penalty()
+        penalty = self._penalty(1 + max((max(q.candidates, default=0) for q in queries),
+                                        default=0))  # fmt: skip
         return [{**row, DEBIAS_PART: -penalty[list(query.candidates)]}
                 for row, query in zip(parts, queries, strict=True)]  # fmt: skip
