@@ -171,3 +171,14 @@ def test_the_critic_rule_is_the_weighted_total():
 
 def rule_weight(rule: dict, component: str) -> str:
     return next(w for w in rule["weights"] if f"{w}*{component}" in rule["formula"])
+
+
+def test_the_evidence_window_bounds_what_can_be_cited(planted, fusion):
+    def cited(window: int) -> list[str]:
+        settings = GraphSettings(evidence_window=window)
+        out = run_node(node_context(planted, fusion, settings))
+        return next(r for r in out["recommendations"] if r["item_id"] == EFFECT)["cited_history"]
+
+    assert cited(2)[0] == CAUSE  # the cause is the second most recent item
+    assert CAUSE not in cited(1) and set(cited(1)) <= {PROBE[-1]}
+    assert cited(0) == []  # none tried, none cited

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mmsrarec.data import Dataset
 from mmsrarec.recommenders.base import Recommender
 from mmsrarec.recommenders.debias import log_popularity
+from mmsrarec.recommenders.explain import WINDOW
 from mmsrarec.recommenders.methods import CATALOG_SCORERS
 from mmsrarec.scoring.motivations import MotivationModel
 from mmsrarec.types import (
@@ -52,6 +53,11 @@ class GraphSettings(BaseModel):
         DEBIAS, ge=0.0, le=10.0,
         description="Popularity-bias control: a catalog ranker's scores less debias x "
         "log(1 + training count) (0 = off; chosen on validation: benchmarks/debias.py).",
+    )  # fmt: skip
+    evidence_window: int = Field(
+        WINDOW, ge=0, le=500,
+        description="Most recent history items tried by leave-one-out for each recommendation's "
+        "cited history (each one re-scoring: the cost grows with it); 0 = none cited.",
     )  # fmt: skip
     scorer: str = Field(
         "mmsrarec",

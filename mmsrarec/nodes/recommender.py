@@ -6,8 +6,8 @@ state's `debias`, else `settings.debias`) ranks through `Debiased` (less popular
 first, see `recommenders.debias`). Each
 recommendation's evidence is built here, once (`scoring.evidence.build_evidence`): the
 ranker's parts of the score, the history items whose removal lowers it most (leave-one-out
-over the last 50, a few batched re-scorings: `recommenders.explain`), then the words that
-support it. Otherwise (the
+over the last `settings.evidence_window` items, one batched re-scoring:
+`recommenders.explain`), then the words that support it. Otherwise (the
 paper's yes/no variant) the prompt holds the keywords of the user's last n items, a
 sentence on the older history (when a preference summarizer is configured) and the
 collaborative keywords; each candidate adds only its own text. All candidates go to the
@@ -157,8 +157,9 @@ def explain(
         parts = ranker.contributions([query])[0]
         contributions = [{name: float(v[row]) for name, v in parts.items()}
                          for row in range(len(top))]  # fmt: skip
-        if query.history:
-            counterfactual = leave_one_out(ranker, query)
+        window = context.settings.evidence_window
+        if query.history and window:
+            counterfactual = leave_one_out(ranker, query, window)
             cited = [[(dataset.item(i).item_id, d) for i, d in counterfactual.cited(row)]
                      for row in range(len(top))]  # fmt: skip
     keywords = _keywords_of(context, {i for row in cited for i, _ in row})

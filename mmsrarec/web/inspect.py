@@ -77,7 +77,7 @@ def turn_view(
         "similar_users": [],
         "scores": {},
         "evidence": [],
-        "motivations": first.get("outputs", {}).get("motivations", []),
+        "motivations": rank["outputs"].get("motivations", []),
         "relaxed": [],
         "reply": "",
         "records": [{**r, "label": _label(r, rank["outputs"].get("retriever"))} for r in records],
