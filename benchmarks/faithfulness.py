@@ -218,7 +218,7 @@ def main() -> None:
     if args.keywords:
         from text_side import TextSide  # benchmarks/text_side.py
 
-        text_side = TextSide.find(ranker, settings, dataset)
+        text_side = TextSide.find(ranker)
     started = time.perf_counter()
     with records.open("a") as sink:
         for n, user in enumerate(users):

@@ -4,8 +4,9 @@ from some items' texts, their frozen text features recomputed, the scores read a
 The LLM recommender reads each item as a frozen, standardised feature of its text
 (`models.item_text`: the LLM's mean-pooled hidden state of "<title>: <keywords or genres>").
 `without_words` recomputes that feature for the edited items with the same LLM and the
-catalog's own standardisation, puts it in the model's feature table for the duration of the
-`with` block, and puts the originals back afterwards.
+catalog's own standardisation (as `LLMRecommender.add_items` does for new items), puts it in
+the model's feature table for the duration of the `with` block, and puts the originals back
+afterwards.
 """
 
 from __future__ import annotations
@@ -21,27 +22,22 @@ import torch
 class TextSide:
     """The first fusion member that reads text, with the LLM its features came from."""
 
-    def __init__(self, member, settings, dataset) -> None:
-        from mmsrarec.models.item_text import catalog_features
-        from mmsrarec.models.llm import load_llm
-
+    def __init__(self, member) -> None:
         self.member = member
-        self.llm = load_llm(settings.model, settings)  # the base weights (features are frozen)
-        raw = catalog_features(settings, dataset, "llm", member.keywords, self.llm)
-        self.mean, self.std = raw.mean(0), raw.std(0) + 1e-6  # `item_text.standardize`
+        self.llm = member.text.llm  # the base weights the frozen features were computed with
         self.table = member.model.text_features  # [n_items + 1, d], row 0 padding
 
     @classmethod
-    def find(cls, ranker, settings, dataset) -> TextSide:
+    def find(cls, ranker) -> TextSide:
         members = [m for m in getattr(ranker, "members", {}).values() if m.reads_text]
-        if not members or getattr(members[0], "model", None) is None:
-            raise SystemExit(f"`{ranker.name}` has no fitted member that reads text")
-        return cls(members[0], settings, dataset)
+        if not members or getattr(members[0], "raw_features", None) is None:
+            raise SystemExit(f"`{ranker.name}` has no fitted LLM member that reads text")
+        return cls(members[0])
 
     @contextmanager
     def without_words(self, dataset, removed: Mapping[int, set[str]]) -> Iterator[None]:
         """Item index -> words to drop from its text; the features swapped inside the block."""
-        from mmsrarec.models.item_text import item_text, llm_features
+        from mmsrarec.models.item_text import item_text, llm_features, standardize
 
         edited = {i: words for i, words in removed.items() if words}
         if not edited:
@@ -55,7 +51,8 @@ class TextSide:
             for word in edited[index]:
                 text = re.sub(rf"(?i)\b{re.escape(word)}\b", "", text)
             texts.append(re.sub(r"\s+", " ", text))
-        features = (llm_features(self.llm.model, self.llm.tokenizer, texts) - self.mean) / self.std
+        raw = llm_features(self.llm.model, self.llm.tokenizer, texts)
+        features = standardize(raw, like=self.member.raw_features)  # as the catalog was
         before = self.table[rows].clone()
         with torch.no_grad():
             self.table[rows] = torch.from_numpy(features.astype(np.float32)).to(self.table)
