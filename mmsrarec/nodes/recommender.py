@@ -3,16 +3,16 @@
 With a catalog ranker in the context (the default: the fused LLM recommender), one forward
 per user scores every item and the candidates' scores are read from it; a debias > 0 (the
 state's `debias`, else `settings.debias`) ranks through `Debiased` (less popular items
-first, see `recommenders.debias`). Each
-recommendation's evidence is built here, once (`scoring.evidence.build_evidence`): the
-ranker's parts of the score, the history items whose removal lowers it most (leave-one-out
-over the last `settings.evidence_window` items, one batched re-scoring:
-`recommenders.explain`), then the words that support it. Otherwise (the
-paper's yes/no variant) the prompt holds the keywords of the user's last n items, a
-sentence on the older history (when a preference summarizer is configured) and the
-collaborative keywords; each candidate adds only its own text. All candidates go to the
-scorer in one call, so a scorer that reuses the prefix (`SharedPrefixScorer`) encodes it
-once per user.
+first, see `recommenders.debias`). Otherwise (the paper's yes/no variant) the prompt holds
+the keywords of the user's last n items, a sentence on the older history (when a preference
+summarizer is configured) and the collaborative keywords; each candidate adds only its own
+text. All candidates go to the scorer in one call, so a scorer that reuses the prefix
+(`SharedPrefixScorer`) encodes it once per user.
+
+Each recommendation's evidence is built here, once (`scoring.evidence.build_evidence`): the
+ranker's parts of its score, the history items whose removal lowers it most (leave-one-out
+over the last `settings.evidence_window` items in one batched re-scoring,
+`recommenders.explain`), then the words that support it.
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
         recommendations = [
             Recommendation(item_id=item.item_id, title=item.title, score=float(scores[i]),
                            evidence=evidence_line(evidence, _title_of(dataset)), **evidence)
-            for item, i, evidence in zip(top, order, explained, strict=False)
+            for item, i, evidence in zip(top, order[:top_k], explained, strict=True)
         ]  # fmt: skip
         trace["outputs"] = {
             "preference": preference,
