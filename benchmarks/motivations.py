@@ -67,10 +67,10 @@ def main() -> None:
     from mmsrarec.config import load_settings
     from mmsrarec.data import load_dataset
     from mmsrarec.metrics import paired_interval
-    from mmsrarec.recommenders.llm_recommender import stored_keywords
     from mmsrarec.scoring.evidence import text_keywords
     from mmsrarec.scoring.motivations import KeywordSpace, interaction_embeddings
     from mmsrarec.storage import atomic_write_json
+    from mmsrarec.summarization.keywords import stored_keywords
 
     settings = load_settings()
     dataset = load_dataset(settings.dataset_dir)
