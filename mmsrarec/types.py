@@ -27,13 +27,40 @@ class SimilarUser(TypedDict):
     keywords: list[str]
 
 
-class Recommendation(TypedDict):
-    """One ranked candidate."""
+class Evidence(TypedDict):
+    """Why an item ranks where it does, in two kinds (`scoring.evidence.build_evidence`).
+
+    The cause, measured on the scorer: `contributions` (its score split into parts that sum
+    to it) and `cited_history` (removing these history items lowers the score most, by
+    re-scoring: `recommenders.explain`). Supporting, not the cause: `supporting_keywords`
+    (words the item shares with the cited items) and `supporting_users` (similar users who
+    chose it, or whose next item shares its words).
+    """
+
+    contributions: dict[str, float]  # part name (a fusion member, ...) -> value; sum = score
+    cited_history: list[str]  # raw item ids, best first (empty where not computed)
+    cited_drops: list[float]  # score minus the score without each cited item, same order
+    supporting_keywords: list[str]  # e.g. "drama (Boogie Nights (1997))"
+    supporting_users: list[str]  # e.g. "user 42 chose it next"
+
+
+class Recommendation(Evidence):
+    """One ranked candidate and its evidence."""
 
     item_id: str
     title: str
     score: float  # the ranker's score, or p(yes) / (p(yes) + p(no)) for the yes/no scorer
-    evidence: str  # which history / collaborative keywords support it
+    evidence: str  # the evidence in one line (`scoring.evidence.evidence_line`)
+
+
+class Motivation(TypedDict):
+    """One reason a user chooses what they choose, in words they can correct
+    (`scoring.motivations`)."""
+
+    keywords: list[str]  # what the group of history items shares, most weight first
+    item_ids: list[str]  # raw ids of the history items that support it, most recent first
+    titles: list[str]  # their titles, same order
+    weight: float  # its share of the user's recency-weighted history, in (0, 1]
 
 
 class Judgement(TypedDict):

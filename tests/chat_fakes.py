@@ -11,7 +11,7 @@ from mmsrarec.chat.context import ChatContext, ChatSettings
 from mmsrarec.chat.graph import ChatService
 from mmsrarec.chat.parse import TitleIndex
 from mmsrarec.chat.sqlcatalog import CatalogDB
-from mmsrarec.critic.rewards import RewardWeights
+from mmsrarec.critic.rewards import RewardWeights, describe_total
 from mmsrarec.data import Dataset, Item
 from mmsrarec.graph.graph import build_graph, open_checkpointer
 from mmsrarec.nodes.context import GraphContext, GraphSettings
@@ -34,6 +34,9 @@ class FixedCritic:
 
     name = "fixed-critic"
     weights = RewardWeights()
+
+    def describe(self) -> dict:
+        return describe_total(self.weights, collab=False)  # it scores no collaborative term
 
     def judge(self, items: Sequence[Item], drafts: Mapping[str, list[str]]) -> dict[str, Judgement]:
         return {

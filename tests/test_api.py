@@ -63,7 +63,10 @@ def test_a_known_user_gets_the_whole_catalogue_ranked_after_the_whole_history(
     }
     assert body["user_id"] == "u1" and body["model_version"] == "v0"
     assert body["model"] == "overlap-scorer" and len(body["recommendations"]) == 4
-    assert set(body["recommendations"][0]) == {"item_id", "title", "score", "evidence"}
+    assert set(body["recommendations"][0]) == {
+        "item_id", "title", "score", "evidence", "contributions", "cited_history",
+        "cited_drops", "supporting_keywords", "supporting_users",
+    }  # fmt: skip
     history = [tiny_dataset.item(i).item_id for i in tiny_dataset.sequence("u1")]
     assert not set(ids(body)) & set(history)  # seen items left out by default
     records = thread_trace(service.graph.checkpointer, body["thread_id"])

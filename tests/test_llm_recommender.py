@@ -320,16 +320,21 @@ def test_the_packaged_model_learns_on_ml100k(ml100k, tmp_path):
     valid = evaluate_sampled(recommender, ml100k, "valid").metrics["NDCG@5"]
     assert valid > evaluate_sampled(popular, ml100k, "valid").metrics["NDCG@5"] + 0.05
 
+    from chat_fakes import MemoryKeywords
+
     from mmsrarec.nodes.context import GraphContext, GraphSettings
 
-    context = GraphContext(ml100k, None, None, None, None, None, settings=GraphSettings(),
-                           ranker=recommender)  # type: ignore[arg-type]  # fmt: skip
+    context = GraphContext(ml100k, None, None, MemoryKeywords(), None, None,
+                           settings=GraphSettings(), ranker=recommender)  # type: ignore[arg-type]  # fmt: skip
     history = [ml100k.item(i).item_id for i in ml100k.history("1", "test")]
     candidates = [item.item_id for item in ml100k.items if item.item_id not in set(history)]
     state = {"user_id": "1", "history": history, "candidates": candidates, "top_k": 10}
     out = recommend(state, Runtime(context=context))
     assert len(out["recommendations"]) == 10
     assert out["trace"][0]["model"] == "llm-recommender"
+    for rec in out["recommendations"]:  # its parts (its own score, the debiasing) and the cause
+        assert abs(sum(rec["contributions"].values()) - rec["score"]) < 1e-6
+        assert rec["cited_history"] and set(rec["cited_history"]) <= set(history)
 
 
 def test_train_command_trains_and_reloads(tiny_source, tiny_lm_dir, tmp_path, capsys):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
+from chat_fakes import MemoryKeywords
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
@@ -12,6 +13,7 @@ from mmsrarec.data import Item
 from mmsrarec.nodes.context import GraphContext, GraphSettings
 from mmsrarec.nodes.recommender import recommend
 from mmsrarec.nodes.state import RecommendationState
+from mmsrarec.recommenders.base import Recommender
 from mmsrarec.scoring import SharedPrefixScorer
 from mmsrarec.trace import verify_trace
 from mmsrarec.types import SimilarUser
@@ -50,7 +52,7 @@ def make_context(dataset, scorer, preference=None, n_history=3) -> GraphContext:
         dataset=dataset,
         summarizer=None,
         critic=None,
-        keywords=None,
+        keywords=MemoryKeywords(),
         retriever=None,
         scorer=scorer,
         preference=preference,
@@ -114,9 +116,13 @@ def test_recommend_ranks_stably_with_evidence(tiny_dataset, scorer):
     assert [r["score"] for r in out["recommendations"]] == [0.9, 0.9, 0.5, 0.5]
     assert out["recommendations"][0]["title"] == "Movie 11"
     evidence = {r["item_id"]: r["evidence"] for r in out["recommendations"]}
-    assert evidence["m12"] == "matches history: laser (Movie 7)"  # the candidate's keywords
-    assert evidence["m13"] == "similar users chose: Movie 13 (this item)"
-    assert evidence["m11"] == "no keyword overlap"
+    support = "supporting, not the cause: "
+    assert evidence["m12"] == support + "matches history: laser (Movie 7)"  # its keywords
+    assert evidence["m13"] == support + "similar users chose: Movie 13 (this item)"
+    assert evidence["m11"] == support + "no keyword overlap"
+    top = out["recommendations"][0]  # the prompt scorer: one part, nothing re-scored
+    assert top["contributions"] == {"fake-scorer": 0.9} and top["cited_history"] == []
+    assert top["supporting_keywords"] == [] and top["supporting_users"] == []
 
     assert len(scorer.calls) == 1  # all candidates in one call, one shared prefix
     prefix, suffixes = scorer.calls[0]
@@ -175,8 +181,8 @@ def test_recommend_with_the_tiny_llm(tiny_dataset, tiny_llm):
     assert out["trace"][0]["model"] == tiny_llm.name
 
 
-class CountingRanker:
-    """A catalog ranker (item-kNN underneath) that counts its catalog passes."""
+class CountingRanker(Recommender):
+    """A catalog ranker (item-kNN underneath) that records the queries it scores."""
 
     name = "item-knn"
 
@@ -186,6 +192,9 @@ class CountingRanker:
         self.inner = ItemKNNRecommender()
         self.inner.fit(dataset, 0)
         self.queries = []
+
+    def score_catalog(self, queries):
+        return self.inner.score_catalog(queries)
 
     def score_candidates(self, queries):
         self.queries.extend(queries)
@@ -199,12 +208,18 @@ def test_a_catalog_ranker_scores_all_candidates_in_one_pass(tiny_dataset, scorer
     context = make_context(tiny_dataset, scorer)
     context.ranker = ranker  # type: ignore[assignment]
     candidates = [f"m{i}" for i in range(8, 30)]
-    state = make_state(tiny_dataset, candidates, top_k=30)
+    state = {**make_state(tiny_dataset, candidates, top_k=30), "debias": 0.0}
     out = recommend(state, Runtime(context=context))
 
     assert scorer.calls == []  # the yes/no prompt scorer is not asked
-    assert len(ranker.queries) == 1  # one pass for the user, every candidate read from it
-    query = ranker.queries[0]
+    # One pass ranks every candidate; the evidence then re-scores the recommended items: their
+    # parts, and (leave-one-out) the history, then the history without each of its items.
+    query, parts, loo, *removals = ranker.queries
+    ranked = tuple(tiny_dataset.index_of(r["item_id"]) for r in out["recommendations"])
+    assert parts == loo == Query("u0", query.history, ranked)
+    assert [set(query.history) - set(q.history) for q in removals] == [
+        {i} for i in query.history
+    ] and all(q.candidates == ranked for q in removals)
     assert [tiny_dataset.item(i).item_id for i in query.history] == state["history"]
     expected = ranker.inner.score_candidates(
         [Query("u0", query.history, tuple(tiny_dataset.index_of(c) for c in candidates))]

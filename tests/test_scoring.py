@@ -14,12 +14,13 @@ from mmsrarec.scoring import (
     LLMPreferenceSummarizer,
     NaiveScorer,
     SharedPrefixScorer,
+    build_evidence,
     build_prefix,
     candidate_suffix,
-    evidence_for,
+    evidence_line,
     yes_no_token_ids,
 )
-from mmsrarec.scoring.evidence import NO_OVERLAP
+from mmsrarec.scoring.evidence import NO_OVERLAP, text_keywords
 from mmsrarec.scoring.preference import MAX_ITEMS
 from mmsrarec.scoring.prompts import MARKER
 from mmsrarec.types import SimilarUser
@@ -222,31 +223,54 @@ def test_prompt_without_llm_is_plain_text():
 # --- evidence -----------------------------------------------------------------------------------
 
 
+def evidence(candidate, keywords, history, neighbours, parts=None, cited=()):
+    return build_evidence(candidate, keywords, history, neighbours, parts or {"r": 0.5}, cited)
+
+
 def test_evidence_names_history_keywords_with_their_titles():
-    text = evidence_for(CANDIDATES[0], None, HISTORY, [])
-    assert text == "matches history: sci-fi (Star Wars (1977), Alien (1979))"
+    found = evidence(CANDIDATES[0], None, HISTORY, [])
+    assert found["supporting_keywords"] == ["sci-fi (Star Wars (1977), Alien (1979))"]
+    assert evidence_line(found, str) == (
+        "supporting, not the cause: matches history: sci-fi (Star Wars (1977), Alien (1979))"
+    )
 
 
 def test_evidence_names_similar_users_and_the_exact_item():
-    heat = evidence_for(CANDIDATES[2], None, HISTORY, NEIGHBOURS)
-    assert heat == "similar users chose: Heat (1995) (this item)"
-    trek = evidence_for(CANDIDATES[0], ["space"], HISTORY, NEIGHBOURS)
-    assert trek == (
-        "matches history: sci-fi (Star Wars (1977), Alien (1979)), space (Star Wars (1977)); "
-        "similar users chose: Aliens (1986) (sci-fi, action)"
+    heat = evidence(CANDIDATES[2], None, HISTORY, NEIGHBOURS)
+    assert heat["supporting_users"] == ["Heat (1995) (this item)"]
+    trek = evidence(CANDIDATES[0], ["space"], HISTORY, NEIGHBOURS)
+    assert trek["supporting_keywords"] == ["sci-fi (Star Wars (1977), Alien (1979))",
+                                           "space (Star Wars (1977))"]  # fmt: skip
+    assert trek["supporting_users"] == ["Aliens (1986) (sci-fi, action)"]
+
+
+def test_evidence_line_puts_the_cause_before_the_supporting_words():
+    found = evidence(CANDIDATES[0], None, HISTORY, [], {"sasrec": 0.5, "item-knn": -0.25},
+                     [("m9", 0.41), ("m3", 0.2)])  # fmt: skip
+    assert found["cited_history"] == ["m9", "m3"] and found["cited_drops"] == [0.41, 0.2]
+    titles = {"m9": "Aliens (1986)", "m3": "Heat (1995)"}
+    assert evidence_line(found, titles.get) == (
+        "without Aliens (1986) -0.41, Heat (1995) -0.20 · parts: sasrec +0.50, item-knn -0.25"
+        " · supporting, not the cause: matches history: sci-fi (Star Wars (1977), Alien (1979))"
     )
 
 
 def test_evidence_is_case_insensitive_and_ignores_stopwords():
     candidate = item("m6", "The film of the year. Genres: Comedy.")
     history = [("A", ["the film", "of"]), ("B", ["ROMANTIC COMEDY"])]
-    assert evidence_for(candidate, None, history, []) == "matches history: ROMANTIC COMEDY (B)"
+    assert evidence(candidate, None, history, [])["supporting_keywords"] == ["ROMANTIC COMEDY (B)"]
 
 
 def test_evidence_says_so_when_nothing_overlaps():
     candidate = item("m7", "Documentary about bees.")
-    assert evidence_for(candidate, [], HISTORY, NEIGHBOURS) == NO_OVERLAP
-    assert evidence_for(candidate, None, [], []) == NO_OVERLAP
+    for found in (evidence(candidate, [], HISTORY, NEIGHBOURS), evidence(candidate, None, [], [])):
+        assert not found["supporting_keywords"] and not found["supporting_users"]
+        assert evidence_line(found, str) == f"supporting, not the cause: {NO_OVERLAP}"
+
+
+def test_text_keywords_are_the_words_beside_the_title():
+    toy = item("1", "Toy Story (1995). Genres: Animation, Children's, Comedy.", "Toy Story (1995)")
+    assert text_keywords(toy) == ["animation", "children", "comedy"]
 
 
 # --- preference summaries -----------------------------------------------------------------------

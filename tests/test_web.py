@@ -62,8 +62,18 @@ def test_trace_endpoint_gives_the_inspector_view(client):
     (item, score), *_ = turn["critic_rounds"][0]["scores"].items()
     assert re.fullmatch(r"Movie \d+ \(m\d+\)", item)  # titles with ids
     assert score["feedback"].startswith("none needed: total 0.800 vs threshold 0.6")
+    # The rule that decided, as the critique node recorded it (this critic has no collab term)
+    critique = next(r for r in turn["records"] if r["node"] == "critique")
+    assert turn["critic"] == critique["outputs"]["rule"]
     assert turn["critic"]["weights"] == {"alpha": 0.5, "beta": 0.3, "gamma": 0.2}
-    assert "alpha*info" in turn["critic"]["formula"]
+    assert turn["critic"]["formula"].startswith(
+        "total = (alpha*info + beta*recon + gamma*len) / (alpha + beta + gamma)"
+    )
+    # Each recommendation's evidence: the scorer's parts (the prompt scorer: one), the words
+    (first, *_) = turn["evidence"]
+    assert re.fullmatch(r"Movie \d+ \(m\d+\)", first["item"])
+    assert list(first["contributions"]) == ["overlap-scorer"] and first["cited"] == []
+    assert turn["motivations"] and turn["motivations"][0]["titles"] == ["Movie 3"]
     assert turn["similar_users"][0]["keywords"]
     assert re.fullmatch(r"Movie \d+ \(m\d+\)", turn["similar_users"][0]["next_item"])
     assert turn["intent_line"] == "Looking for: anything; liked: Movie 3"

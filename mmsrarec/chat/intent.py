@@ -62,6 +62,12 @@ class Intent(BaseModel):
     avoid_wishes: list[str] = Field(default_factory=list, description="Soft dislikes ('dark').")
     shown: list[str] = Field(default_factory=list, description="Recommended so far.")
     last_shown: list[str] = Field(default_factory=list, description="The last reply's picks.")
+    debias: float | None = Field(
+        None, description="Popularity-bias control asked for ('hidden gems'); None = default."
+    )
+    not_into: list[str] = Field(
+        default_factory=list, description="Motivations the user said are over ('horror')."
+    )
 
     def has_request(self) -> bool:
         """True when there is something to recommend from (dislikes alone are not enough)."""

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from langgraph.runtime import Runtime
 
+from mmsrarec.chat.asks import Asks, apply_asks, profile_text, read_asks, why_text
 from mmsrarec.chat.context import ChatContext
 from mmsrarec.chat.intent import Intent, intent_line, update_intent
 from mmsrarec.chat.llm_intent import merged, rules_unsure
@@ -103,6 +104,8 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
         chosen = picked.item_id if picked and offered else None
         text = state.get("pending", "") if chosen else message
         parsed = parse_message(text, ctx.titles, ctx.db.genres, ctx.vocabulary, ctx.known_words)
+        asks = read_asks(text)
+        about = asks.why is not None or asks.profile
         resolved, options = resolve_mentions(ctx, parsed, chosen)
         moods = read_moods(ctx, parsed)
         reader = ctx.settings.intent_reader
@@ -121,11 +124,15 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
             question = (
                 f"Which '{phrase}' do you mean: {listed}? Answer with the number or the year."
             )
+        elif about:  # a question about the recommender: the intent stays
+            intent = apply_asks(before, asks, ctx.settings.less_mainstream)
+            question = _answer(ctx, state, intent, asks)
         else:
             intent = update_intent(
                 before, parsed, resolved, _year_of(ctx), ctx.db.span, moods, ctx.series.of
             )
-            understood = parsed.understood() or any(moods)
+            intent = apply_asks(intent, asks, ctx.settings.less_mainstream)
+            understood = parsed.understood() or any(moods) or asks.changes_intent()
             if not understood or not intent.has_request():
                 note = fallback_note(message, understood, intent)
                 if "startover" in parsed.refine:
@@ -138,6 +145,7 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
             "intent": intent.model_dump(),
             "intent_line": line,
             "unknown_words": parsed.unknown,
+            "asks": {k: v for k, v in vars(asks).items() if v not in (None, False, [])},
             "moods": {"wanted": moods[0], "avoided": moods[1]},
             "question": question,
             "note": note,
@@ -157,11 +165,20 @@ def understand(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any
         "options": options,
         "pending": text if options else "",
         "ranked": [],
-        "recommendations": [],
+        # A question about the recommender keeps the last picks (for the next "why").
+        "recommendations": (state.get("recommendations") or []) if about else [],
         "similar_users": [],
         "reply": "",
         "trace": [trace["record"]],
     }
+
+
+def _answer(ctx: ChatContext, state: ChatState, intent: Intent, asks: Asks) -> str:
+    """The answer to "why" (the last picks' evidence) or "what do I like" (the profile)."""
+    if asks.why is not None:
+        return why_text(state.get("recommendations") or [], asks.why, ctx.title)
+    motivations, _ = ctx.graph.motivations.corrected(intent.liked, intent.not_into)
+    return profile_text(motivations, intent.not_into)
 
 
 def _year_of(ctx: ChatContext):

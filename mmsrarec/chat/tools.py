@@ -12,7 +12,7 @@ popularity (when nothing was liked).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from langgraph.runtime import Runtime
@@ -23,22 +23,27 @@ from mmsrarec.chat.parse import avoided
 from mmsrarec.chat.replies import reason
 from mmsrarec.chat.sqlcatalog import relax as relax_rule
 from mmsrarec.chat.state import ChatState
+from mmsrarec.nodes.critic import critic_rule
 from mmsrarec.trace import traced
-from mmsrarec.types import Recommendation
+from mmsrarec.types import Evidence, Recommendation
 
 CHAT_USER = "chat-user"  # user id given to the recommendation graph (never a dataset user)
 RRF_K = 10  # reciprocal-rank constant: small, so that first places count
+# An item the recommendation graph did not rank has no cited history and no supporting words.
+NO_EVIDENCE = Evidence(contributions={}, cited_history=[], cited_drops=[], supporting_keywords=[],
+                       supporting_users=[])  # fmt: skip
 
 
-def fuse(orders: Sequence[Sequence[str]]) -> list[tuple[str, float]]:
+def fuse(orders: Mapping[str, Sequence[str]]) -> list[tuple[str, float, dict[str, float]]]:
     """Reciprocal-rank fusion: `score(i) = sum over orders of 1 / (RRF_K + rank(i))`, rank
     1-based; an item missing from an order gets nothing from it. Best first, ties keep the
-    first order's order."""
-    scores: dict[str, float] = {}
-    for order in orders:
+    first order's order; with each item's parts of its score by order name."""
+    parts: dict[str, dict[str, float]] = {}
+    for name, order in orders.items():
         for rank, item_id in enumerate(order, start=1):
-            scores[item_id] = scores.get(item_id, 0.0) + 1.0 / (RRF_K + rank)
-    return sorted(scores.items(), key=lambda pair: -pair[1])
+            parts.setdefault(item_id, {})[name] = 1.0 / (RRF_K + rank)
+    scored = [(item_id, sum(p.values()), p) for item_id, p in parts.items()]
+    return sorted(scored, key=lambda row: -row[1])
 
 
 def same_title_ids(ctx: ChatContext, item_ids: Sequence[str]) -> set[str]:
@@ -119,55 +124,53 @@ def rank(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
     liked = list(intent.liked)
     soft_order = [m["item_id"] for m in matches]
     with traced("rank", turn=state["turn"], liked=liked, n_pool=len(pool)) as trace:
+        # The liked titles behind a motivation the user dropped no longer speak for them.
+        motivations, history = ctx.graph.motivations.corrected(liked, intent.not_into)
         near = (
-            ctx.candidates.top(liked, settings.n_candidates, set(), within=set(pool))
-            if liked
+            ctx.candidates.top(history, settings.n_candidates, set(), within=set(pool))
+            if history
             else []
         )  # noqa: E501
         candidates = list(dict.fromkeys([*soft_order, *near, *pool]))[: settings.n_candidates]
         output: dict[str, Any] = {"recommendations": [], "similar_users": [], "trace": []}
-        orders: list[list[str]] = []
-        if liked and candidates:
-            output = ctx.recommender.invoke(
-                {
-                    "user_id": CHAT_USER,
-                    "history": liked,
-                    "candidates": candidates,
-                    "top_k": len(candidates),
-                },
-                context=ctx.graph,
-            )
-            orders.append([r["item_id"] for r in output["recommendations"]])
+        orders: dict[str, list[str]] = {}
+        if history and candidates:
+            request = {"user_id": CHAT_USER, "history": history, "candidates": candidates,
+                       "top_k": len(candidates)}  # fmt: skip
+            if intent.debias is not None:
+                request["debias"] = intent.debias
+            output = ctx.recommender.invoke(request, context=ctx.graph)
+            orders["recommendation graph"] = [r["item_id"] for r in output["recommendations"]]
         if soft_order:
-            orders.append([i for i in soft_order if i in candidates])
-        if not liked:
-            orders.append(candidates)  # the pool's order: most popular first
+            orders["soft wishes"] = [i for i in soft_order if i in candidates]
+        if not history:
+            orders["popularity"] = candidates  # the pool's order: most popular first
         if intent.order:  # "the older the better"
             years = {i: ctx.facts(i).year or 0 for i in candidates}
             newest = intent.order != "oldest"
-            orders.append(sorted(candidates, key=lambda i: years[i], reverse=newest))
+            orders["year"] = sorted(candidates, key=lambda i: years[i], reverse=newest)
         chosen = {u["next_item_id"] for u in output["similar_users"]}
         soft = {m["item_id"]: (" ".join(intent.wishes), m["similarity"]) for m in matches}
         wanted_genres = intent.all_genres()
-        liked_titles = [ctx.title(i) for i in liked]
+        liked_titles = [ctx.title(i) for i in history]
+        graph = {r["item_id"]: r for r in output["recommendations"]}
         ranked = [
             Recommendation(
-                item_id=item_id,
-                title=ctx.title(item_id),
-                score=round(score, 4),
-                evidence=reason(
-                    ctx.facts(item_id), wanted_genres, soft, item_id in chosen, liked_titles
-                ),  # noqa: E501
+                item_id=item_id, title=ctx.title(item_id), score=score,
+                evidence=reason(ctx.facts(item_id), wanted_genres, soft, item_id in chosen,
+                                liked_titles),
+                **_evidence(graph.get(item_id), parts),
             )
-            for item_id, score in fuse(orders)
-        ]
+            for item_id, score, parts in fuse(orders)
+        ]  # fmt: skip
         trace["outputs"] = {
             "candidates": candidates,
-            "orders": ["recommendation graph"] * bool(liked and candidates)
-            + ["soft wishes"] * bool(soft_order)
-            + ["popularity"] * (not liked),
+            "orders": list(orders),
+            "history": history,
+            "motivations": motivations,
+            "debias": intent.debias,
             "ranked": [r["item_id"] for r in ranked],
-            "critic": _critic_info(ctx),
+            "critic": critic_rule(ctx.graph),
             "retriever": _retriever_name(ctx),
         }
     return {
@@ -175,6 +178,16 @@ def rank(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
         "similar_users": output["similar_users"],
         "trace": [trace["record"], *output["trace"]],
     }
+
+
+def _evidence(ranked: Recommendation | None, parts: dict[str, float]) -> Evidence:
+    """A chat pick's evidence: its score's parts (one per order fused), and the recommendation
+    graph's cited history and supporting words where the graph ranked it."""
+    source = ranked or NO_EVIDENCE
+    return Evidence(contributions=parts, cited_history=source["cited_history"],
+                    cited_drops=source["cited_drops"],
+                    supporting_keywords=source["supporting_keywords"],
+                    supporting_users=source["supporting_users"])  # fmt: skip
 
 
 def final_filter(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, Any]:
@@ -212,19 +225,6 @@ def final_filter(state: ChatState, runtime: Runtime[ChatContext]) -> dict[str, A
     picks = [r["item_id"] for r in kept]
     updated = intent.model_copy(update={"shown": [*intent.shown, *picks], "last_shown": picks})
     return {"recommendations": kept, "intent": updated, "trace": [trace["record"]]}
-
-
-def _critic_info(ctx: ChatContext) -> dict[str, Any] | None:
-    """The critic's weights and formula, for the inspector (None without weights)."""
-    weights = getattr(ctx.graph.critic, "weights", None)
-    if weights is None:
-        return None
-    return {
-        "weights": {"alpha": weights.alpha, "beta": weights.beta, "gamma": weights.gamma},
-        "formula": "total = (alpha*info + beta*recon + gamma*len) / (alpha + beta + gamma), "
-        "each component normalised to [0, 1]",
-        "threshold": ctx.graph.settings.threshold,
-    }
 
 
 def _retriever_name(ctx: ChatContext) -> str | None:

@@ -89,6 +89,15 @@ def recommend(
     k: int = model_option(G, "k_similar", "--k"),
     max_rounds: int = model_option(G, "max_rounds", "--max-rounds"),
     scorer: ScorerOpt = None,
+    debias: Annotated[
+        float | None,
+        typer.Option(
+            "--debias",
+            metavar="GAMMA",
+            help="Popularity-bias control: scores less GAMMA x log(1 + training count); 0 = "
+            "off [default: the `debias` graph setting, chosen on validation].",
+        ),
+    ] = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     run_dir: RunDirOpt = None,
@@ -113,9 +122,11 @@ def recommend(
     if history is not None and not items:
         raise ConfigError("`--history` holds no item id: give `--history ID,ID,...`")
     evaluation = stage.value if stage != HistoryChoice.full else G.model_fields["stage"].default
+    extra = {} if debias is None else {"debias": debias}
     run = graph_run(
-        scorer, n_history=n_history, k_similar=k, max_rounds=max_rounds, stage=evaluation
-    )
+        scorer, n_history=n_history, k_similar=k, max_rounds=max_rounds, stage=evaluation,
+        **extra,
+    )  # fmt: skip
     settings = settings_from(
         config,
         data_dir=data_dir,

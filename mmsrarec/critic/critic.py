@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from mmsrarec.critic.collab import CollabTargets
 from mmsrarec.critic.rewards import (
     RewardWeights,
     TextEncoder,
     completion_keywords,
+    describe_total,
     make_rewards,
     normalise,
     raw_scores,
@@ -55,6 +57,11 @@ class RewardCritic:
             collab = None  # a zero weight: not worth encoding the targets
         self.rewards = make_rewards(encoder, llm, collab)
         self.name = f"reward-critic({getattr(encoder, 'name', 'encoder')}, {llm.name})"
+
+    def describe(self) -> dict[str, Any]:
+        """How it totals: `weighted_total`'s formula and weights, with the collaborative term
+        where this critic scores it (`describe_total`)."""
+        return describe_total(self.weights, collab="r_collab" in self.rewards)
 
     def judge(self, items: Sequence[Item], drafts: Mapping[str, list[str]]) -> dict[str, Judgement]:
         """A judgement per item id in `drafts` (each must be one of `items`)."""

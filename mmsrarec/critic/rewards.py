@@ -268,6 +268,11 @@ def normalise(raw: Mapping[str, float], *, vocab_size: int) -> dict[str, float]:
     return scaled
 
 
+# The weighted total's terms in order: (normalised component, weight field of
+# `RewardWeights`). `collab` counts only where the critic has collaborative targets.
+TERMS = (("info", "alpha"), ("recon", "beta"), ("len", "gamma"), ("collab", "delta"))
+
+
 def weighted_total(components: Mapping[str, float], weights: RewardWeights) -> float:
     """`sum(w_k * c_k) / sum(w_k)` of NORMALISED components (`normalise`'s output), in
     [0, 1]; `collab` (weight delta) counts where present."""
@@ -277,14 +282,30 @@ def weighted_total(components: Mapping[str, float], weights: RewardWeights) -> f
             f"weighted_total needs normalised components {NORMALISED_KEYS}, missing {missing}; "
             "pass raw rewards through `normalise` first"
         )
-    pairs = [(weights.alpha, components["info"]), (weights.beta, components["recon"]),
-             (weights.gamma, components["len"])]  # fmt: skip
-    if "collab" in components:
-        pairs.append((weights.delta, components["collab"]))
+    pairs = [(getattr(weights, weight), components[key]) for key, weight in TERMS
+             if key in components]  # fmt: skip
     total_weight = sum(weight for weight, _ in pairs)
     if total_weight <= 0:
         raise ValueError("the weights of the present components sum to 0")
     return sum(weight * value for weight, value in pairs) / total_weight
+
+
+def describe_total(weights: RewardWeights, collab: bool) -> dict[str, Any]:
+    """The formula and weights that `weighted_total` applies, from the same `TERMS`: what a
+    trace or the inspector shows as the rule that decided.
+
+    Args:
+        weights: The critic's weights.
+        collab: Whether its components include `collab` (it has collaborative targets).
+    """
+    terms = [(key, weight) for key, weight in TERMS if key != "collab" or collab]
+    values = {weight: getattr(weights, weight) for _, weight in terms}
+    numerator = " + ".join(f"{weight}*{key}" for key, weight in terms)
+    denominator = " + ".join(weight for _, weight in terms)
+    return {
+        "formula": f"total = ({numerator}) / ({denominator}), each component normalised to [0, 1]",
+        "weights": values,
+    }
 
 
 def make_rewards(

@@ -72,6 +72,7 @@ class GraphSession:
         top: int = 10,
         thread: str | None = None,
         on_update: OnUpdate | None = None,
+        debias: float | None = None,
     ) -> dict[str, Any]:
         """Run the graph on a new (or the given) thread.
 
@@ -83,6 +84,7 @@ class GraphSession:
             top: Recommendations returned.
             thread: Thread id (default: a new unguessable one).
             on_update: Called with (node, update) as each node finishes.
+            debias: Popularity-bias control (`GraphSettings.debias`); None = the run's.
 
         Returns:
             `thread_id`, `user_id`, `recommendations`, `similar_users`.
@@ -97,6 +99,8 @@ class GraphSession:
             "candidates": list(candidates or []),
             "top_k": top,
         }
+        if debias is not None:
+            inputs["debias"] = debias
         config = thread_config(thread_id)
         for update in self.graph.stream(
             inputs, config, context=self.context, stream_mode="updates"

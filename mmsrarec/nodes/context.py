@@ -8,12 +8,17 @@ can swap in their own summarizer, critic, retriever or scorer without touching t
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from mmsrarec.data import Dataset
 from mmsrarec.recommenders.base import Recommender
+from mmsrarec.recommenders.debias import log_popularity
+from mmsrarec.recommenders.explain import WINDOW
 from mmsrarec.recommenders.methods import CATALOG_SCORERS
+from mmsrarec.scoring.motivations import MotivationModel
 from mmsrarec.types import (
     CandidateScorer,
     Critic,
@@ -23,6 +28,12 @@ from mmsrarec.types import (
     Retriever,
     Summarizer,
 )
+
+# The popularity-bias control's default: the largest gamma costing at most 0.0025 validation
+# NDCG@10 for the default scorer (`benchmarks/debias.py`, mmsrarec, 943 users). On the test
+# users: NDCG@10 +0.0006 [-0.0036, +0.0048], tail share of the top 10 +0.055 [+0.049, +0.060].
+# Other scorers' scores have other scales (cf-ensemble's own rule gives 0.2).
+DEBIAS = 0.3
 
 
 class GraphSettings(BaseModel):
@@ -46,6 +57,16 @@ class GraphSettings(BaseModel):
         "(`GraphBuilder`); the last node cuts the list back to `top_k`.",
     )
     stage: str = Field("test", pattern="^(valid|test)$", description="Which frozen split to serve.")
+    debias: float = Field(
+        DEBIAS, ge=0.0, le=10.0,
+        description="Popularity-bias control: a catalog ranker's scores less debias x "
+        "log(1 + training count) (0 = off; chosen on validation: benchmarks/debias.py).",
+    )  # fmt: skip
+    evidence_window: int = Field(
+        WINDOW, ge=0, le=500,
+        description="Most recent history items tried by leave-one-out for each recommendation's "
+        "cited history (each one re-scoring: the cost grows with it); 0 = none cited.",
+    )  # fmt: skip
     scorer: str = Field(
         "mmsrarec",
         description="How the recommend node scores: a catalog recommender (`mmsrarec`, the "
@@ -77,3 +98,13 @@ class GraphContext:
     # When set, items without keywords are handed to it and the run goes on without them
     # (a server); otherwise the summarize node writes them in the run (the CLI).
     backfill: KeywordBackfill | None = None
+
+    @cached_property
+    def motivations(self) -> MotivationModel:
+        """Users' motivations over this catalog (`scoring.motivations`), built once."""
+        return MotivationModel(self.dataset, self.keywords.get_many(self.dataset.items))
+
+    @cached_property
+    def log_popularity(self) -> np.ndarray:
+        """log(1 + training count) per item index, computed once (for `settings.debias`)."""
+        return log_popularity(self.dataset)

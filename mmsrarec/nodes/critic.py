@@ -74,6 +74,7 @@ def critique(state: RecommendationState, runtime: Runtime[GraphContext]) -> dict
             },
             "kept": {item_id: s["keywords"] for item_id, s in summaries.items()},
             "to_summarize": redo,
+            "rule": critic_rule(ctx),
         }
     return {
         "summaries": summaries,
@@ -81,6 +82,16 @@ def critique(state: RecommendationState, runtime: Runtime[GraphContext]) -> dict
         "feedback": feedback,
         "trace": [trace["record"]],
     }
+
+
+def critic_rule(ctx: GraphContext) -> dict[str, Any] | None:
+    """The rule that decided this round: the critic's formula and weights (its `describe`,
+    e.g. `RewardCritic.describe` from `critic.weighted_total`'s terms) and the threshold;
+    None without a critic or for a critic that does not describe itself."""
+    describe = getattr(ctx.critic, "describe", None)
+    if describe is None:
+        return None
+    return {**describe(), "threshold": ctx.settings.threshold}
 
 
 def after_critique(

@@ -1,17 +1,25 @@
 """Last node: score every candidate, rank, explain.
 
 With a catalog ranker in the context (the default: the fused LLM recommender), one forward
-per user scores every item and the candidates' scores are read from it. Otherwise (the
-paper's yes/no variant) the prompt holds the keywords of the user's last n items, a
-sentence on the older history (when a preference summarizer is configured) and the
-collaborative keywords; each candidate adds only its own text. All candidates go to the
-scorer in one call, so a scorer that reuses the prefix (`SharedPrefixScorer`) encodes it
-once per user.
+per user scores every item and the candidates' scores are read from it; a debias > 0 (the
+state's `debias`, else `settings.debias`) ranks through `Debiased` (less popular items
+first, see `recommenders.debias`). Otherwise (the paper's yes/no variant) the prompt holds
+the keywords of the user's last n items, a sentence on the older history (when a preference
+summarizer is configured) and the collaborative keywords; each candidate adds only its own
+text. All candidates go to the scorer in one call, so a scorer that reuses the prefix
+(`SharedPrefixScorer`) encodes it once per user.
+
+Each recommendation's evidence is built here, once (`scoring.evidence.build_evidence`): the
+ranker's parts of its score, the history items whose removal lowers it most (leave-one-out
+over the last `settings.evidence_window` items in one batched re-scoring,
+`recommenders.explain`), then the words that support it.
 """
 
 from __future__ import annotations
 
 import math
+import time
+from collections.abc import Sequence
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -20,10 +28,12 @@ from mmsrarec.data import Dataset, Item
 from mmsrarec.nodes.context import GraphContext
 from mmsrarec.nodes.state import RecommendationState
 from mmsrarec.recommenders.base import Query, Recommender
-from mmsrarec.scoring.evidence import evidence_for
+from mmsrarec.recommenders.debias import Debiased
+from mmsrarec.recommenders.explain import leave_one_out
+from mmsrarec.scoring.evidence import build_evidence, evidence_line, text_keywords
 from mmsrarec.scoring.prompts import build_prefix, candidate_suffix
 from mmsrarec.trace import traced
-from mmsrarec.types import Recommendation
+from mmsrarec.types import Evidence, Recommendation, SimilarUser
 
 TRACED = 100  # candidates whose score the trace keeps (the best ones)
 
@@ -68,6 +78,10 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
     shown = top_k + context.settings.overfetch  # more for filters after this node
     llm = getattr(scorer, "llm", None)
     ranker = context.ranker
+    debias = state.get("debias")
+    debias = context.settings.debias if debias is None else debias
+    if ranker is not None and debias != 0:  # a negative one is refused by `Debiased`
+        ranker = Debiased(ranker, debias, context.log_popularity)
     with traced(
         "recommend",
         model=ranker.name if ranker is not None else scorer.name,
@@ -77,6 +91,7 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
         similar_users=[user["user_id"] for user in collaborative],
         n_candidates=len(candidates),
         top_k=top_k,
+        debias=debias if ranker is not None else None,
     ) as trace:
         preference = ""
         if context.preference is not None and older:
@@ -99,30 +114,80 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
                 "candidates, or a non-finite score; it must return one finite float each"
             )
         order = sorted(range(len(items)), key=lambda i: -scores[i])  # stable
+        top = [items[i] for i in order[:shown]]
+        started = time.perf_counter()
+        explained = explain(context, ranker, state["user_id"], history, top,
+                            [scores[i] for i in order[:shown]], summaries, history_keywords,
+                            collaborative)  # fmt: skip
         recommendations = [
-            Recommendation(
-                item_id=items[i].item_id,
-                title=items[i].title,
-                score=float(scores[i]),
-                evidence=evidence_for(
-                    items[i],
-                    summaries.get(items[i].item_id, {}).get("keywords"),
-                    history_keywords,
-                    collaborative,
-                ),
-            )
-            for i in order[:shown]
-        ]
+            Recommendation(item_id=item.item_id, title=item.title, score=float(scores[i]),
+                           evidence=evidence_line(evidence, _title_of(dataset)), **evidence)
+            for item, i, evidence in zip(top, order[:shown], explained, strict=True)
+        ]  # fmt: skip
         trace["outputs"] = {
             "preference": preference,
             # the best TRACED scores (all of them for a short list): a whole-catalogue run
             # would otherwise store and hash one score per item at every request
             "scores": {items[i].item_id: float(scores[i]) for i in order[:TRACED]},
             "n_scored": len(items),
-            "ranked": [items[i].item_id for i in order[:shown]],
+            "ranked": [item.item_id for item in top],
+            "evidence": {item.item_id: e for item, e in zip(top, explained, strict=True)},
+            "evidence_seconds": round(time.perf_counter() - started, 4),
         }
     return {
         "preference": preference,
         "recommendations": recommendations,
         "trace": [trace["record"]],
     }
+
+
+def explain(
+    context: GraphContext,
+    ranker: Recommender | None,
+    user_id: str,
+    history: list[str],
+    top: Sequence[Item],
+    scores: Sequence[float],
+    summaries: dict[str, Any],
+    history_keywords: list[tuple[str, list[str]]],
+    collaborative: list[SimilarUser],
+) -> list[Evidence]:
+    """The evidence of each recommended item (best first). With a ranker: its parts of each
+    score and the cited history (leave-one-out), the words matched against the cited items;
+    with the yes/no scorer, one part and the words of the prompt's items."""
+    dataset = context.dataset
+    cited: list[list[tuple[str, float]]] = [[] for _ in top]
+    contributions = [{(ranker or context.scorer).name: s} for s in scores]
+    if ranker is not None and top:
+        query = Query(user_id, tuple(dataset.index_of(i) for i in history),
+                      tuple(dataset.index_of(item.item_id) for item in top))  # fmt: skip
+        parts = ranker.contributions([query])[0]
+        contributions = [{name: float(v[row]) for name, v in parts.items()}
+                         for row in range(len(top))]  # fmt: skip
+        window = context.settings.evidence_window
+        if query.history and window:
+            counterfactual = leave_one_out(ranker, query, window)
+            cited = [[(dataset.item(i).item_id, d) for i, d in counterfactual.cited(row)]
+                     for row in range(len(top))]  # fmt: skip
+    keywords = _keywords_of(context, {i for row in cited for i, _ in row})
+    out = []
+    for item, parts, why in zip(top, contributions, cited, strict=True):
+        support = [(dataset.by_id(i).title, keywords[i]) for i, _ in why]
+        if ranker is None:  # the prompt scorer read the recent items' keywords
+            support = history_keywords
+        out.append(build_evidence(item, summaries.get(item.item_id, {}).get("keywords"),
+                                  support, collaborative, parts, why))  # fmt: skip
+    return out
+
+
+def _keywords_of(context: GraphContext, item_ids: set[str]) -> dict[str, list[str]]:
+    """Stored keywords of the items, else the words of their own text."""
+    if not item_ids:
+        return {}
+    items = [context.dataset.by_id(i) for i in sorted(item_ids)]
+    stored = context.keywords.get_many(items)
+    return {item.item_id: stored.get(item.item_id) or text_keywords(item) for item in items}
+
+
+def _title_of(dataset: Dataset):
+    return lambda item_id: dataset.by_id(item_id).title

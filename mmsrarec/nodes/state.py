@@ -8,7 +8,7 @@ store it; item references are raw item ids (strings).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 from typing_extensions import TypedDict  # pydantic builds JSON schemas from it on 3.11
 
@@ -39,6 +39,7 @@ class RecommendationInput(TypedDict):
     history: list[str]  # raw item ids, chronological; [] = the user's history in the dataset
     candidates: list[str]  # raw item ids to rank; [] = the user's frozen sampled candidates
     top_k: int  # how many recommendations to return; 0 = the run settings' `top_k`
+    debias: NotRequired[float | None]  # popularity-bias control; absent/None = `settings.debias`
 
 
 class RecommendationState(RecommendationInput):

@@ -68,6 +68,12 @@ class Recommender(ABC):
         catalog = self.score_catalog(queries)
         return [catalog[row, list(query.candidates)] for row, query in enumerate(queries)]
 
+    def contributions(self, queries: Sequence[Query]) -> list[dict[str, np.ndarray]]:
+        """Each query's candidate scores split into named parts that sum to
+        `score_candidates` (float arrays in the candidates' order). Default: one part, this
+        recommender's own score; a fusion gives each member's (`FusionRecommender`)."""
+        return [{self.name: scores} for scores in self.score_candidates(queries)]
+
 
 class Reseeded(Recommender):
     """`member` fitted with `seed + offset`: an independent run of the same method, so that a

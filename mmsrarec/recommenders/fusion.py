@@ -49,6 +49,7 @@ from mmsrarec.recommenders.base import Query, Recommender
 L2 = 1e-3
 RECENT = 10  # history items whose share of new items moves the new-item offset
 LAST = 3  # ... and the share among the very last ones
+NEW_ITEM_OFFSET = "new-item offset"  # its part in `contributions` and `describe_gate`
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
@@ -246,18 +247,55 @@ class FusionRecommender(Recommender):
         self.popularity = np.concatenate([self.popularity, np.full(len(items), self.unseen)])
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
-        if self.gate is None or self.popularity is None:
-            raise NotPreparedError(f"`{self.name}` is not fitted: call `fit(dataset, seed)`")
+        weights = self._weights()
         learns_new = self.new_item_gate is not None
         z = self._z(queries, learns_new)
         pop = np.broadcast_to(self.popularity[None, :], z.shape[:2])
         no_id = np.broadcast_to(self.no_id[None, :], z.shape[:2])
-        weights = self.gate.reshape(-1)
-        if learns_new:
-            weights = np.concatenate([weights, self.new_item_gate])
         scores = self._combine(z, queries, pop, no_id, learns_new) @ weights
         scores[:, 0] = -np.inf
         return scores
+
+    def contributions(self, queries: Sequence[Query]) -> list[dict[str, np.ndarray]]:
+        """Each member's part of each candidate's score: its gate weight for this user and
+        item times its z-score (for an item without an ID, a text member's new-item weight
+        times its z-score, and the new-item offset as a part of its own). The parts sum to
+        `score_candidates` (the same features and weights, summed in another order)."""
+        weights = self._weights()
+        learns_new = self.new_item_gate is not None
+        z = self._z(queries, learns_new)
+        columns = self._columns()
+        out = []
+        for row, query in enumerate(queries):
+            items = np.asarray(query.candidates, dtype=np.int64)
+            features = self._combine(z[row : row + 1, items], [query],
+                                     self.popularity[None, items], self.no_id[None, items],
+                                     learns_new)[0]  # fmt: skip  # [C, K]
+            parts = features * weights  # [C, K]
+            out.append({name: parts[:, cols].sum(axis=1) for name, cols in columns.items()})
+        return out
+
+    def _weights(self) -> np.ndarray:
+        """Every gate weight in the features' column order [K]."""
+        if self.gate is None or self.popularity is None:
+            raise NotPreparedError(f"`{self.name}` is not fitted: call `fit(dataset, seed)`")
+        weights = self.gate.reshape(-1)
+        if self.new_item_gate is not None:
+            weights = np.concatenate([weights, self.new_item_gate])
+        return weights
+
+    def _columns(self) -> dict[str, list[int]]:
+        """Which feature columns (`_combine`'s order) belong to each member, and to the
+        new-item offset."""
+        names = list(self.members)
+        columns = {name: [3 * m, 3 * m + 1, 3 * m + 2] for m, name in enumerate(names)}
+        if self.new_item_gate is not None:
+            start, text = 3 * len(names), self._text_members
+            for t, name in enumerate(text):
+                columns.setdefault(name, []).extend([start + t, start + len(text) + t])
+            offset = start + 2 * len(text)
+            columns[NEW_ITEM_OFFSET] = list(range(offset, len(self._weights())))
+        return columns
 
     def describe_gate(self) -> dict[str, dict[str, float]]:
         """The fitted gate per member: weight, per unit of history length, of popularity;
@@ -276,7 +314,7 @@ class FusionRecommender(Recommender):
                     new_items_weight=float(weight), new_items_x_history_length=float(length)
                 )
             f0, f1, f2, f3 = self.new_item_gate[2 * len(text) :]
-            out["new-item offset"] = {"bias": float(f0), "x_recent_new_share": float(f1),
+            out[NEW_ITEM_OFFSET] = {"bias": float(f0), "x_recent_new_share": float(f1),
                                       "x_last_new_share": float(f2),
                                       "x_history_length": float(f3)}  # fmt: skip
         return out

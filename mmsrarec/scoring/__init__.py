@@ -6,7 +6,8 @@
   `ServerScorer` asks an OpenAI-compatible server (`llm_server_url`).
 - `packed.py`: all of a user's candidates in one sequence (4-D mask) with item-token slots:
   the trained yes/no scorer's layout, in training and in scoring.
-- `evidence.py`: which history / collaborative keywords a candidate shares.
+- `evidence.py`: the typed evidence of a recommendation (the scorer's parts and cited history
+  items first, then the keywords and similar users that support it) and its one line.
 - `preference.py`: `LLMPreferenceSummarizer`, one cached sentence on the older history.
 
 The names below load their module on first use (PEP 562), so that importing a light module
@@ -20,7 +21,8 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "evidence_for": "evidence",
+    "build_evidence": "evidence",
+    "evidence_line": "evidence",
     "LLMPreferenceSummarizer": "preference",
     "build_prefix": "prompts",
     "candidate_suffix": "prompts",

@@ -2,8 +2,11 @@
 
 Each view holds the path the turn took (node names in order, the critic's loop visible as a
 repeated `summarize -> critique`), the intent, every record (with a label naming the model or
-encoder it ran), the critic's scores per round with its weights and formula, the similar
-users, the candidate scores and the timings. Items are shown as "Title (id)".
+encoder it ran), the critic's scores per round with the formula and weights that decided
+them (recorded by the critique node from `critic.weighted_total`'s own terms), the similar
+users, the candidate scores, each recommendation's evidence (the ranker's parts of its score
+and the history items that move it, then the supporting words), the user's motivations and
+the timings. Items are shown as "Title (id)".
 
 Timings: `rank` runs the recommendation graph, so its record's time includes its children's
 (`load_user` ... `recommend`, the records right after it). Each timing row holds the node's
@@ -73,6 +76,8 @@ def turn_view(
         "critic_rounds": [],
         "similar_users": [],
         "scores": {},
+        "evidence": [],
+        "motivations": rank["outputs"].get("motivations", []),
         "relaxed": [],
         "reply": "",
         "records": [{**r, "label": _label(r, rank["outputs"].get("retriever"))} for r in records],
@@ -80,6 +85,9 @@ def turn_view(
     threshold = critic["threshold"] if critic else None
     for record in records:
         outputs = record.get("outputs", {})
+        if record["node"] == "critique" and outputs.get("rule"):
+            view["critic"] = critic = outputs["rule"]  # the rule that decided, as recorded
+            threshold = critic["threshold"]
         if record["node"] == "critique" and outputs.get("scores"):
             scores = {
                 named(item_id): {**s, "feedback": s["feedback"] or _kept(s["total"], threshold)}
@@ -101,11 +109,26 @@ def turn_view(
             ]
         elif record["node"] == "recommend":
             view["scores"] = {named(i): s for i, s in outputs.get("scores", {}).items()}
+            view["evidence"] = [
+                _evidence_row(named(i), e, named) for i, e in outputs.get("evidence", {}).items()
+            ]
         elif record["node"] == "relax":
             view["relaxed"].append(outputs.get("dropped"))
         elif record["node"] in ("reply", "clarify"):
             view["reply"] = outputs.get("reply", "")
     return view
+
+
+def _evidence_row(item: str, evidence: dict[str, Any], named: Callable[[str], str]) -> dict:
+    """One recommendation's evidence with its history items named."""
+    pairs = zip(evidence["cited_history"], evidence["cited_drops"], strict=True)
+    return {
+        "item": item,
+        "contributions": evidence["contributions"],
+        "cited": [{"item": named(i), "drop": d} for i, d in pairs],
+        "supporting_keywords": evidence["supporting_keywords"],
+        "supporting_users": evidence["supporting_users"],
+    }
 
 
 def _kept(total: float, threshold: float | None) -> str:

@@ -73,9 +73,8 @@ function render(index) {
   if (!turn.critic_rounds.length) row(critic, ["no critic scores this turn (cached keywords or no critic)"]);
   else {
     if (turn.critic) {
-      const w = turn.critic.weights;
-      row(critic, ["weights: alpha=" + w.alpha + " (info), beta=" + w.beta + " (recon), gamma=" + w.gamma +
-        " (len); " + turn.critic.formula + "; threshold " + turn.critic.threshold], false);
+      const w = Object.entries(turn.critic.weights).map(([k, v]) => k + "=" + v).join(", ");
+      row(critic, ["weights: " + w + "; " + turn.critic.formula + "; threshold " + turn.critic.threshold], false);
     }
     row(critic, ["round", "item", "total", "components (raw)", "feedback"], true);
     for (const r of turn.critic_rounds)
@@ -90,6 +89,25 @@ function render(index) {
     row(similar, ["user", "similarity", "their next item", "keywords"], true);
     for (const u of turn.similar_users)
       row(similar, [u.user_id, Number(u.similarity).toFixed(3), u.next_item, u.keywords.join(", ")]);
+  }
+
+  // The cause (parts of the score, history items whose removal lowers it), then the words.
+  const evidence = clear("evidence");
+  if (!turn.evidence.length) row(evidence, ["no ranked recommendations this turn"]);
+  else {
+    row(evidence, ["item", "parts of its score", "without this history item (score drop)", "supporting, not the cause"], true);
+    for (const e of turn.evidence)
+      row(evidence, [e.item,
+        Object.entries(e.contributions).map(([k, v]) => k + " " + Number(v).toFixed(3)).join(", "),
+        e.cited.map((c) => c.item + " −" + Number(c.drop).toFixed(3)).join("; ") || "none cited",
+        [...e.supporting_keywords, ...e.supporting_users].join("; ") || "no keyword overlap"]);
+  }
+  const motivations = clear("motivations");
+  if (!turn.motivations.length) row(motivations, ["no motivations this turn"]);
+  else {
+    row(motivations, ["weight", "keywords", "supporting items"], true);
+    for (const m of turn.motivations)
+      row(motivations, [Number(m.weight).toFixed(2), m.keywords.join(", "), m.titles.join("; ")]);
   }
 
   const records = clear("records");
