@@ -49,9 +49,12 @@ FUSIONS = {
 # The paper's yes/no prompt scorer, trained listwise with hybrid item tokens
 # (`recommenders/yes_no.py`); it ranks the catalog by re-ranking SASRec's top items.
 YES_NO = "llm-yes-no"
+# SASRec whose top items come from an approximate-nearest-neighbour index over its item
+# vectors, rescored exactly (`recommenders/ann.py`); its catalog scores are SASRec's.
+SASREC_ANN = "sasrec-ann"
 # Methods that score the whole catalog: what the graph's recommend node can use.
-CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", RESEEDED_SASREC, *FUSIONS,
-                   *LLM_VARIANTS, YES_NO)  # fmt: skip
+CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", RESEEDED_SASREC, SASREC_ANN,
+                   *FUSIONS, *LLM_VARIANTS, YES_NO)  # fmt: skip
 
 
 def build_recommender(name: str, settings: Settings) -> Recommender:
@@ -100,4 +103,9 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
     sasrec = SASRecRecommender(save_dir=sasrec_dir(settings))
     if name == RESEEDED_SASREC:
         return Reseeded(sasrec, RESEED_OFFSET, name)
+    if name == SASREC_ANN:
+        from mmsrarec.recommenders.ann import ANNRecommender
+        from mmsrarec.tools.ann import FaissItemIndex
+
+        return ANNRecommender(sasrec, FaissItemIndex, name=name)
     return sasrec
