@@ -18,13 +18,18 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mmsrarec.errors import ConfigError
+
+Loss = Literal["ce", "bce", "sampled", "auto"]
+# Fields added after models were trained: left out of `digest` while at their default, so that
+# every model trained before keeps its fingerprint.
+LATER_FIELDS = ("sampled_negatives",)
 
 
 @dataclass(frozen=True)
@@ -57,12 +62,20 @@ class SASRecConfig:
     eval_every: int = field(
         default=2, metadata={"help": "Validate (full-ranking NDCG@10) every this many epochs."}
     )
-    loss: Literal["ce", "bce"] = field(
+    loss: Loss = field(
         default="ce",
         metadata={
             "help": "`ce`: softmax cross-entropy over all items at every position; "
-            "`bce`: binary cross-entropy with one uniform negative (original paper)."
+            "`bce`: binary cross-entropy with one uniform negative (original paper); "
+            "`sampled`: softmax over the positive and `sampled_negatives` items shared by the "
+            "batch, drawn from half popularity, half uniform, logits corrected by log q "
+            "(`training/losses.py`; for large catalogues); `auto`: `ce` up to "
+            "20,000 items, `sampled` above."
         },
+    )
+    sampled_negatives: int = field(
+        default=1024,
+        metadata={"help": "Negatives per batch of the `sampled` loss (with replacement)."},
     )
 
     def __post_init__(self) -> None:
@@ -81,15 +94,23 @@ class SASRecConfig:
             raise ConfigError(f"`dropout` must be in [0, 1), got {self.dropout}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ConfigError("`lr` must be > 0 and `weight_decay` >= 0")
-        if self.loss not in ("ce", "bce"):
-            raise ConfigError(f"`loss` must be `ce` or `bce`, got `{self.loss}`")
+        if self.loss not in get_args(Loss):
+            raise ConfigError(
+                f"`loss` must be one of {', '.join(get_args(Loss))}, got `{self.loss}`"
+            )
+        if self.sampled_negatives < 1:
+            raise ConfigError(f"`sampled_negatives` must be at least 1: {self.sampled_negatives}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """sha256 of the canonical JSON of every field."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        """sha256 of the canonical JSON of every field (a `LATER_FIELDS` one only when set)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        fields = {
+            k: v for k, v in self.to_dict().items() if k not in LATER_FIELDS or v != defaults[k]
+        }
+        return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
 
 
 class _Block(nn.Module):
