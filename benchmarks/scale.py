@@ -9,8 +9,9 @@ accuracy).
 Grid: items x users; steps `prepare`, `item-knn`, `sasrec-epoch`, `llm-epoch`, `gate`,
 `index`, `score` (and `item-knn-dense`, the first version, for the O(n^2) before). Each step
 runs in its own process with one thread (`benchmarks/scale_steps.py`), watched here: killed
-past `--limit-s` (status `timeout`) or past `--max-rss-gb` of resident memory (status `oom`).
-A step that failed at a point is not run at larger points (status `skipped: <why> at ...`).
+past `--limit-s` (status `timeout`) or past `--max-rss-gb` of resident memory (status `oom`);
+an epoch cut short by its time box is `partial` and projected from its steps. A step that
+failed at a point is not run at larger points (status `skipped: <why> at ...`).
 Each result is appended to `benchmarks/scale/results.json` as soon as it exists, so a killed
 run resumes where it stopped; `--redo` runs recorded points again. The machine is shared:
 each row records the load average when the step started.
@@ -96,8 +97,8 @@ def run_child(step: str, items: int, users: int, args: argparse.Namespace) -> di
 def blocked(rows: list[dict], step: str, items: int, users: int) -> str | None:
     """Why `step` is not worth running at this point: it failed at a point no larger."""
     for row in rows:
-        if (row["step"] == step and row["status"] != "ok" and row["items"] <= items
-                and row["users"] <= users and not row["status"].startswith("skipped")):  # fmt: skip
+        if (row["step"] == step and row["status"].startswith(("oom", "timeout", "error"))
+                and row["items"] <= items and row["users"] <= users):  # fmt: skip
             return f"skipped: {row['status'].split(':')[0]} at {row['items']} x {row['users']}"
     return None
 

@@ -19,7 +19,7 @@ def cost(row: dict) -> float | None:
     """Seconds of the step: a projected epoch where only part of one ran."""
     if row["status"] == "ok":
         return row["seconds"]
-    return row.get("epoch_seconds_projected")
+    return row.get("epoch_seconds_projected") if row["status"].startswith("partial") else None
 
 
 def slope(xs: list[float], ys: list[float]) -> float | None:

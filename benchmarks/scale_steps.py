@@ -13,11 +13,13 @@ import argparse
 import json
 import resource
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import psutil
 
 HERE = Path(__file__).resolve().parent
 SEED = 0
@@ -32,6 +34,35 @@ class TimeUp(Exception):
 
 def peak_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+class Timed:
+    """Wall time of a block and this process's resident memory during it (sampled every
+    50 ms): `extra_rss_gb` = its peak minus the memory held when it began (the dataset...)."""
+
+    def __enter__(self) -> Timed:
+        self.process = psutil.Process()
+        self.before = self.peak = self.process.memory_info().rss
+        self.running = True
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+        self.started = time.perf_counter()
+        return self
+
+    def _sample(self) -> None:
+        while self.running:
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.05)
+
+    def __exit__(self, *exc) -> None:
+        self.seconds = time.perf_counter() - self.started
+        self.running = False
+        self.thread.join()
+        self.peak = max(self.peak, self.process.memory_info().rss)
+
+    def report(self) -> dict:
+        return {"seconds": self.seconds, "rss_before_gb": self.before / 2**30,
+                "extra_rss_gb": (self.peak - self.before) / 2**30}  # fmt: skip
 
 
 def paths(work: Path, items: int, users: int) -> tuple[Path, Path, Path]:
@@ -52,11 +83,10 @@ def step_prepare(items: int, users: int, work: Path, deadline: float) -> dict:
     from mmsrarec.data import prepare_dataset
 
     source, _, _ = paths(work, items, users)
-    started = time.perf_counter()
-    folder, _ = prepare_dataset(source, work / "data", force=True)
-    seconds = time.perf_counter() - started
+    with Timed() as timed:
+        prepare_dataset(source, work / "data", force=True)
     lines = sum(1 for _ in (source / "interactions.jsonl").open("rb"))
-    return {"seconds": seconds, "interactions": lines}
+    return {**timed.report(), "interactions": lines}
 
 
 def _dataset(items: int, users: int, work: Path):
@@ -71,10 +101,10 @@ def step_item_knn(items: int, users: int, work: Path, deadline: float) -> dict:
     from mmsrarec.recommenders.itemknn import ItemKNNRecommender
 
     dataset, extra = _dataset(items, users, work)
-    started = time.perf_counter()
     knn = ItemKNNRecommender()
-    knn.fit(dataset, SEED)
-    return {"seconds": time.perf_counter() - started, "nnz": knn.similarity.nnz, **extra}
+    with Timed() as timed:
+        knn.fit(dataset, SEED)
+    return {**timed.report(), "nnz": knn.similarity.nnz, **extra}
 
 
 def step_item_knn_dense(items: int, users: int, work: Path, deadline: float) -> dict:
@@ -83,9 +113,9 @@ def step_item_knn_dense(items: int, users: int, work: Path, deadline: float) -> 
     from test_itemknn import DenseItemKNN
 
     dataset, extra = _dataset(items, users, work)
-    started = time.perf_counter()
-    DenseItemKNN().fit(dataset, SEED)
-    return {"seconds": time.perf_counter() - started, **extra}
+    with Timed() as timed:
+        DenseItemKNN().fit(dataset, SEED)
+    return {**timed.report(), **extra}
 
 
 def _sasrec(dataset, work: Path, items: int, users: int, trained: bool):
@@ -125,18 +155,18 @@ def step_sasrec_epoch(items: int, users: int, work: Path, deadline: float) -> di
         if time.perf_counter() > deadline:
             raise TimeUp
 
-    started = time.perf_counter()
     status = "ok"
-    try:
-        train_epoch(model, setup, optimizer, config, generator, step=count)
-    except TimeUp:
-        status = "timeout"
-    seconds = time.perf_counter() - started
+    with Timed() as timed:
+        try:
+            train_epoch(model, setup, optimizer, config, generator, step=count)
+        except TimeUp:
+            status = f"partial: {done[0]} of {batches} steps in the time box (projected)"
+    seconds = timed.seconds
     weights = paths(work, items, users)[2]
     weights.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), weights)
     windows_done = len(setup.windows) * done[0] / batches
-    return {"seconds": seconds, "status": status, "loss": setup.loss,
+    return {**timed.report(), "status": status, "loss": setup.loss,
             "sequences": len(setup.windows), "sequences_per_s": windows_done / seconds,
             "epoch_seconds_projected": seconds * batches / max(done[0], 1), **extra}  # fmt: skip
 
@@ -205,9 +235,9 @@ def step_gate(items: int, users: int, work: Path, deadline: float) -> dict:
     knn.fit(dataset, SEED)
     sasrec = _sasrec(dataset, work, items, users, trained=True)
     fusion = FusionRecommender({"sasrec": Frozen(sasrec), "item-knn": Frozen(knn)})
-    started = time.perf_counter()
-    fusion.fit(dataset, SEED)
-    return {"seconds": time.perf_counter() - started, **extra}
+    with Timed() as timed:
+        fusion.fit(dataset, SEED)
+    return {**timed.report(), **extra}
 
 
 def step_index(items: int, users: int, work: Path, deadline: float) -> dict:
@@ -220,9 +250,8 @@ def step_index(items: int, users: int, work: Path, deadline: float) -> dict:
     dataset, extra = _dataset(items, users, work)
     sasrec = _sasrec(dataset, work, items, users, trained=True)
     client = chromadb.EphemeralClient(settings=ChromaSettings(anonymized_telemetry=False))
-    started = time.perf_counter()
-    report = CollaborativeIndex(client=client).build(dataset, sasrec)
-    seconds = time.perf_counter() - started
+    with Timed() as timed:
+        report = CollaborativeIndex(client=client).build(dataset, sasrec)
     collection = CollaborativeIndex(client=client).open(dataset, sasrec)
     users_ = np.random.default_rng(SEED).choice(dataset.users, INDEX_QUERIES)
     latencies = []
@@ -231,7 +260,7 @@ def step_index(items: int, users: int, work: Path, deadline: float) -> dict:
         begun = time.perf_counter()
         collection.query(query_embeddings=vector, n_results=3, include=["metadatas"])
         latencies.append(time.perf_counter() - begun)
-    return {"seconds": seconds, "entries": report.entries,
+    return {**timed.report(), "entries": report.entries,
             "query_p50_ms": 1000 * float(np.median(latencies)), **extra}  # fmt: skip
 
 
