@@ -120,9 +120,13 @@ def main() -> None:
         for users in args.users:
             for items in args.items:
                 run_point(rows, items, users, args)
-    from scale_plot import plot
+    from scale_plot import plot, table
 
     plot(rows, args.out.with_name("cost_curves.png"))
+    args.out.with_name("RESULTS.md").write_text(
+        "# Cost curves on SYNTHETIC data (`python benchmarks/scale.py`)\n\n" + table(rows),
+        encoding="utf-8",
+    )
 
 
 def run_point(rows: list[dict], items: int, users: int, args: argparse.Namespace) -> None:

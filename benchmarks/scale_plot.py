@@ -61,3 +61,31 @@ def plot(rows: list[dict], path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown: one line per step and point (seconds, peak RSS, status, the step's extras)."""
+    lines = ["| step | items | users | seconds | peak RSS GB | status | notes |",
+             "|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
+    for row in rows:
+        seconds = "" if row["seconds"] is None else f"{row['seconds']:.4g}"
+        rss = "" if row.get("peak_rss_gb") is None else f"{row['peak_rss_gb']:.2f}"
+        lines.append(f"| {row['step']} | {row['items']:,} | {row['users']:,} | {seconds} | "
+                     f"{rss} | {row['status']} | {notes(row)} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def notes(row: dict) -> str:
+    keys = {"extra_rss_gb": "+{:.2f} GB in the step", "sequences_per_s": "{:.0f} seq/s",
+            "epoch_seconds_projected": "epoch {:.0f} s", "loss": "loss {}",
+            "recall_at_100": "recall@100 {:.3f}", "ann_99_ms": "ANN p99 {:.1f} ms",
+            "exact_50_ms": "exact p50 {:.1f} ms", "query_p50_ms": "query p50 {:.1f} ms",
+            "interactions": "{:,} interactions", "nnz": "{:,} neighbours",
+            "projected_from_steps": "projected from {} steps",
+            "load_average": "load {}"}  # fmt: skip
+    parts = []
+    for key, text in keys.items():
+        value = row.get(key)
+        if value is not None and not (key == "epoch_seconds_projected" and row["status"] == "ok"):
+            parts.append(text.format(value[0] if key == "load_average" else value))
+    return ", ".join(parts)
