@@ -292,7 +292,25 @@ def step_score(items: int, users: int, work: Path, deadline: float) -> dict:
          for name, values in timed.items() for q in (50, 99)}  # fmt: skip
     return {"seconds": float(np.median(timed["ann"])), "recall_at_100": float(np.mean(recall)),
             "index_build_seconds": build, "weights": sasrec.meta["weights"], **p,
-            **extra}  # fmt: skip
+            "probe_sweep": _probe_sweep(ann, queries), **extra}  # fmt: skip
+
+
+def _probe_sweep(ann, queries) -> dict[str, dict[str, float]]:
+    """Recall@100 against exact and p50 latency of the faiss index for more cells probed:
+    how much of the catalogue the learned vectors let the index skip."""
+    embedded = ann.scorer.embed_histories([q.history for q in queries]).astype(np.float32)
+    exact = np.argsort(-(embedded @ ann.vectors[1:].T), axis=1)[:, :100]
+    index = ann.index.index
+    out = {}
+    for probe in (16, 64, 256):
+        index.nprobe = min(probe, index.nlist)
+        begun = time.perf_counter()
+        found = [index.search(row[None], 100)[1][0] for row in embedded]
+        seconds = (time.perf_counter() - begun) / len(queries)
+        recall = np.mean([len(set(a) & set(b)) / 100 for a, b in zip(found, exact, strict=True)])
+        out[str(probe)] = {"recall_at_100": float(recall), "search_ms": 1000 * seconds,
+                           "cells": int(index.nlist)}  # fmt: skip
+    return out
 
 
 STEPS: dict[str, Callable[[int, int, Path, float], dict]] = {
