@@ -39,7 +39,8 @@ test: $(STAMP)
 # (float32 sums come out in another order with more threads).
 test-engines: $(STAMP)
 	$(PIP) -e '.[ray,langgraph]'
-	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -p no:schemathesis tests/test_ray.py tests/test_langgraph_server.py
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -p no:schemathesis tests/test_ray.py tests/test_ray_scale.py \
+		tests/test_langgraph_server.py
 
 # llama-cpp-python builds llama.cpp from source (28 min on one busy core here; set
 # CMAKE_BUILD_PARALLEL_LEVEL to use more). WHEELS=folder: use a wheel built there before.

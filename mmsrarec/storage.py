@@ -14,11 +14,18 @@ from typing import Any
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder and `os.replace`."""
+    atomic_write_chunks(path, (data,))
+
+
+def atomic_write_chunks(path: Path, chunks: Iterable[bytes | str]) -> None:
+    """Write the chunks one after another (text as UTF-8), atomically, never holding them all:
+    a file of millions of lines streams through."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            for chunk in chunks:
+                handle.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)
@@ -37,8 +44,7 @@ def atomic_write_json(path: Path, obj: Any) -> None:
 
 
 def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    lines = (json.dumps(row, ensure_ascii=False) for row in rows)
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    atomic_write_chunks(path, (json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def sha256_file(path: Path) -> str:

@@ -154,3 +154,25 @@ class StateEncoder(Protocol):
     def embed_histories(self, histories: Sequence[Sequence[int]]) -> Any:
         """Final-position states: float32 array [len(histories), hidden]."""
         ...
+
+
+class VectorIndex(Protocol):
+    """Approximate maximum-inner-product search over a fixed set of vectors (`tools.ann`)."""
+
+    def search(self, queries: Any, k: int) -> Any:
+        """Row positions int [len(queries), k] of the vectors with about the largest inner
+        products with each query (float32 [n, d]), best first; -1 pads a short answer."""
+        ...
+
+
+class VectorScorer(Protocol):
+    """A model whose score of item j after a history is `embed(history) . item_vectors()[j]`
+    (SASRec): what an approximate-nearest-neighbour index can retrieve for."""
+
+    def embed_histories(self, histories: Sequence[Sequence[int]]) -> Any:
+        """Query vectors: float32 [len(histories), d]."""
+        ...
+
+    def item_vectors(self) -> Any:
+        """Item vectors: float32 [n_items + 1, d]; row 0 (padding) is never retrieved."""
+        ...

@@ -20,7 +20,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "mmsrarec"
 LAYERS: list[set[str]] = [
     {"errors", "storage", "prompt_text", "metrics"},
     {"config"},
-    {"database"},
+    {"database", "cluster"},
     {"data"},
     {"types", "trace"},
     {"models"},

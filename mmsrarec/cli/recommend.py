@@ -15,8 +15,10 @@ from mmsrarec.cli.common import (
     DataDirOpt,
     DatasetOpt,
     ModelOpt,
+    RayOpt,
     RunDirOpt,
     ScorerOpt,
+    WorkersOpt,
     console,
     err_console,
     graph_run,
@@ -24,6 +26,7 @@ from mmsrarec.cli.common import (
     settings_from,
 )
 from mmsrarec.data import load_dataset
+from mmsrarec.errors import ConfigError
 from mmsrarec.nodes.context import GraphSettings
 
 
@@ -111,8 +114,6 @@ def recommend(
     data, then feedback stored by the API or `mmsrarec feedback add`), as the API's
     `GET /api/recommend/{user}` does; `--json` prints the API's answer.
     """
-    from mmsrarec.errors import ConfigError
-
     if (user is None) == (history is None):
         raise typer.BadParameter("give one of them", param_hint="`--user` / `--history`")
     sampled = candidates == CandidateChoice.sampled
@@ -208,12 +209,17 @@ def summarize(
     ] = False,
     tag: Annotated[str, typer.Option(help="With --tuned: the adapter of `--tag T`.")] = "",
     batch_size: Annotated[int, typer.Option(min=1, help="Items per model call.")] = 8,
+    ray: RayOpt = None,
+    workers: WorkersOpt = None,
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     dataset: DatasetOpt = None,
     model: ModelOpt = None,
 ) -> None:
-    """Summarize the catalog into keywords (cached: a second run costs nothing; resumable)."""
+    """Summarize the catalog into keywords (cached: a second run costs nothing; resumable).
+
+    With `--ray`, batches go to Ray actors that send them to `llm_server_url` side by side.
+    """
     from mmsrarec.critic import CollabTargets, RewardCritic
     from mmsrarec.models import ModelCache
     from mmsrarec.models.adapters import (
@@ -227,8 +233,16 @@ def summarize(
     from mmsrarec.summarization.cache import keyword_cache_path
     from mmsrarec.summarization.prompts import PROMPT_VERSION
 
-    settings = settings_from(config, data_dir=data_dir, dataset=dataset, model=model)
+    settings = settings_from(config, data_dir=data_dir, dataset=dataset, model=model,
+                             ray_address=ray, ray_workers=workers)  # fmt: skip
     data = load_dataset(settings.dataset_dir)
+    items = data.items[:limit] if limit else data.items
+    if settings.ray_address is not None:
+        if tuned or critic:
+            raise ConfigError("`--ray` summarizes with the server's model: drop `--tuned` and "
+                              "`--critic` (they run in-process)")  # fmt: skip
+        _summarize_on_ray(settings, items, batch_size)
+        return
     models = ModelCache(settings)
     llm, name, adapter = models.llm(), settings.model, None
     if tuned:
@@ -243,10 +257,28 @@ def summarize(
             llm.model,
             None,
         )
-    items = data.items[:limit] if limit else data.items
     with KeywordCache(keyword_cache_path(settings), name, PROMPT_VERSION) as cache:
         stats = summarize_catalog(items, summarizer, cache, judge, batch_size=batch_size)
         sample = cache.get_many(items[:3])
+    _report(stats, items, sample)
+
+
+def _summarize_on_ray(settings, items, batch_size: int) -> None:
+    from mmsrarec.summarization import KeywordCache, summarize_catalog
+    from mmsrarec.summarization.cache import keyword_cache_path
+    from mmsrarec.summarization.fan_out import ray_summarizers
+    from mmsrarec.summarization.prompts import PROMPT_VERSION
+
+    with (
+        ray_summarizers(settings, batch_size) as (name, fan_out, _),
+        KeywordCache(keyword_cache_path(settings), name, PROMPT_VERSION) as cache,
+    ):
+        stats = summarize_catalog(items, None, cache, batch_size=batch_size, fan_out=fan_out)
+        sample = cache.get_many(items[:3])
+    _report(stats, items, sample)
+
+
+def _report(stats, items, sample) -> None:
     console.print(
         f"{stats['summarized']} summarized, {stats['cached']} already cached, "
         f"{stats['seconds']:.1f}s, mean {stats['mean_keywords']:.1f} keywords"

@@ -5,6 +5,9 @@ Supported sources:
 - A folder with RecBole atomic files: `<name>.inter` (`user_id`, `item_id`, `timestamp`)
   and `<name>.item` (`item_id` plus text columns).
 - A folder with JSONL files: `catalog.jsonl` and `interactions.jsonl` (see README).
+
+Interaction files are read line by line into arrays (`Interactions`), never into a Python
+list of rows: 10^7 interactions take 24 bytes each, and the first bad line stops the read.
 """
 
 from __future__ import annotations
@@ -13,9 +16,13 @@ import csv
 import importlib.util
 import json
 import math
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from mmsrarec.data.dataset import Item
 from mmsrarec.errors import DataError
@@ -25,15 +32,77 @@ CATALOG_KEYS = ("item_id", "title", "description", "image")
 
 
 @dataclass
+class Interactions:
+    """Every interaction once, in file order, as arrays.
+
+    Attributes:
+        users: distinct user ids, in order of first appearance.
+        user: int64 [n], each interaction's index into `users`.
+        item: int64 [n], each interaction's catalog position (0-based).
+        timestamp: float64 [n].
+    """
+
+    users: list[str]
+    user: np.ndarray
+    item: np.ndarray
+    timestamp: np.ndarray
+
+    def rows(self, items: Sequence[Item]) -> Iterator[tuple[str, str, float]]:
+        """(user_id, item_id, timestamp) of each interaction, in order."""
+        for user, item, timestamp in zip(self.user, self.item, self.timestamp, strict=True):
+            yield self.users[user], items[item].item_id, float(timestamp)
+
+
+@dataclass
 class RawData:
     """Items and interactions in file order, before sorting and splitting."""
 
     name: str
     items: list[Item]
-    interactions: list[tuple[str, str, float]]  # (user_id, item_id, timestamp), file order
+    interactions: Interactions
     source: str
     kind: str = "item"  # what one item is, in words ("movie"): for prompts and replies
     files: tuple[Path, ...] = ()  # the source files read (their hashes go in the manifest)
+
+
+def collect(rows: Iterable[tuple[str, str, float]], items: list[Item], path: Path) -> Interactions:
+    """(user_id, item_id, timestamp) rows checked and encoded (`path` names them in errors)."""
+    collector = _Collector(items, path)
+    for user, item, timestamp in rows:
+        collector.add(user, item, timestamp)
+    return collector.done()
+
+
+class _Collector:
+    """Checks and encodes interactions one at a time (user ids, known items)."""
+
+    def __init__(self, items: list[Item], path: Path) -> None:
+        self.path = path
+        self.catalog = {item.item_id: position for position, item in enumerate(items)}
+        self.codes: dict[str, int] = {}
+        self.user, self.item, self.timestamp = array("q"), array("q"), array("d")
+
+    def add(self, user: str, item: str, timestamp: float) -> None:
+        if not user:
+            raise DataError(f"`{self.path}`: an interaction has an empty `user_id`")
+        position = self.catalog.get(item)
+        if position is None:
+            raise DataError(
+                f"`{self.path}`: item_id `{item}` (user `{user}`) is not in the catalog"
+            )
+        self.user.append(self.codes.setdefault(user, len(self.codes)))
+        self.item.append(position)
+        self.timestamp.append(timestamp)
+
+    def done(self) -> Interactions:
+        if not self.user:
+            raise DataError(f"`{self.path}` lists no interactions")
+        return Interactions(
+            list(self.codes),
+            np.frombuffer(self.user, dtype=np.int64),
+            np.frombuffer(self.item, dtype=np.int64),
+            np.frombuffer(self.timestamp, dtype=np.float64),
+        )
 
 
 def read_source(source: str | Path) -> RawData:
@@ -86,6 +155,34 @@ def _movielens_item(item: Item) -> Item:
     display = f"{title} ({year})" if year else title
     text = f"{display}. Genres: {', '.join(genres)}." if genres else f"{display}."
     return Item(item_id=item.item_id, title=display, text=text, image=None, fields=fields)
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text without its line break) of a UTF-8 file, streamed.
+
+    Raises:
+        DataError: missing, not UTF-8 (the byte is named), or holding only blank lines.
+    """
+    try:
+        handle = path.open("rb")
+    except FileNotFoundError:
+        raise DataError(f"file `{path}` does not exist") from None
+    offset, blank = 0, True
+    with handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):  # a byte-order mark is not data
+                raw, offset = raw[3:], 3
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise DataError(
+                    f"file `{path}` is not UTF-8 (byte {offset + exc.start}); re-save it as UTF-8"
+                ) from None
+            offset += len(raw)
+            blank = blank and not line.strip()
+            yield number, line
+    if blank:
+        raise DataError(f"file `{path}` is empty")
 
 
 def _read_text(path: Path) -> str:
@@ -177,20 +274,43 @@ def read_atomic_folder(folder: Path) -> RawData:
         items.append(Item(item_id=item_id, title=title, text=text or item_id, fields=fields))
     _check_unique(items, item_path)
 
-    header, rows = _atomic_table(inter_path)
-    _require(inter_path, header, ("user_id", "item_id", "timestamp"))
+    return RawData(inter_path.stem, items, _atomic_interactions(inter_path, items), str(folder),
+                   files=(item_path, inter_path))  # fmt: skip
+
+
+def _atomic_interactions(path: Path, items: list[Item]) -> Interactions:
+    """The `.inter` file streamed: tab-separated rows under a `name:type` header."""
+    lines = _lines(path)
+    header_line = next(lines, (1, ""))[1]
+    header = [column.split(":")[0].strip() for column in header_line.split("\t")]
+    _require(path, header, ("user_id", "item_id", "timestamp"))
     u, i, t = (header.index(c) for c in ("user_id", "item_id", "timestamp"))
-    interactions = [
-        (row[u].strip(), row[i].strip(), _timestamp(row[t], inter_path, n))
-        for n, row in enumerate(rows, start=2)
-    ]
-    _check_interactions(interactions, items, inter_path)
-    return RawData(inter_path.stem, items, interactions, str(folder), files=(item_path, inter_path))
+    numbers: list[int] = []
+
+    def texts() -> Iterator[str]:
+        for number, line in lines:
+            numbers.append(number)
+            yield line
+
+    collector = _Collector(items, path)
+    try:
+        for row in csv.reader(texts(), delimiter="\t", quoting=csv.QUOTE_NONE):
+            number = numbers.pop()
+            if not row:
+                continue
+            if len(row) != len(header):
+                raise DataError(
+                    f"`{path}` line {number}: {len(row)} fields, the header has {len(header)}"
+                )
+            collector.add(row[u].strip(), row[i].strip(), _timestamp(row[t], path, number))
+    except csv.Error as exc:
+        raise DataError(f"`{path}` is not a tab-separated atomic file ({exc})") from None
+    return collector.done()
 
 
-def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
-    records = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line, streamed."""
+    for number, line in _lines(path):
         if not line.strip():
             continue
         try:
@@ -201,8 +321,7 @@ def _jsonl(path: Path) -> list[tuple[int, dict[str, Any]]]:
             raise DataError(f"`{path}` line {number}: JSON too large or too deep") from None
         if not isinstance(record, dict):
             raise DataError(f"`{path}` line {number}: expected a JSON object")
-        records.append((number, record))
-    return records
+        yield number, record
 
 
 def _field(record: dict[str, Any], key: str, path: Path, number: int) -> str:
@@ -235,19 +354,17 @@ def read_jsonl_folder(folder: Path) -> RawData:
             raise DataError(f"`{catalog_path}` line {number}: {exc}") from None
     _check_unique(items, catalog_path)
 
-    interactions = []
+    collector = _Collector(items, inter_path)
     for number, record in _jsonl(inter_path):
         if "timestamp" not in record:
             raise DataError(f"`{inter_path}` line {number}: missing column `timestamp`")
-        interactions.append(
-            (
-                _field(record, "user_id", inter_path, number),
-                _field(record, "item_id", inter_path, number),
-                _timestamp(record["timestamp"], inter_path, number),
-            )
+        collector.add(
+            _field(record, "user_id", inter_path, number),
+            _field(record, "item_id", inter_path, number),
+            _timestamp(record["timestamp"], inter_path, number),
         )
-    _check_interactions(interactions, items, inter_path)
-    return RawData(folder.name, items, interactions, str(folder), files=(catalog_path, inter_path))
+    return RawData(folder.name, items, collector.done(), str(folder),
+                   files=(catalog_path, inter_path))  # fmt: skip
 
 
 def _extra_fields(record: dict[str, Any]) -> dict[str, str]:
@@ -306,16 +423,3 @@ def _check_unique(items: list[Item], path: Path) -> None:
         if item.item_id in seen:
             raise DataError(f"`{path}`: duplicate item_id `{item.item_id}`")
         seen.add(item.item_id)
-
-
-def _check_interactions(
-    interactions: list[tuple[str, str, float]], items: list[Item], path: Path
-) -> None:
-    if not interactions:
-        raise DataError(f"`{path}` lists no interactions")
-    known = {item.item_id for item in items}
-    for user, item, _ in interactions:
-        if not user:
-            raise DataError(f"`{path}`: an interaction has an empty `user_id`")
-        if item not in known:
-            raise DataError(f"`{path}`: item_id `{item}` (user `{user}`) is not in the catalog")

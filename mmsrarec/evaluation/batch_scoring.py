@@ -2,7 +2,8 @@
 
 Output rows have the rankings export's shape without a target (nothing is held out):
 `{"user_id": raw id, "candidates": [raw item ids, best first], "scores": [floats]}`. The
-catalog is ranked minus the user's own interactions, the `top` best items are kept. The
+catalog is ranked minus the user's own interactions, the `top` best items are kept
+(`Recommender.top_k`: an approximate-nearest-neighbour recommender answers from its index). The
 file is gzipped JSONL with a fixed gzip header, so equal rankings give equal bytes.
 """
 
@@ -14,11 +15,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from mmsrarec.data import Dataset
 from mmsrarec.errors import DataError
-from mmsrarec.evaluation.protocols import BATCH_SIZE, EXPORT_TOP, top_items
+from mmsrarec.evaluation.protocols import BATCH_SIZE, EXPORT_TOP
 from mmsrarec.recommenders.base import Query, Recommender
 from mmsrarec.storage import atomic_write_bytes
 
@@ -26,24 +25,16 @@ from mmsrarec.storage import atomic_write_bytes
 def score_batch(
     recommender: Recommender, dataset: Dataset, users: Sequence[str], top: int = EXPORT_TOP
 ) -> list[dict[str, Any]]:
-    """One `score_catalog` call for `users`; their top items with scores, in `users` order."""
+    """One `top_k` call for `users`; their top items with scores, in `users` order."""
     queries = [Query(user, tuple(dataset.sequence(user))) for user in users]
-    matrix = np.array(recommender.score_catalog(queries), dtype=np.float64)  # [b, n_items+1]
-    if np.isnan(matrix).any():
-        raise ValueError(f"recommender `{recommender.name}` returned NaN scores")
-    matrix[:, 0] = -np.inf  # padding column
-    rows = []
-    for row, query in enumerate(queries):
-        matrix[row, list(query.history)] = -np.inf
-        best = top_items(matrix[row], top)
-        rows.append(
-            {
-                "user_id": query.user_id,
-                "candidates": [dataset.item(int(index)).item_id for index in best],
-                "scores": matrix[row, best].tolist(),
-            }
-        )
-    return rows
+    return [
+        {
+            "user_id": query.user_id,
+            "candidates": [dataset.item(int(index)).item_id for index in best.items],
+            "scores": best.scores.tolist(),
+        }
+        for query, best in zip(queries, recommender.top_k(queries, top), strict=True)
+    ]
 
 
 def user_batches(users: Sequence[str], batch_size: int = BATCH_SIZE) -> list[list[str]]:

@@ -39,8 +39,8 @@ from mmsrarec.models.adapters import (
     attach_adapters,
 )
 from mmsrarec.nodes.context import GraphSettings
-from mmsrarec.recommenders.base import Query, Recommender
-from mmsrarec.recommenders.rerank import rerank_top
+from mmsrarec.recommenders.base import Query, Recommender, TopItems
+from mmsrarec.recommenders.rerank import rerank_top, rerank_top_k
 from mmsrarec.recommenders.yes_no import YesNoRecommender, default_name
 from mmsrarec.summarization import PROMPT_VERSION, KeywordCache
 from mmsrarec.summarization.cache import keyword_cache_path
@@ -140,3 +140,7 @@ class TwoStageRecommender(Recommender):
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
         return rerank_top(self.first.score_catalog(queries), queries, self.k,
                           lambda query: self.second.score_candidates([query])[0])  # fmt: skip
+
+    def top_k(self, queries: Sequence[Query], k: int) -> list[TopItems]:
+        return rerank_top_k(self.first, queries, self.k, k,
+                            lambda query: self.second.score_candidates([query])[0])  # fmt: skip

@@ -27,13 +27,18 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mmsrarec.errors import ConfigError
+
+Loss = Literal["ce", "bce", "sampled", "auto"]
+# Fields added after models were trained: left out of `digest` while at their default, so that
+# every model trained before keeps its fingerprint.
+LATER_FIELDS = ("sampled_negatives", "item_init", "delta_bound")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,7 @@ class SASRecConfig:
     eval_every: int = field(
         default=2, metadata={"help": "Validate (full-ranking NDCG@10) every this many epochs."}
     )
+
     item_init: Literal["random", "text"] = field(
         default="random",
         metadata={
@@ -77,12 +83,20 @@ class SASRecConfig:
         default=0.5,
         metadata={"help": "`item_init=text`: largest norm of an item's delta (text vectors: 1)."},
     )
-    loss: Literal["ce", "bce"] = field(
+    loss: Loss = field(
         default="ce",
         metadata={
             "help": "`ce`: softmax cross-entropy over all items at every position; "
-            "`bce`: binary cross-entropy with one uniform negative (original paper)."
+            "`bce`: binary cross-entropy with one uniform negative (original paper); "
+            "`sampled`: softmax over the positive and `sampled_negatives` items shared by the "
+            "batch, drawn from half popularity, half uniform, logits corrected by log q "
+            "(`training/losses.py`; for large catalogues); `auto`: `ce` up to "
+            "20,000 items, `sampled` above."
         },
+    )
+    sampled_negatives: int = field(
+        default=1024,
+        metadata={"help": "Negatives per batch of the `sampled` loss (with replacement)."},
     )
 
     def __post_init__(self) -> None:
@@ -101,8 +115,12 @@ class SASRecConfig:
             raise ConfigError(f"`dropout` must be in [0, 1), got {self.dropout}")
         if self.lr <= 0 or self.weight_decay < 0:
             raise ConfigError("`lr` must be > 0 and `weight_decay` >= 0")
-        if self.loss not in ("ce", "bce"):
-            raise ConfigError(f"`loss` must be `ce` or `bce`, got `{self.loss}`")
+        if self.loss not in get_args(Loss):
+            raise ConfigError(
+                f"`loss` must be one of {', '.join(get_args(Loss))}, got `{self.loss}`"
+            )
+        if self.sampled_negatives < 1:
+            raise ConfigError(f"`sampled_negatives` must be at least 1: {self.sampled_negatives}")
         if self.item_init not in ("random", "text"):
             raise ConfigError(f"`item_init` must be `random` or `text`, got `{self.item_init}`")
         if self.delta_bound <= 0:
@@ -112,15 +130,12 @@ class SASRecConfig:
         return dataclasses.asdict(self)
 
     def digest(self) -> str:
-        """sha256 of the canonical JSON of every field (fields at their default are left out,
-        so that adding a setting does not change the digest of existing models)."""
-        defaults = {f.name: f.default for f in dataclasses.fields(self) if f.name in _LATER}
-        fields = {k: v for k, v in self.to_dict().items() if k not in defaults or v != defaults[k]}
+        """sha256 of the canonical JSON of every field (a `LATER_FIELDS` one only when set)."""
+        defaults = {f.name: f.default for f in dataclasses.fields(self)}
+        fields = {
+            k: v for k, v in self.to_dict().items() if k not in LATER_FIELDS or v != defaults[k]
+        }
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-
-
-# Settings added after models were trained and committed: left out of the digest at default.
-_LATER = ("item_init", "delta_bound")
 
 
 class _Block(nn.Module):

@@ -32,6 +32,40 @@ class Query:
         return cls(user, tuple(dataset.history(user, stage)), candidates)
 
 
+@dataclass(frozen=True)
+class TopItems:
+    """One query's best items.
+
+    Attributes:
+        items: item indices (1-based), best first: int64 [<= k].
+        scores: their scores, same order: float64 [<= k].
+    """
+
+    items: np.ndarray
+    scores: np.ndarray
+
+
+def top_items(row: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the k best-scored entries of `row` whose score is not -inf, best first; ties
+    in score keep the lower index first (as a stable sort of the whole row would)."""
+    kept = np.flatnonzero(row > -np.inf)
+    if k < 1:
+        return kept[:0]
+    if len(kept) > k:
+        kth = np.partition(row[kept], len(kept) - k)[len(kept) - k]  # the k-th best score
+        kept = kept[row[kept] >= kth]  # k, or more where scores tie at the k-th place
+    return kept[np.lexsort((kept, -row[kept]))][:k]
+
+
+def unseen_top(row: np.ndarray, history: Sequence[int], k: int) -> TopItems:
+    """The k best items of catalog scores `row` [n_items + 1] outside `history` and padding."""
+    row = np.array(row, dtype=np.float64)
+    row[0] = -np.inf
+    row[list(history)] = -np.inf
+    best = top_items(row, k)
+    return TopItems(best, row[best])
+
+
 class Recommender(ABC):
     """Scores items for users. Higher score = more likely next item.
 
@@ -73,6 +107,21 @@ class Recommender(ABC):
         `score_candidates` (float arrays in the candidates' order). Default: one part, this
         recommender's own score; a fusion gives each member's (`FusionRecommender`)."""
         return [{self.name: scores} for scores in self.score_candidates(queries)]
+
+    def top_k(self, queries: Sequence[Query], k: int) -> list[TopItems]:
+        """Each query's `k` best items outside its history, best first (ties: the lower index).
+
+        Default: from `score_catalog`. A recommender with a faster retrieval (an approximate
+        nearest-neighbour index, `recommenders.ann.ANNRecommender`; a re-ranker over a first
+        stage's candidates) overrides it.
+
+        Raises:
+            ValueError: the recommender returned NaN scores.
+        """
+        catalog = np.asarray(self.score_catalog(queries))
+        if np.isnan(catalog).any():
+            raise ValueError(f"recommender `{self.name}` returned NaN scores")
+        return [unseen_top(row, q.history, k) for row, q in zip(catalog, queries, strict=True)]
 
 
 class Reseeded(Recommender):

@@ -73,9 +73,12 @@ CONTENT = ("content-knn", "genre-profile", "latest", FAME, I2I)
 # the new-releases split's validation (pseudo-cold items, benchmarks/coldstart/RESULTS.md).
 NEW_ITEM_MEMBERS = {"mmsrarec": ("sasrec-text", FAME, I2I),
                     "cf-ensemble-sasrec-text": ("sasrec-text",)}  # fmt: skip
+# SASRec whose top items come from an approximate-nearest-neighbour index over its item
+# vectors, rescored exactly (`recommenders/ann.py`); its catalog scores are SASRec's.
+SASREC_ANN = "sasrec-ann"
 # Methods that score the whole catalog: what the graph's recommend node can use.
 CATALOG_SCORERS = ("random", "most-popular", "item-knn", "sasrec", SASREC_TEXT, RESEEDED_SASREC,
-                   *CONTENT, *FUSIONS,
+                   SASREC_ANN, *CONTENT, *FUSIONS,
                    *LLM_VARIANTS, YES_NO)  # fmt: skip
 
 
@@ -131,6 +134,11 @@ def build_recommender(name: str, settings: Settings) -> Recommender:
     sasrec = SASRecRecommender(save_dir=sasrec_dir(settings))
     if name == RESEEDED_SASREC:
         return Reseeded(sasrec, RESEED_OFFSET, name)
+    if name == SASREC_ANN:
+        from mmsrarec.recommenders.ann import ANNRecommender
+        from mmsrarec.tools.ann import FaissItemIndex
+
+        return ANNRecommender(sasrec, FaissItemIndex, name=name)
     return sasrec
 
 

@@ -161,6 +161,11 @@ class SASRecRecommender(Recommender):
             rows.append(model(items)[:, -1].float().cpu().numpy())
         return np.concatenate(rows) if rows else np.zeros((0, model.hidden), np.float32)
 
+    def item_vectors(self) -> np.ndarray:
+        """The output item embeddings: float32 [n_items + 1, hidden]; a history's score of item
+        j is `embed_histories(h) @ item_vectors()[j]` (the scores are tied to them)."""
+        return self._require_model().item_embedding.weight.detach().float().cpu().numpy()
+
     def _require_model(self) -> SASRec:
         if self.model is None:
             raise NotPreparedError("SASRec has no weights: call `fit` or `load_sasrec` first")

@@ -43,8 +43,8 @@ from mmsrarec.models.item_text import (
 from mmsrarec.models.item_tokens import HybridItemTokens
 from mmsrarec.models.llm import llm_source, load_llm
 from mmsrarec.models.sasrec import SASRecConfig
-from mmsrarec.recommenders.base import Query, Recommender
-from mmsrarec.recommenders.rerank import rerank_top
+from mmsrarec.recommenders.base import Query, Recommender, TopItems
+from mmsrarec.recommenders.rerank import rerank_top, rerank_top_k
 from mmsrarec.recommenders.sasrec import SASRecRecommender, sasrec_dir, sasrec_fingerprint
 from mmsrarec.scoring.packed import ITEM_SLOT, Encoded, answer_margins, encode, pack
 from mmsrarec.scoring.prompts import PROMPT_VERSION, build_prefix, candidate_suffix
@@ -231,6 +231,11 @@ class YesNoRecommender(Recommender):
         SASRec's order (`rerank.rerank_top`)."""
         return rerank_top(self.sasrec.score_catalog(queries), queries, self.config.rerank,
                           lambda query: self.score_candidates([query])[0])  # fmt: skip
+
+    def top_k(self, queries: Sequence[Query], k: int) -> list[TopItems]:
+        """The `k` best of SASRec's top `rerank` unseen items by p(yes) (`rerank_top_k`)."""
+        return rerank_top_k(self.sasrec, queries, self.config.rerank, k,
+                            lambda query: self.score_candidates([query])[0])  # fmt: skip
 
     def _require_model(self) -> YesNoModel:
         if self.model is None:

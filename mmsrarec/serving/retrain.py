@@ -27,7 +27,7 @@ from pathlib import Path
 from mmsrarec.config import Settings
 from mmsrarec.data import Dataset, load_dataset
 from mmsrarec.data.prepare import prepare_raw, read_prepared
-from mmsrarec.data.readers import RawData
+from mmsrarec.data.readers import RawData, collect
 from mmsrarec.database import open_tables
 from mmsrarec.graph.factory import build_ranker
 from mmsrarec.serving.catalog import as_item
@@ -120,8 +120,9 @@ def _snapshot(
         return load_dataset(target)
     raw = read_prepared(settings.dataset_dir)
     items = [as_item(row, settings.run_dir) for row in store.items_after(0) if row.seq <= items_seq]
+    rows = list(raw.interactions.rows(raw.items))
     last: dict[str, float] = {}
-    for user, _, timestamp in raw.interactions:
+    for user, _, timestamp in rows:
         last[user] = max(timestamp, last.get(user, timestamp))
     live = [
         (
@@ -133,10 +134,11 @@ def _snapshot(
             store.feedback(feedback_seq), key=lambda event: (event.timestamp, event.seq)
         )
     ]
+    catalog = [*raw.items, *items]
     snapshot = RawData(
         raw.name,
-        [*raw.items, *items],
-        [*raw.interactions, *live],
+        catalog,
+        collect([*rows, *live], catalog, settings.dataset_dir),
         json.dumps({"prepared": raw.source, "feedback_seq": feedback_seq, "items_seq": items_seq}),
     )
     prepared, _ = prepare_raw(snapshot, target)

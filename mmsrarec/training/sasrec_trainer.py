@@ -15,7 +15,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,11 @@ from mmsrarec.data import Dataset
 from mmsrarec.metrics import ndcg, ranks_from_scores
 from mmsrarec.models.sasrec import SASRec, SASRecConfig
 from mmsrarec.training.checkpoints import load_resumable, save_resumable
+from mmsrarec.training.losses import (
+    FULL_SOFTMAX_MAX_ITEMS,
+    sampled_softmax_loss,
+    sampling_log_q,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -122,22 +127,93 @@ def score_histories(model: SASRec, histories: Sequence[Sequence[int]]) -> np.nda
 
 
 def validation_ndcg10(model: SASRec, histories: list[list[int]], targets: list[int]) -> float:
-    """Full-ranking NDCG@10 (history items masked, pessimistic ties)."""
-    scores = masked_full_scores(score_histories(model, histories), histories, targets)
-    return ndcg(ranks_from_scores(scores, np.asarray(targets)), 10)
+    """Full-ranking NDCG@10 (history items masked, pessimistic ties), a batch of users at a
+    time: only [SCORE_BATCH, n_items + 1] scores are held at once."""
+    ranks = []
+    for start in range(0, len(histories), SCORE_BATCH):
+        batch = slice(start, start + SCORE_BATCH)
+        scores = score_histories(model, histories[batch])
+        masked_full_scores(scores, histories[batch], targets[batch])
+        ranks.append(ranks_from_scores(scores, np.asarray(targets[batch])))
+    return ndcg(np.concatenate(ranks) if ranks else np.array([], dtype=int), 10)
+
+
+def resolved_loss(config: SASRecConfig, n_items: int) -> str:
+    """`config.loss`, with `auto` made `ce` or `sampled` by the catalogue's size."""
+    if config.loss != "auto":
+        return config.loss
+    return "ce" if n_items <= FULL_SOFTMAX_MAX_ITEMS else "sampled"
+
+
+@dataclass
+class EpochSetup:
+    """What every epoch of a run reads: its windows, loss and sampling distribution.
+
+    Attributes:
+        windows: training windows (`training_windows`), at most `max_len + 1` items each.
+        loss: `ce`, `bce` or `sampled` (`resolved_loss`).
+        log_q: the sampled loss's `sampling_log_q` [n_items + 1] (None for the others).
+    """
+
+    windows: list[list[int]]
+    loss: str
+    log_q: torch.Tensor | None = None
+
+    @classmethod
+    def for_dataset(cls, dataset: Dataset, config: SASRecConfig) -> EpochSetup:
+        loss = resolved_loss(config, dataset.n_items)
+        windows = training_windows(list(dataset.train_sequences().values()), config.max_len)
+        log_q = sampling_log_q(dataset.train_popularity()) if loss == "sampled" else None
+        return cls(windows, loss, log_q)
+
+
+def train_epoch(
+    model: SASRec,
+    setup: EpochSetup,
+    optimizer: torch.optim.Optimizer,
+    config: SASRecConfig,
+    generator: torch.Generator,
+    step: Callable[[], None] | None = None,
+) -> float:
+    """One pass over `setup.windows` in shuffled length buckets; returns the mean training
+    loss per transition. `step` runs between `backward` and `optimizer.step` (data-parallel
+    training averages the gradients there)."""
+    device = next(model.parameters()).device
+    lengths = [len(w) for w in setup.windows]
+    model.train()
+    total, count = 0.0, 0
+    for indices in _length_bucketed_batches(lengths, config.batch_size, generator):
+        batch = left_pad([setup.windows[i] for i in indices], config.max_len + 1)
+        loss = _batch_loss(model, batch.to(device), setup, config, generator)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if step is not None:
+            step()
+        optimizer.step()
+        transitions = int((batch[:, 1:] > 0).sum())
+        total += loss.item() * transitions
+        count += transitions
+    return total / max(count, 1)
 
 
 def _batch_loss(
-    model: SASRec, windows: torch.Tensor, loss: str, generator: torch.Generator
+    model: SASRec,
+    windows: torch.Tensor,
+    setup: EpochSetup,
+    config: SASRecConfig,
+    generator: torch.Generator,
 ) -> torch.Tensor:
     """Mean loss over the non-padding positions of a batch of left-padded windows [B, T+1]."""
     inputs, targets = windows[:, :-1], windows[:, 1:]  # [B, T] each
     valid = targets > 0  # a padded input position has a padded target too
     hidden = model(inputs)[valid]  # [N, H]: only positions that have a next item
     positives = targets[valid]  # [N]
-    if loss == "ce":
+    if setup.loss == "ce":
         # Full softmax over the catalog; the padding column is -inf inside item_logits.
         return F.cross_entropy(model.item_logits(hidden), positives)
+    if setup.loss == "sampled":
+        return sampled_softmax_loss(hidden, positives, model.item_vectors(),
+                                    setup.log_q, config.sampled_negatives, generator)  # fmt: skip
     # "bce": one negative per position, uniform over the catalog (the original SASRec loss).
     negatives = torch.randint(1, model.n_items + 1, positives.shape, generator=generator)
     negatives = negatives.to(positives.device)  # drawn on the CPU generator: same on any device
@@ -190,7 +266,8 @@ def train_sasrec(
     generator = torch.Generator().manual_seed(seed)
     device = next(model.parameters()).device
 
-    windows = training_windows(list(dataset.train_sequences().values()), config.max_len)
+    setup = EpochSetup.for_dataset(dataset, config)
+    windows = setup.windows
     valid_users = dataset.valid_users
     valid_histories = [dataset.history(u, "valid") for u in valid_users]
     valid_targets = [dataset.target(u, "valid") for u in valid_users]
@@ -201,7 +278,6 @@ def train_sasrec(
         len(valid_users),
     )
 
-    lengths = [len(w) for w in windows]
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -222,18 +298,7 @@ def train_sasrec(
     for epoch in bar:
         if stale >= config.patience:
             break
-        model.train()
-        total, count = 0.0, 0
-        for indices in _length_bucketed_batches(lengths, config.batch_size, generator):
-            batch = left_pad([windows[i] for i in indices], config.max_len + 1)
-            loss = _batch_loss(model, batch.to(device), config.loss, generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            transitions = int((batch[:, 1:] > 0).sum())
-            total += loss.item() * transitions
-            count += transitions
-        epoch_loss = total / max(count, 1)  # mean loss per training transition
+        epoch_loss = train_epoch(model, setup, optimizer, config, generator)
         if not math.isfinite(epoch_loss):
             raise FloatingPointError(
                 f"SASRec training loss became {epoch_loss} at epoch {epoch}: lower `lr`"
