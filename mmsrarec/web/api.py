@@ -31,7 +31,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Header, Path, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 from starlette.exceptions import HTTPException
 
 from mmsrarec.config import ServerSettings
@@ -43,7 +43,7 @@ from mmsrarec.serving.store import IdempotencyConflict, ItemExists, Written, as_
 from mmsrarec.serving.writes import DEFAULT_KIND, MAX_ID_CHARS, UnknownItem
 from mmsrarec.types import Recommendation, SimilarUser
 from mmsrarec.web.auth import ApiKeys
-from mmsrarec.web.schema import Text, clip
+from mmsrarec.web.schema import Text, clip, utf8_only
 from mmsrarec.web.turns import PoolFull, TurnPool, TurnTimeout
 
 T = TypeVar("T")
@@ -53,7 +53,12 @@ MAX_FILTER_IDS = 5000
 MAX_TEXT_CHARS = 5000
 REPLAYED = "Idempotent-Replayed"
 
-Id = Annotated[Text, Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"\S")]
+# The constraints before the validator, so that the published schema carries the pattern too.
+Id = Annotated[
+    StrictStr,
+    Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"\S"),
+    AfterValidator(utf8_only),
+]
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")]
 Credentials = Annotated[
     HTTPAuthorizationCredentials | None,

@@ -27,11 +27,11 @@ def clip(text: str) -> str:
     return text if len(text) <= ECHO_CHARS else text[:ECHO_CHARS] + "…"
 
 
-def _utf8(text: str) -> str:
+def utf8_only(text: str) -> str:
     problem = encoding_problem(text)
     if problem is not None:
         raise ValueError(f"not valid text ({problem}): send UTF-8")
     return text
 
 
-Text = Annotated[StrictStr, AfterValidator(_utf8)]
+Text = Annotated[StrictStr, AfterValidator(utf8_only)]
