@@ -270,6 +270,37 @@ def test_the_ranker_is_told_about_new_items(tiny_dataset, tiny_encoder, settings
     assert again.served.context.ranker.inner.added == ["z1", "z2"] and again.served.items_seq == 2
 
 
+def test_debias_per_request_lowers_popular_items_and_is_a_part_of_each_score(
+    tiny_dataset, tiny_encoder, settings
+):
+    from mmsrarec.recommenders.debias import DEBIAS_PART, log_popularity
+
+    chat = make_chat_service(tiny_dataset, tiny_encoder)
+    service = make_recommendation_service(chat, settings, ranker=True)
+    popularity = log_popularity(tiny_dataset)
+
+    def mean_popularity(answer: dict) -> float:
+        return sum(popularity[tiny_dataset.index_of(i)] for i in ids(answer)) / len(ids(answer))
+
+    app = create_app(chat, recommendations=service, keys=ApiKeys.of(KEY))
+    with TestClient(app) as client:
+        ask = {"history": ["m3", "m4"], "k": 5}
+        off = client.post("/api/recommend", json={**ask, "debias": 0}).json()
+        strong = client.post("/api/recommend", json={**ask, "debias": 10}).json()
+        user = client.get("/api/recommend/u1", params={"k": 5, "debias": 10}, headers=AUTH)
+        negative = client.post("/api/recommend", json={**ask, "debias": -1})
+        too_big = client.get("/api/recommend/u1", params={"debias": 11}, headers=AUTH)
+    assert all(DEBIAS_PART not in rec["contributions"] for rec in off["recommendations"])
+    assert all(DEBIAS_PART in rec["contributions"] for rec in strong["recommendations"])
+    assert mean_popularity(strong) < mean_popularity(off)
+    assert (
+        user.status_code == 200
+        and DEBIAS_PART in user.json()["recommendations"][0]["contributions"]
+    )
+    assert negative.status_code == 422 and "`debias`" in negative.json()["error"]
+    assert too_big.status_code == 422 and "debias" in too_big.json()["error"]
+
+
 def png() -> bytes:
     from PIL import Image
 

@@ -34,6 +34,7 @@ from mmsrarec.types import (
 # users: NDCG@10 +0.0006 [-0.0036, +0.0048], tail share of the top 10 +0.055 [+0.049, +0.060].
 # Other scorers' scores have other scales (cf-ensemble's own rule gives 0.2).
 DEBIAS = 0.3
+MAX_DEBIAS = 10.0
 
 
 class GraphSettings(BaseModel):
@@ -58,7 +59,7 @@ class GraphSettings(BaseModel):
     )
     stage: str = Field("test", pattern="^(valid|test)$", description="Which frozen split to serve.")
     debias: float = Field(
-        DEBIAS, ge=0.0, le=10.0,
+        DEBIAS, ge=0.0, le=MAX_DEBIAS,
         description="Popularity-bias control: a catalog ranker's scores less debias x "
         "log(1 + training count) (0 = off; chosen on validation: benchmarks/debias.py).",
     )  # fmt: skip

@@ -157,12 +157,14 @@ class RecommendationService:
         k: int | None = None,
         exclude_seen: bool = True,
         thread_id: str | None = None,
+        debias: float | None = None,
     ) -> dict[str, Any]:
-        """The whole catalogue ranked after the user's whole history."""
+        """The whole catalogue ranked after the user's whole history (`debias`: the
+        popularity-bias control, None = `GraphSettings.debias`)."""
         served = self._current()
         history = self.history(user_id, served)
         excluded = history if exclude_seen else ()
-        return self._run(served, user_id, history, k, excluded, thread_id=thread_id)
+        return self._run(served, user_id, history, k, excluded, thread_id=thread_id, debias=debias)
 
     def recommend_history(
         self,
@@ -175,6 +177,7 @@ class RecommendationService:
         user_id: str = ANONYMOUS,
         frozen: bool = False,
         thread_id: str | None = None,
+        debias: float | None = None,
     ) -> dict[str, Any]:
         """The catalogue ranked after `history` (raw item ids, oldest first), for a user the
         data does not know; never items in `exclude`, only items in `only` when given.
@@ -184,12 +187,15 @@ class RecommendationService:
             frozen: Rank the user's frozen 1 + 20 candidates of the evaluation instead
                 (`GraphSettings.stage`); `exclude` and `only` do not apply.
             thread_id: Run on this thread (default: a new one).
+            debias: The popularity-bias control (None = `GraphSettings.debias`).
         """
         if not history:
             raise DataError("`history` is empty: give at least one item id")
         served = self._current(list(history) + list(exclude) + list(only or ()))
         excluded = [*history, *exclude] if exclude_seen else list(exclude)
-        return self._run(served, user_id, list(history), k, excluded, only, frozen, thread_id)
+        return self._run(
+            served, user_id, list(history), k, excluded, only, frozen, thread_id, debias
+        )
 
     def similar_items(self, item_id: str, k: int | None = None) -> dict[str, Any]:
         """The items most likely chosen after `item_id` (the ranker after a one-item history;
@@ -216,6 +222,7 @@ class RecommendationService:
         only: Sequence[str] | None = None,
         frozen: bool = False,
         thread_id: str | None = None,
+        debias: float | None = None,
     ) -> dict[str, Any]:
         dataset = served.context.dataset
         _known(dataset, [*history, *(only or ())])
@@ -242,6 +249,8 @@ class RecommendationService:
             "candidates": candidates,
             "top_k": k or served.context.settings.top_k,
         }
+        if debias is not None:
+            inputs["debias"] = debias
         # durability="exit": the run is stored once, at its end (a server answers many)
         config = thread_config(thread_id)
         updates = self.graph.stream(

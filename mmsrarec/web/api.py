@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException
 
 from mmsrarec.config import ServerSettings
 from mmsrarec.errors import DataError, NotPreparedError
-from mmsrarec.nodes.context import GraphSettings
+from mmsrarec.nodes.context import MAX_DEBIAS, GraphSettings
 from mmsrarec.nodes.history import MAX_HISTORY
 from mmsrarec.serving.service import RecommendationService, UnknownUser
 from mmsrarec.serving.store import IdempotencyConflict, ItemExists, Written, as_json
@@ -60,6 +60,11 @@ Id = Annotated[
     AfterValidator(utf8_only),
 ]
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")]
+DEBIAS_HELP = (
+    "Popularity-bias control: scores less DEBIAS x log(1 + training count); 0 = off; "
+    "default: the server's `debias` graph setting, chosen on validation."
+)
+Debias = Annotated[float | None, Query(ge=0, le=MAX_DEBIAS, description=DEBIAS_HELP)]
 Credentials = Annotated[
     HTTPAuthorizationCredentials | None,
     Depends(HTTPBearer(auto_error=False, description="An API key (`MMSRAREC_API_KEY`).")),
@@ -100,6 +105,7 @@ class HistoryRequest(Strict):
     k: int = Field(default=DEFAULT_K, ge=1, le=MAX_K, description="How many items to return.")
     exclude_seen: bool = Field(default=True, description="Leave out the history's items.")
     filters: Filters | None = None
+    debias: float | None = Field(default=None, ge=0, le=MAX_DEBIAS, description=DEBIAS_HELP)
 
 
 class FeedbackRequest(Strict):
@@ -188,9 +194,10 @@ def api_router(
         user_id: Annotated[str, Path(max_length=MAX_ID_CHARS)],
         k: K = DEFAULT_K,
         exclude_seen: Annotated[bool, Query(description="Leave out what the user had.")] = True,
+        debias: Debias = None,
     ) -> dict[str, Any]:
         """The whole catalogue ranked after the user's whole history (404: unknown user)."""
-        return await ranked(lambda: service.recommend_user(user_id, k, exclude_seen))
+        return await ranked(lambda: service.recommend_user(user_id, k, exclude_seen, debias=debias))
 
     @router.post("/recommend", response_model=Recommended)
     async def recommend_history(body: HistoryRequest) -> dict[str, Any]:
@@ -203,6 +210,7 @@ def api_router(
                 exclude_seen=body.exclude_seen,
                 exclude=filters.exclude,
                 only=filters.only,
+                debias=body.debias,
             )
         )
 
