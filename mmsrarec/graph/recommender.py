@@ -37,8 +37,10 @@ class GraphRecommender(Recommender):
 
     def __init__(self, settings: Settings, run: GraphSettings | None = None) -> None:
         self.settings = settings
-        # This recommender is the paper's yes/no prompt scorer, whatever the default node uses.
-        self.run = (run or GraphSettings()).model_copy(update={"scorer": "yes-no"})
+        # This recommender is the paper's yes/no prompt scorer, whatever the default node uses,
+        # evaluated as trained: the serving default's popularity-bias control is off (the
+        # evaluation measures it on its own, `recommenders.debias.Debiased`).
+        self.run = (run or GraphSettings()).model_copy(update={"scorer": "yes-no", "debias": 0.0})
         self.models = ModelCache(settings)
         self.context: GraphContext | None = None
         self.graph = build_graph()
