@@ -149,6 +149,43 @@ def test_retrieval_tokens_never_return_the_user_itself(tiny_dataset, tmp_path):
         assert {tiny_dataset.item(i).item_id for i in found} <= others
 
 
+def test_the_sampled_softmax_estimates_the_full_one_and_also_learns(
+    walk_dataset, tiny_lm_dir, tmp_path
+):
+    from mmsrarec.training.item_lm_trainer import Sampled, _batch_loss, loss_for
+    from mmsrarec.training.losses import sampling_log_q
+
+    model = tiny_item_lm(tiny_lm_dir, tmp_path, walk_dataset.n_items)
+    windows = user_windows(walk_dataset.train_sequences(), 50)[:8]
+    log_q = sampling_log_q(walk_dataset.train_popularity())
+    with torch.no_grad():
+        full, n = _batch_loss(model, windows, False)
+        many = Sampled(log_q, 200_000, torch.Generator().manual_seed(0))  # 5,000 draws per item
+        estimate, m = _batch_loss(model, windows, False, sampled=many)
+        few = Sampled(log_q, 8, torch.Generator().manual_seed(0))
+        rough = _batch_loss(model, windows, False, sampled=few)[0]
+    assert n == m and abs(estimate.item() - full.item()) < 0.01 * full.item()
+    assert abs(rough.item() - full.item()) > abs(estimate.item() - full.item())
+
+    trained = tiny_item_lm(tiny_lm_dir, tmp_path, walk_dataset.n_items)
+    before = test_auc(trained, walk_dataset)
+    config = ItemLMConfig(layers=2, bf16=False, lr=5e-3, max_epochs=25, patience=25,
+                          batch_size=16, loss="sampled", sampled_negatives=16)  # fmt: skip
+    windows = user_windows(walk_dataset.train_sequences(), config.max_len)
+    train_item_lm(trained, walk_dataset, config, 0, windows, progress=False)
+    assert test_auc(trained, walk_dataset) > max(0.9, before)
+    assert loss_for(ItemLMConfig(), 20_000) == "full" and loss_for(ItemLMConfig(), 20_001) == (
+        "sampled"
+    )
+    # a setting added after models were trained: at its default the fingerprint is unchanged
+    assert "loss" not in ItemLMConfig().to_dict() and "sampled_negatives" not in (
+        ItemLMConfig().to_dict()
+    )
+    assert ItemLMConfig(loss="sampled").digest() != ItemLMConfig().digest()
+    with pytest.raises(ConfigError, match="loss"):
+        ItemLMConfig(loss="approximate")  # type: ignore[arg-type]
+
+
 def test_config_rejects_what_cannot_work(tiny_lm_dir, tmp_path):
     with pytest.raises(ConfigError, match="item_tokens"):
         ItemLMConfig(item_tokens="image")  # type: ignore[arg-type]

@@ -95,6 +95,18 @@ class ItemLMConfig:
             "new-releases split), else 0."
         },
     )
+    loss: Literal["full", "sampled", "auto"] = field(
+        default="auto",
+        metadata={
+            "help": "`full`: softmax over every item at each position; `sampled`: against "
+            "`sampled_negatives` items drawn for the batch (mixed popular and uniform, logQ "
+            "correction: `training/losses.py`); `auto`: full up to that module's "
+            "`FULL_SOFTMAX_MAX_ITEMS` items, sampled above."
+        },
+    )
+    sampled_negatives: int = field(
+        default=1024, metadata={"help": "`loss=sampled`: items drawn per training batch."}
+    )
     max_len: int = field(default=50, metadata={"help": "History items per window."})
     lora_rank: int = field(default=16, metadata={"help": "LoRA rank on every projection."})
     dropout: float = field(default=0.1, metadata={"help": "Dropout on the item tokens."})
@@ -135,6 +147,10 @@ class ItemLMConfig:
             raise ConfigError(f"`id_dropout` must be in [0, 1], got {self.id_dropout}")
         if self.id_dropout and self.item_tokens != "hybrid":
             raise ConfigError("`id_dropout` needs hybrid item tokens (an ID and a text part)")
+        if self.loss not in ("full", "sampled", "auto"):
+            raise ConfigError(f"`loss` must be full, sampled or auto, got `{self.loss}`")
+        if self.sampled_negatives < 1:
+            raise ConfigError(f"`sampled_negatives` must be at least 1: {self.sampled_negatives}")
 
     def id_dropout_for(self, has_cold: bool) -> float:
         """The ID dropout a fit uses: the setting, or its default for the data."""
@@ -159,7 +175,7 @@ class ItemLMConfig:
 
 
 # Settings added after models were trained and rows committed, with their defaults.
-_LATER: dict[str, Any] = {"id_dropout": None}
+_LATER: dict[str, Any] = {"id_dropout": None, "loss": "auto", "sampled_negatives": 1024}
 
 
 def truncated_backbone(model: PreTrainedModel, layers: int, backbone: Backbone) -> nn.Module:
@@ -356,19 +372,30 @@ class ItemLM(nn.Module):
         return hidden[:, -items.shape[1] :]
 
     def item_logits(
-        self, hidden: torch.Tensor, id_mask: torch.Tensor | None = None
+        self,
+        hidden: torch.Tensor,
+        id_mask: torch.Tensor | None = None,
+        items: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """hidden [..., H] -> scores [..., n_items + 1]; the padding column is -inf.
+        """hidden [..., H] -> scores [..., n_items + 1], or [..., len(items)] for the item
+        indices `items` [S] alone (a sampled softmax's); the padding item is -inf.
 
         Items without a trained ID are -inf in training (they did not exist then) and where
         the model has no text to score them by.
         """
         scale = hidden.shape[-1] ** -0.5  # keeps the first logits near 0: loss starts at log(n)
-        vectors = self.item_vectors(id_mask=id_mask)
-        logits = self.output(hidden) @ vectors.T * scale + self.item_biases(id_mask)
-        logits[..., 0] = float("-inf")
+        vectors = self.item_vectors(items, id_mask)
+        biases = self.item_biases(id_mask)
+        has_id = self.has_id
+        if items is not None:
+            biases, has_id = biases[items], has_id[items]
+        logits = self.output(hidden) @ vectors.T * scale + biases
+        if items is None:
+            logits[..., 0] = float("-inf")
+        else:
+            logits = logits.masked_fill(items == 0, float("-inf"))
         if self.training or self.text_proj is None:
-            logits = logits.masked_fill(~self.has_id, float("-inf"))
+            logits = logits.masked_fill(~has_id, float("-inf"))
         return logits
 
     def trainable_state(self) -> dict[str, torch.Tensor]:

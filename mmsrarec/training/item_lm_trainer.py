@@ -27,6 +27,12 @@ from mmsrarec.data import Dataset
 from mmsrarec.metrics import ndcg, ranks_from_scores
 from mmsrarec.models.item_lm import ItemLM, ItemLMConfig
 from mmsrarec.training.checkpoints import load_resumable, save_resumable
+from mmsrarec.training.losses import (
+    FULL_SOFTMAX_MAX_ITEMS,
+    corrected_softmax,
+    draw_negatives,
+    sampling_log_q,
+)
 from mmsrarec.training.sasrec_trainer import window_bounds
 
 logger = logging.getLogger(__name__)
@@ -133,8 +139,28 @@ def validation_ndcg5(
     return ndcg(ranks_from_scores(np.take_along_axis(scores, candidates, axis=1), 0), 5)
 
 
+@dataclass
+class Sampled:
+    """A sampled softmax's settings for `_batch_loss` (None there: the full softmax)."""
+
+    log_q: torch.Tensor  # `sampling_log_q` of the training counts
+    negatives: int
+    generator: torch.Generator
+
+
+def loss_for(config: ItemLMConfig, n_items: int) -> str:
+    """`full` or `sampled`: `config.loss`, with `auto` resolved for a catalog of `n_items`."""
+    if config.loss != "auto":
+        return config.loss
+    return "full" if n_items <= FULL_SOFTMAX_MAX_ITEMS else "sampled"
+
+
 def _batch_loss(
-    model: ItemLM, windows: list[Window], bf16: bool, id_mask: torch.Tensor | None = None
+    model: ItemLM,
+    windows: list[Window],
+    bf16: bool,
+    id_mask: torch.Tensor | None = None,
+    sampled: Sampled | None = None,
 ) -> tuple[torch.Tensor, int]:
     device = next(model.parameters()).device
     batch = right_pad([w.items for w in windows]).to(device)
@@ -143,10 +169,21 @@ def _batch_loss(
     if any(w.retrieved for w in windows):
         prefix = right_pad([w.retrieved for w in windows]).to(device)
     valid = targets > 0
+    positives = targets[valid]
     with _autocast(model, bf16):
         hidden = model(inputs, prefix, id_mask)[valid]  # [N, H]
-        logits = model.item_logits(hidden, id_mask)
-    return F.cross_entropy(logits.float(), targets[valid]), int(valid.sum())
+        if sampled is None:
+            logits = model.item_logits(hidden, id_mask)
+        else:  # one head call over the positives and the drawn items: [N, N + S]
+            drawn = draw_negatives(sampled.log_q, sampled.negatives, sampled.generator, device)
+            logits = model.item_logits(hidden, id_mask, torch.cat([positives, drawn]))
+    if sampled is None:
+        return F.cross_entropy(logits.float(), positives), int(valid.sum())
+    n = len(positives)
+    logits = logits.float()
+    loss = corrected_softmax(logits[:, :n].diagonal(), logits[:, n:], drawn, positives,
+                             sampled.log_q)  # fmt: skip
+    return loss, n
 
 
 def id_dropout_mask(model: ItemLM, share: float, generator: torch.Generator) -> torch.Tensor | None:
@@ -185,6 +222,10 @@ def train_item_lm(
     result = ItemLMResult(best_epoch=0, best_valid_ndcg5=-math.inf)
     best_state = model.trainable_state()
     id_dropout = config.id_dropout_for(bool(dataset.cold))
+    sampled = None
+    if loss_for(config, dataset.n_items) == "sampled":
+        log_q = sampling_log_q(dataset.train_popularity())
+        sampled = Sampled(log_q, config.sampled_negatives, generator)
     first_epoch = 1
     saved = load_resumable(checkpoint, next(model.parameters()).device)
     if saved is not None:
@@ -207,7 +248,7 @@ def train_item_lm(
         for step in bar:
             chosen = [windows[i] for i in order[step * config.batch_size :][: config.batch_size]]
             id_mask = id_dropout_mask(model, id_dropout, generator)
-            loss, targets = _batch_loss(model, chosen, config.bf16, id_mask)
+            loss, targets = _batch_loss(model, chosen, config.bf16, id_mask, sampled)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

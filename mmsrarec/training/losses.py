@@ -15,7 +15,9 @@ estimates the full softmax's (Bengio & Senecal 2008; the logQ correction of Yi e
 (an "accidental hit").
 
 Use: `log_q = sampling_log_q(counts)` once, then per batch
-`sampled_softmax_loss(hidden, positives, item_weight, log_q, negatives, generator)`.
+`sampled_softmax_loss(hidden, positives, item_weight, log_q, negatives, generator)` for a
+dot-product head (SASRec), or `draw_negatives` + the head's own logits of the drawn items +
+`corrected_softmax` (the LLM recommender's head adds biases and masks items without IDs).
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ def sampled_softmax_loss(
     negatives: int,
     generator: torch.Generator,
 ) -> torch.Tensor:
-    """Mean cross-entropy of each positive against `negatives` shared sampled items.
+    """Mean cross-entropy of each positive against `negatives` shared sampled items, for a
+    dot-product head (SASRec's).
 
     Args:
         hidden: states [N, H] of the positions that have a next item.
@@ -64,12 +67,32 @@ def sampled_softmax_loss(
         negatives: items drawn (with replacement) for the whole batch.
         generator: CPU generator of the draw (the same draw on any device).
     """
-    sampled = torch.multinomial(log_q.exp().cpu(), negatives, replacement=True,
-                                generator=generator).to(hidden.device)  # fmt: skip  # [S]
-    log_q = log_q.to(hidden.device)
+    sampled = draw_negatives(log_q, negatives, generator, hidden.device)  # [S]
     positive = (hidden * item_weight[positives]).sum(-1)  # [N]
+    return corrected_softmax(positive, hidden @ item_weight[sampled].T, sampled, positives, log_q)
+
+
+def draw_negatives(
+    log_q: torch.Tensor, negatives: int, generator: torch.Generator, device: torch.device
+) -> torch.Tensor:
+    """`negatives` item indices drawn with replacement from exp(`log_q`), on the CPU
+    `generator` (the same draw on any device), moved to `device`."""
+    return torch.multinomial(log_q.exp().cpu(), negatives, replacement=True,
+                             generator=generator).to(device)  # fmt: skip
+
+
+def corrected_softmax(
+    positive: torch.Tensor,
+    sampled_logits: torch.Tensor,
+    sampled: torch.Tensor,
+    positives: torch.Tensor,
+    log_q: torch.Tensor,
+) -> torch.Tensor:
+    """The sampled softmax's loss from the positives' logits [N] and the drawn items' logits
+    [N, S] (any head: the logQ correction and the accidental-hit mask are applied here)."""
+    log_q = log_q.to(positive.device)
     # exp(logit) / (S q): each draw's share of the importance-sampled partition function
-    negative = hidden @ item_weight[sampled].T - log_q[sampled] - math.log(negatives)  # [N, S]
+    negative = sampled_logits - log_q[sampled] - math.log(len(sampled))  # [N, S]
     negative = negative.masked_fill(sampled[None, :] == positives[:, None], -math.inf)
     logits = torch.cat([positive[:, None], negative], dim=1)  # [N, 1 + S]; the positive first
     return F.cross_entropy(logits, torch.zeros_like(positives))
