@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 FIXED_USERS = 10_000
-FIXED_ITEMS = 10_000
+FIXED_ITEMS = 100_000  # the largest catalogue: its users run from 10^3 to 10^6
 
 
 def cost(row: dict) -> float | None:

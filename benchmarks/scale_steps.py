@@ -218,6 +218,7 @@ class Frozen:
 
     def __init__(self, member) -> None:
         self.member, self.name = member, member.name
+        self.reads_text = member.reads_text
 
     def fit(self, dataset, seed: int) -> None:
         pass

@@ -98,3 +98,12 @@ def test_sparse_cooccurrence_sums_over_chunks(monkeypatch) -> None:
     np.testing.assert_array_equal(
         cooccurrence(sequences, 5, 2).toarray(), dense_cooccurrence(sequences, 5, 2)
     )
+
+
+def test_ml100k_similarity_by_blocks_of_rows_is_the_same(both, ml100k, monkeypatch) -> None:
+    """Rows made symmetric, normalised and cut 100 at a time: the same matrix, bit for bit."""
+    monkeypatch.setattr("mmsrarec.recommenders.itemknn.BLOCK_ROWS", 100)
+    blocks = ItemKNNRecommender()
+    blocks.fit(ml100k, 0)
+    assert np.array_equal(blocks.similarity.toarray(), both[1].similarity)
+    assert blocks.similarity.nnz == both[0].similarity.nnz

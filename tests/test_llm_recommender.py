@@ -292,6 +292,39 @@ def test_scoring_reads_only_the_query_histories(walk_dataset):
     np.testing.assert_array_equal(fusion.score_catalog(queries), before)
 
 
+class Counting(Fixed):
+    """A `Fixed` recommender that remembers the users of each `score_catalog` call."""
+
+    def __init__(self, score) -> None:
+        super().__init__(score)
+        self.calls: list[list[str]] = []
+
+    def score_catalog(self, queries):
+        self.calls.append([q.user_id for q in queries])
+        return super().score_catalog(queries)
+
+
+def test_the_gate_fit_is_bounded_in_users(tmp_path, monkeypatch):
+    """At most `gate_users` validation users (drawn with the seed), scored a few at a time:
+    the gate's fit holds no catalog scores of every user."""
+    from mmsrarec.recommenders import fusion as fusion_module
+
+    source = write_tiny_jsonl(tmp_path / "src", n_users=60, n_items=40)
+    walk = load_dataset(prepare_dataset(source, tmp_path / "data", negatives=10)[0])
+    monkeypatch.setattr(fusion_module, "SCORE_CELLS", 8 * (walk.n_items + 1))
+    fitted = []
+    for _ in range(2):
+        counting = Counting(next_item_oracle)
+        fusion = FusionRecommender({"oracle": counting, "noise": Fixed(noise)}, gate_users=20)
+        fusion.fit(walk, 0)
+        fitted.append([u for call in counting.calls for u in call])
+        assert max(len(call) for call in counting.calls) == 8
+    assert len(fitted[0]) == len(set(fitted[0])) == 20 < len(walk.valid_users)
+    assert fitted[0] == fitted[1]  # the same users for the same seed
+    gate = fusion.describe_gate()
+    assert gate["oracle"]["weight"] > 5 * abs(gate["noise"]["weight"])
+
+
 def test_zscore_is_per_user_and_ignores_ruled_out_items():
     scores = np.array([[-np.inf, 1.0, 2.0, 3.0, -np.inf], [0.0, 10.0, 10.0, 40.0, 40.0]])
     z = zscore(scores)

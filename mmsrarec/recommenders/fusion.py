@@ -22,7 +22,9 @@ with none among their last 10 pick one next, 78% of those with 60% or more):
 ID-only members neither see such items in histories nor score them (z = 0).
 
 The gate is fitted on the validation position only, by listwise softmax cross-entropy with a
-small L2 penalty: the warm gate over each user's frozen 1 + 20 validation candidates. On the
+small L2 penalty: the warm gate over each user's frozen 1 + 20 validation candidates, for at
+most `GATE_USERS` validation users (drawn with the fit's seed past that: the gate has a few
+weights per member, and its fit must not grow with the number of users). On the
 new-releases split no cold interaction is read: validation positions with a cold target are
 left out, and cold items are removed from the validation histories and candidates. The warm
 gate is fitted first, as on data without new items; then, the warm gate held fixed, the
@@ -50,6 +52,8 @@ L2 = 1e-3
 RECENT = 10  # history items whose share of new items moves the new-item offset
 LAST = 3  # ... and the share among the very last ones
 NEW_ITEM_OFFSET = "new-item offset"  # its part in `contributions` and `describe_gate`
+GATE_USERS = 10_000  # validation users the gate is fitted on (ML-100K's 943 are all used)
+SCORE_CELLS = 2**25  # users x items whose z-scores the warm gate's fit holds at once
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
@@ -73,6 +77,7 @@ class FusionRecommender(Recommender):
         new_item_members: recommenders that join only where an item has no ID (they read
             text); fitted only on data with such items, so the fusion of data without new
             items is the fusion of `members` alone.
+        gate_users: the most validation users the gate is fitted on.
     """
 
     def __init__(
@@ -80,8 +85,10 @@ class FusionRecommender(Recommender):
         members: dict[str, Recommender],
         name: str = "fusion",
         new_item_members: dict[str, Recommender] | None = None,
+        gate_users: int = GATE_USERS,
     ) -> None:
         self.members = members
+        self.gate_users = gate_users
         self.new_item_members = new_item_members or {}
         self.name = name
         self.gate: np.ndarray | None = None  # [M, 3]: a, b, c per member
@@ -117,7 +124,7 @@ class FusionRecommender(Recommender):
         self.popularity = (counts - counts[1:].mean()) / (counts[1:].std() + 1e-9)
         self.unseen = float(-counts[1:].mean() / (counts[1:].std() + 1e-9))  # a count of 0
         queries = [_without(Query.from_dataset(dataset, u, "valid", sampled=True), dataset.cold)
-                   for u in dataset.valid_users]  # fmt: skip
+                   for u in _draw(dataset.valid_users, self.gate_users, seed)]  # fmt: skip
         lengths = np.log1p([len(q.history) for q in queries])
         self.length_norm = (float(lengths.mean()), float(lengths.std() + 1e-9))
         self.no_id = _mask(dataset.n_items, frozenset())
@@ -149,7 +156,7 @@ class FusionRecommender(Recommender):
             for member in again.values():
                 member.fit(earlier, seed)
             self.no_id = _mask(dataset.n_items, pseudo)
-            targets = np.array([dataset.target(u, "valid") for u in dataset.valid_users])
+            targets = np.array([dataset.target(q.user_id, "valid") for q in queries])
             features, allowed = self._catalog_features(queries, targets, dataset.cold)
         finally:
             self.members, self.new_item_members = fitted
@@ -164,10 +171,14 @@ class FusionRecommender(Recommender):
         self, queries: Sequence[Query], cold: frozenset[int], learns_new: bool
     ) -> tuple[np.ndarray, np.ndarray]:
         """Gate features of each query's candidates [U, C, K], and which candidates count
-        [U, C] (cold negatives do not: no cold item is seen in a fit)."""
+        [U, C] (cold negatives do not: no cold item is seen in a fit). The members' catalog
+        z-scores are taken `SCORE_CELLS` at a time: only the candidates' are kept."""
         candidates = np.array([q.candidates for q in queries])  # [U, C]
-        z = self._z(queries, learns_new)
-        z = np.take_along_axis(z, candidates[..., None], axis=1)  # [U, C, M]
+        rows = max(1, SCORE_CELLS // len(self.no_id))
+        z = np.concatenate([
+            np.take_along_axis(self._z(queries[start : start + rows], learns_new),
+                               candidates[start : start + rows, :, None], axis=1)
+            for start in range(0, len(queries), rows)])  # fmt: skip  # [U, C, M]
         allowed = ~np.isin(candidates, list(cold))
         features = self._combine(z, queries, self.popularity[candidates],
                                  self.no_id[candidates], learns_new)  # fmt: skip
@@ -324,6 +335,14 @@ def _mask(n_items: int, items: frozenset[int]) -> np.ndarray:
     mask = np.zeros(n_items + 1, dtype=bool)
     mask[sorted(items)] = True
     return mask
+
+
+def _draw(users: Sequence[str], most: int, seed: int) -> list[str]:
+    """`users`, or `most` of them drawn with `seed` (in their order) where there are more."""
+    if len(users) <= most:
+        return list(users)
+    chosen = np.random.default_rng(seed).choice(len(users), most, replace=False)
+    return [users[i] for i in np.sort(chosen)]
 
 
 def _without(query: Query, items: frozenset[int]) -> Query:

@@ -64,6 +64,7 @@ class ItemKNNConfig:
 
 
 CHUNK_PAIRS = 1 << 24  # pairs summed per step: about 400 MB of keys, weights and sort
+BLOCK_ROWS = 4096  # similarity rows made symmetric, normalised and cut to their neighbours at once
 
 
 def cooccurrence(sequences: Iterable[Sequence[int]], n_items: int, window: int) -> sp.csr_array:
@@ -74,6 +75,13 @@ def cooccurrence(sequences: Iterable[Sequence[int]], n_items: int, window: int) 
     original. Pairs are summed per chunk of at most `CHUNK_PAIRS` (in sequence order, by
     `bincount`), and chunks are added in turn.
     """
+    return _symmetric(directed_cooccurrence(sequences, n_items, window))
+
+
+def directed_cooccurrence(
+    sequences: Iterable[Sequence[int]], n_items: int, window: int
+) -> sp.csr_array:
+    """C: the pairs (earlier i, later j), weighted 1 / d and summed as `cooccurrence` says."""
     size = n_items + 1
     total = sp.csr_array((size, size), dtype=np.float64)
     keys: list[np.ndarray] = []
@@ -91,9 +99,16 @@ def cooccurrence(sequences: Iterable[Sequence[int]], n_items: int, window: int) 
             keys, weights, pending = [], [], 0
     if keys:
         total = total + _summed(keys, weights, size)
-    both = (total + total.T).tocoo()
-    off = both.row != both.col  # an item never co-occurs with itself
-    return sp.csr_array((both.data[off], (both.row[off], both.col[off])), shape=(size, size))
+    return total
+
+
+def _symmetric(directed: sp.csr_array, reverse: sp.csr_array | None = None,
+               start: int = 0) -> sp.csr_array:  # fmt: skip
+    """Rows `start`.. of C + C.T, less the diagonal, from those rows of C and of C.T
+    (`reverse`, C.T itself by default)."""
+    both = (directed + (directed.T if reverse is None else reverse)).tocoo()
+    off = both.row + start != both.col  # an item never co-occurs with itself
+    return sp.csr_array((both.data[off], (both.row[off], both.col[off])), shape=both.shape)
 
 
 def _summed(keys: list[np.ndarray], weights: list[np.ndarray], size: int) -> sp.csr_array:
@@ -142,13 +157,20 @@ class ItemKNNRecommender(Recommender):
         cfg = self.config
         counts = np.asarray(dataset.train_popularity(), dtype=np.float64)
         train = (dataset.train_sequence(user) for user in dataset.sequences)
-        sim = cooccurrence(train, dataset.n_items, cfg.window)
+        directed = directed_cooccurrence(train, dataset.n_items, cfg.window)
+        reverse = directed.T.tocsr()
         norms = np.sqrt(counts)
-        rows = np.repeat(np.arange(sim.shape[0]), np.diff(sim.indptr))
-        sim.data /= norms[rows] * norms[sim.indices] + cfg.shrink  # the shrunk cosine
-        if 0 < cfg.neighbors < dataset.n_items:
-            sim = strongest(sim, cfg.neighbors)
-        self.similarity = sim.astype(np.float32)
+        # A block of rows at a time: only the kept neighbours of every row are ever held whole.
+        blocks = []
+        for start in range(0, directed.shape[0], BLOCK_ROWS):
+            rows = slice(start, start + BLOCK_ROWS)
+            sim = _symmetric(directed[rows], reverse[rows], start)
+            items = np.repeat(np.arange(start, start + sim.shape[0]), np.diff(sim.indptr))
+            sim.data /= norms[items] * norms[sim.indices] + cfg.shrink  # the shrunk cosine
+            if 0 < cfg.neighbors < dataset.n_items:
+                sim = strongest(sim, cfg.neighbors)
+            blocks.append(sim.astype(np.float32))
+        self.similarity = sp.vstack(blocks, format="csr")
         self.prior = counts / max(counts.max(), 1.0)
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
