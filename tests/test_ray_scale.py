@@ -1,10 +1,13 @@
 """Past one machine: catalogue summarisation fanned out over Ray actors to an OpenAI-compatible
-server (resumable through the keyword cache), and data-parallel SASRec on Ray Train."""
+server (resumable through the keyword cache), and data-parallel SASRec and LLM recommender
+training on Ray Train."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import sys
 import threading
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,16 +15,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import numpy as np
 import pytest
 import torch
+from conftest import write_tiny_jsonl
+from test_llm_recommender import tiny_item_lm
 from test_ray import settings_for
 from test_sasrec import TINY
 from tiny_models import build_tiny_causal_lm
 
 from mmsrarec.cli import app
 from mmsrarec.cli.common import run_guarded
+from mmsrarec.data import load_dataset, prepare_dataset
+from mmsrarec.models.item_lm import ItemLMConfig
 from mmsrarec.summarization import PROMPT_VERSION, KeywordCache, summarize_catalog
 from mmsrarec.summarization.cache import keyword_cache_path
 from mmsrarec.summarization.fan_out import ray_summarizers
-from mmsrarec.training.ray_train import shard, train_sasrec_on_ray
+from mmsrarec.training.item_lm_trainer import optimizers_for, train_item_lm_epoch, user_windows
+from mmsrarec.training.ray_train import shard, train_item_lm_on_ray, train_sasrec_on_ray
 from mmsrarec.training.sasrec_trainer import EpochSetup, train_epoch
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install -e '.[ray]'")
@@ -136,3 +144,32 @@ def test_data_parallel_sasrec_matches_one_process(cluster, tiny_dataset, tmp_pat
     assert np.max(np.abs(losses - single) / single) < 0.15
     assert all(row["sequences_per_s"] > 0 for row in parallel.log)
     assert shard([[1]] * 7, 0, 2) == [[1]] * 3 == shard([[1]] * 7, 1, 2)
+
+
+def test_data_parallel_llm_recommender_matches_one_process(cluster, tiny_lm_dir, tmp_path):
+    """The tiny LLM recommender on 60 users walking a 40-item catalog: 2 workers x 8 windows
+    per step against one process at 16 per step, same seed and schedule (4 steps an epoch).
+    Both learn, the loss curves stay within 5% of each other at every epoch (1.2% measured),
+    and the two replicas' trainable weights are bit-identical after every epoch."""
+    source = write_tiny_jsonl(tmp_path / "src", n_users=60, n_items=40)
+    folder, _ = prepare_dataset(source, tmp_path / "data", negatives=10)
+    dataset = load_dataset(folder)
+    config = ItemLMConfig(layers=2, bf16=False, lr=5e-3, max_epochs=6, batch_size=8)
+    build = functools.partial(tiny_item_lm, tiny_lm_dir, tmp_path, dataset.n_items)
+    # the workers cannot import the tests: ship the builder's code with it
+    ray.cloudpickle.register_pickle_by_value(sys.modules[tiny_item_lm.__module__])
+    parallel = train_item_lm_on_ray(build, folder, config, 0, 2, 6, tmp_path / "ray")
+
+    single_config = replace(config, batch_size=16)
+    model = build()
+    windows = user_windows(dataset.train_sequences(), config.max_len)
+    optimizers = optimizers_for(model, single_config, len(windows))
+    generator = torch.Generator().manual_seed(0)
+    single = np.array([train_item_lm_epoch(model, windows, optimizers, single_config, generator)
+                       for _ in range(6)])  # fmt: skip
+    losses = np.array([row["loss"] for row in parallel.log])
+    assert len(windows) == 60 and parallel.workers == 2 and len(losses) == 6
+    assert losses[-1] < 0.7 * losses[0] and single[-1] < 0.7 * single[0], (losses, single)
+    assert np.max(np.abs(losses - single) / single) < 0.05, (losses, single)
+    assert [row["replica_gap"] for row in parallel.log] == [0.0] * 6
+    assert all(row["sequences_per_s"] > 0 for row in parallel.log)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -195,6 +196,49 @@ def id_dropout_mask(model: ItemLM, share: float, generator: torch.Generator) -> 
     return model.has_id & ~hidden.to(model.has_id.device)
 
 
+def train_item_lm_epoch(
+    model: ItemLM,
+    windows: list[Window],
+    optimizers: tuple[torch.optim.Optimizer, Any],
+    config: ItemLMConfig,
+    generator: torch.Generator,
+    id_dropout: float = 0.0,
+    sampled: Sampled | None = None,
+    step: Callable[[], None] | None = None,
+    desc: str | None = None,
+) -> float:
+    """One pass over `windows` in an order drawn on `generator`, `config.batch_size` per step;
+    returns the mean loss per target.
+
+    Args:
+        optimizers: the optimizer over the trainable parameters and its LR scheduler.
+        step: called between backward and the gradient clipping (data-parallel training
+            averages the gradients there, as DDP does), or None.
+        desc: a progress bar's title, or None for no bar.
+    """
+    optimizer, scheduler = optimizers
+    params = [p for p in model.parameters() if p.requires_grad]
+    model.train()
+    order = torch.randperm(len(windows), generator=generator).tolist()
+    total, count = 0.0, 0
+    bar = tqdm(range(math.ceil(len(windows) / config.batch_size)), desc=desc, disable=desc is None)
+    for index in bar:
+        chosen = [windows[i] for i in order[index * config.batch_size :][: config.batch_size]]
+        id_mask = id_dropout_mask(model, id_dropout, generator)
+        loss, targets = _batch_loss(model, chosen, config.bf16, id_mask, sampled)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if step is not None:
+            step()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        scheduler.step()
+        total, count = total + loss.item() * targets, count + targets
+        bar.set_postfix(loss=f"{total / count:.3f}")
+    bar.close()
+    return total / max(count, 1)
+
+
 def train_item_lm(
     model: ItemLM,
     dataset: Dataset,
@@ -215,10 +259,7 @@ def train_item_lm(
     started = time.perf_counter()
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    steps = math.ceil(len(windows) / config.batch_size)
-    scheduler = _scheduler(optimizer, config, steps)
+    optimizer, scheduler = optimizers_for(model, config, len(windows))
     result = ItemLMResult(best_epoch=0, best_valid_ndcg5=-math.inf)
     best_state = model.trainable_state()
     id_dropout = config.id_dropout_for(bool(dataset.cold))
@@ -241,23 +282,10 @@ def train_item_lm(
     for epoch in range(first_epoch, config.max_epochs + 1):
         if stale >= config.patience:
             break
-        model.train()
-        order = torch.randperm(len(windows), generator=generator).tolist()
-        total, count = 0.0, 0
-        bar = tqdm(range(steps), desc=f"LLM recommender epoch {epoch}", disable=not progress)
-        for step in bar:
-            chosen = [windows[i] for i in order[step * config.batch_size :][: config.batch_size]]
-            id_mask = id_dropout_mask(model, id_dropout, generator)
-            loss, targets = _batch_loss(model, chosen, config.bf16, id_mask, sampled)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            scheduler.step()
-            total, count = total + loss.item() * targets, count + targets
-            bar.set_postfix(loss=f"{total / count:.3f}")
-        bar.close()
-        epoch_loss = total / max(count, 1)
+        epoch_loss = train_item_lm_epoch(
+            model, windows, (optimizer, scheduler), config, generator, id_dropout, sampled,
+            desc=f"LLM recommender epoch {epoch}" if progress else None,
+        )  # fmt: skip
         if not math.isfinite(epoch_loss):
             raise FloatingPointError(
                 f"training loss became {epoch_loss} at epoch {epoch}: lower `lr`"
@@ -278,6 +306,13 @@ def train_item_lm(
     model.eval()
     result.seconds = time.perf_counter() - started
     return result
+
+
+def optimizers_for(model: ItemLM, config: ItemLMConfig, n_windows: int):
+    """AdamW over the trainable parameters and its LR schedule for epochs of `n_windows`."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    return optimizer, _scheduler(optimizer, config, math.ceil(n_windows / config.batch_size))
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, config: ItemLMConfig, steps_per_epoch: int):
