@@ -8,6 +8,14 @@ Runs, all from seed 0 with the default `SASRecConfig` otherwise:
 - Ray Train, 1 worker x 64 windows per step (Ray's overhead);
 - Ray Train, 2 workers x 32 windows per step (64 per step in all, gradients averaged).
 Writes `benchmarks/scale/ray_train.json`. The machine is shared: the load average is recorded.
+
+    python benchmarks/ray_train.py --model llm --windows 64
+
+The LLM recommender (default `ItemLMConfig`, `settings.model`'s LLM, random ID and text
+features of the real sizes in place of SASRec's embeddings and the LLM's text features: they
+do not change a step's cost) for one epoch of at most `--windows` windows per worker: Ray
+Train with 1 worker x 32 windows per step, then 2 workers x 16. Writes
+`benchmarks/scale/ray_train_llm.json` (sequences/s per worker, the loss, the replica gap).
 """
 
 from __future__ import annotations
@@ -43,11 +51,71 @@ def one_process(dataset, config, seed: int, epochs: int) -> list[dict]:
     return log
 
 
+def build_item_lm(config, n_items: int, model: str):
+    """The LLM recommender's model with random item features (a Ray worker calls it)."""
+    import torch
+
+    from mmsrarec.config import load_settings
+    from mmsrarec.models import load_llm
+    from mmsrarec.models.item_lm import ItemLM, add_lora, truncated_backbone
+    from mmsrarec.models.sasrec import SASRecConfig
+
+    llm = load_llm(model, load_settings())
+    backbone = add_lora(
+        truncated_backbone(llm.model, config.layers, config.backbone), config.lora_rank
+    )
+    hidden = llm.model.config.hidden_size
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randn(n_items + 1, SASRecConfig().hidden, generator=generator)
+    text = torch.randn(n_items + 1, hidden, generator=generator)
+    return ItemLM(backbone, hidden, ids, text, config.item_tokens, config.dropout,
+                  config.text_init, text_bias=bool(config.id_dropout))  # fmt: skip
+
+
+def main_llm(windows: int, out: Path) -> None:
+    import functools
+
+    import ray
+
+    from mmsrarec.config import load_settings
+    from mmsrarec.data import load_dataset, prepare_dataset
+    from mmsrarec.models.item_lm import ItemLMConfig
+    from mmsrarec.training.ray_train import train_item_lm_on_ray
+
+    settings = load_settings()
+    folder = prepare_dataset("ml-100k", settings.datasets_dir)[0]
+    dataset = load_dataset(folder)
+    config = ItemLMConfig().resolved(bool(dataset.cold))
+    build = functools.partial(build_item_lm, config, dataset.n_items, settings.model)
+    runs = {"model": settings.model, "windows_per_worker": windows,
+            "load_average_start": os.getloadavg()}  # fmt: skip
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1",
+             runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})  # fmt: skip
+    for workers, batch in ((1, 32), (2, 16)):
+        started = time.perf_counter()
+        run = train_item_lm_on_ray(build, folder, replace(config, batch_size=batch), 0, workers,
+                                   1, Path("/tmp/mmsrarec-ray-train"), windows)  # fmt: skip
+        runs[f"ray_{workers}_workers"] = run.log
+        runs[f"ray_{workers}_workers_wall_seconds"] = time.perf_counter() - started
+        print(json.dumps(run.log[-1]), flush=True)
+    ray.shutdown()
+    runs["load_average_end"] = os.getloadavg()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(runs, indent=1) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--out", type=Path, default=HERE / "scale" / "ray_train.json")
+    parser.add_argument("--model", choices=["sasrec", "llm"], default="sasrec")
+    parser.add_argument("--epochs", type=int, default=5, help="SASRec's epochs")
+    parser.add_argument("--windows", type=int, default=64, help="LLM: windows per worker")
+    parser.add_argument("--out", type=Path, help="default: scale/ray_train[_llm].json")
     args = parser.parse_args()
+    if args.model == "llm":
+        main_llm(args.windows, args.out or HERE / "scale" / "ray_train_llm.json")
+        return
+    args.out = args.out or HERE / "scale" / "ray_train.json"
     import ray
     import torch
 
