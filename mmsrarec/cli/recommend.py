@@ -92,15 +92,7 @@ def recommend(
     k: int = model_option(G, "k_similar", "--k"),
     max_rounds: int = model_option(G, "max_rounds", "--max-rounds"),
     scorer: ScorerOpt = None,
-    debias: Annotated[
-        float | None,
-        typer.Option(
-            "--debias",
-            metavar="GAMMA",
-            help="Popularity-bias control: scores less GAMMA x log(1 + training count); 0 = "
-            "off [default: the `debias` graph setting, chosen on validation].",
-        ),
-    ] = None,
+    debias: float = model_option(G, "debias", "--debias", metavar="GAMMA"),
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     run_dir: RunDirOpt = None,
@@ -123,10 +115,9 @@ def recommend(
     if history is not None and not items:
         raise ConfigError("`--history` holds no item id: give `--history ID,ID,...`")
     evaluation = stage.value if stage != HistoryChoice.full else G.model_fields["stage"].default
-    extra = {} if debias is None else {"debias": debias}
     run = graph_run(
         scorer, n_history=n_history, k_similar=k, max_rounds=max_rounds, stage=evaluation,
-        **extra,
+        debias=debias,
     )  # fmt: skip
     settings = settings_from(
         config,
