@@ -43,7 +43,7 @@ from mmsrarec.serving.store import IdempotencyConflict, ItemExists, Written, as_
 from mmsrarec.serving.writes import DEFAULT_KIND, MAX_ID_CHARS, UnknownItem
 from mmsrarec.types import Recommendation, SimilarUser
 from mmsrarec.web.auth import ApiKeys
-from mmsrarec.web.schema import Text, clip, utf8_only
+from mmsrarec.web.schema import NOT_BLANK, Text, clip, utf8_only
 from mmsrarec.web.turns import PoolFull, TurnPool, TurnTimeout
 
 T = TypeVar("T")
@@ -56,14 +56,11 @@ REPLAYED = "Idempotent-Replayed"
 # The constraints before the validator, so that the published schema carries the pattern too.
 Id = Annotated[
     StrictStr,
-    Field(min_length=1, max_length=MAX_ID_CHARS, pattern=r"\S"),
+    Field(min_length=1, max_length=MAX_ID_CHARS, pattern=NOT_BLANK),
     AfterValidator(utf8_only),
 ]
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")]
-DEBIAS_HELP = (
-    "Popularity-bias control: scores less DEBIAS x log(1 + training count); 0 = off; "
-    "default: the server's `debias` graph setting, chosen on validation."
-)
+DEBIAS_HELP = f"{GraphSettings.model_fields['debias'].description} Default: the server's setting."
 Debias = Annotated[float | None, Query(ge=0, le=MAX_DEBIAS, description=DEBIAS_HELP)]
 Credentials = Annotated[
     HTTPAuthorizationCredentials | None,
@@ -123,7 +120,7 @@ class FeedbackRequest(Strict):
 class ItemRequest(Strict):
     """Body of `POST /api/items`: a new catalogue item."""
 
-    title: Text = Field(min_length=1, max_length=MAX_TEXT_CHARS, pattern=r"\S")
+    title: Text = Field(min_length=1, max_length=MAX_TEXT_CHARS, pattern=NOT_BLANK)
     description: Text = Field(default="", max_length=MAX_TEXT_CHARS)
     image: Text | None = Field(default=None, description="PNG, JPEG, GIF or WebP, base64.")
     item_id: Id | None = Field(default=None, description="Your id for it; default: a new one.")

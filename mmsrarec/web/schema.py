@@ -35,3 +35,7 @@ def utf8_only(text: str) -> str:
 
 
 Text = Annotated[StrictStr, AfterValidator(utf8_only)]
+# Holds a character that is not blank to Python's `str.strip`, which the stores check with:
+# it counts U+001C-U+001F as whitespace, where the schema's regex engines (pydantic-core's,
+# a client's ECMA one) do not, so a plain `\S` would publish ids the stores then refuse.
+NOT_BLANK = r"[^\s\x1c-\x1f]"
