@@ -371,6 +371,7 @@ def test_the_packaged_model_learns_on_ml100k(ml100k, tmp_path):
 
     from mmsrarec.models.sasrec import SASRecConfig
     from mmsrarec.nodes.recommender import recommend
+    from mmsrarec.recommenders.explain import leave_one_out
     from mmsrarec.recommenders.llm_recommender import LLMRecommender
     from mmsrarec.recommenders.popularity import PopularityRecommender
     from mmsrarec.recommenders.sasrec import SASRecRecommender
@@ -402,9 +403,21 @@ def test_the_packaged_model_learns_on_ml100k(ml100k, tmp_path):
     out = recommend(state, Runtime(context=context))
     assert len(out["recommendations"]) == 10
     assert out["trace"][0]["model"] == "llm-recommender"
-    for rec in out["recommendations"]:  # its parts (its own score, the debiasing) and the cause
+    recs = out["recommendations"]
+    # The cause, checked by re-scoring: an item cites the history items whose removal lowers
+    # its score, and cites none only where no single removal lowers it.
+    query = Query("1", tuple(ml100k.index_of(i) for i in history),
+                  tuple(ml100k.index_of(rec["item_id"]) for rec in recs))  # fmt: skip
+    drops = leave_one_out(recommender, query).drops
+    for row, rec in enumerate(recs):  # its parts (its own score, the debiasing) and the cause
         assert abs(sum(rec["contributions"].values()) - rec["score"]) < 1e-6
-        assert rec["cited_history"] and set(rec["cited_history"]) <= set(history)
+        assert set(rec["cited_history"]) <= set(history)
+        assert all(drop > 0 for drop in rec["cited_drops"])
+        if rec["cited_drops"]:
+            assert rec["cited_drops"][0] == pytest.approx(drops[row].max(), abs=1e-5)
+        else:
+            assert drops[row].max() <= 1e-6
+    assert any(rec["cited_history"] for rec in recs)  # the model reads the history
 
 
 def test_train_command_trains_and_reloads(tiny_source, tiny_lm_dir, tmp_path, capsys):
