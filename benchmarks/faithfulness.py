@@ -6,7 +6,9 @@ to rankings, on every ML-100K test user (seed 0, full catalog, the fused system'
 For each user and each of the top-5 items j (ranked among the items not in the history):
 
 - cited: the `N_CITED` history items whose removal lowers j's score most
-  (`recommenders.explain.leave_one_out` over the last 50 positions, as the graph cites them);
+  (`recommenders.explain.leave_one_out` over the last 50 positions, as the graph cites them:
+  a fused system with the LLM member re-scores the `--shortlist` positions its cheaper members
+  find most damaging; `--shortlist 0` re-scores all 50);
   random: as many items drawn uniformly from the same 50 positions (seed 0);
 - comprehensiveness: j's rank after removing the cited items minus its rank before (the rank
   drop; higher = the removed items held j up), against the same with the random items;
@@ -56,6 +58,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--cost-users", type=int, default=100, help="Users whose evidence step is timed (0 = none)."
     )
+    parser.add_argument(
+        "--shortlist",
+        type=int,
+        default=None,
+        help="Positions a ranker with a costly member re-scores (0 = all of them; default: "
+        "the graph's, `recommenders.explain.SHORTLIST`).",
+    )
     parser.add_argument("--out", type=Path, default=OUT / "faithfulness.json")
     return parser.parse_args()  # fmt: skip
 
@@ -70,7 +79,7 @@ def ranks_of(scores: np.ndarray, excluded: list[int], items: np.ndarray) -> np.n
     return 1 + (scores >= own[:, None]).sum(axis=1) - 1  # the item itself counted once
 
 
-def user_rows(ranker, dataset, user: str, rng: np.random.Generator) -> list[dict]:
+def user_rows(ranker, dataset, user: str, rng: np.random.Generator, shortlist: int) -> list[dict]:
     """The comprehensiveness and sufficiency records of one user's top-5."""
     from mmsrarec.recommenders.base import Query
     from mmsrarec.recommenders.explain import N_CITED, WINDOW, leave_one_out
@@ -81,7 +90,8 @@ def user_rows(ranker, dataset, user: str, rng: np.random.Generator) -> list[dict
     masked[0] = -np.inf
     masked[list(history)] = -np.inf
     top = np.argsort(-masked, kind="stable")[:TOP]
-    counterfactual = leave_one_out(ranker, Query(user, history, tuple(int(i) for i in top)))
+    query = Query(user, history, tuple(int(i) for i in top))
+    counterfactual = leave_one_out(ranker, query, shortlist=shortlist)
     window = list(history[-WINDOW:])
     queries, meta = [], []
     for row in range(len(top)):
@@ -104,7 +114,9 @@ def user_rows(ranker, dataset, user: str, rng: np.random.Generator) -> list[dict
     return rows
 
 
-def keyword_rows(ranker, text_side, dataset, user: str, rows: list[dict], rng) -> None:
+def keyword_rows(
+    ranker, text_side, dataset, user: str, rows: list[dict], rng, shortlist: int
+) -> None:
     """Adds to each of the user's rows the keyword evidence's effect (see the module doc)."""
     from mmsrarec.recommenders.base import Query
     from mmsrarec.recommenders.explain import N_CITED, leave_one_out
@@ -112,7 +124,7 @@ def keyword_rows(ranker, text_side, dataset, user: str, rows: list[dict], rng) -
 
     history = tuple(dataset.history(user, "test"))
     top = tuple(r["item"] for r in rows)
-    counterfactual = leave_one_out(ranker, Query(user, history, top))
+    counterfactual = leave_one_out(ranker, Query(user, history, top), shortlist=shortlist)
     base = ranker.score_catalog([Query(user, history)])[0]
     for row, record in enumerate(rows):
         item = dataset.item(record["item"])
@@ -165,7 +177,7 @@ def summary(rows: list[dict], prefix: str = "") -> dict:
     }  # fmt: skip
 
 
-def cost(ranker, dataset, users: list[str]) -> dict:
+def cost(ranker, dataset, users: list[str], shortlist: int) -> dict:
     """Seconds of the graph's evidence step per user: parts and leave-one-out of the top 10."""
     from mmsrarec.recommenders.base import Query
     from mmsrarec.recommenders.explain import leave_one_out
@@ -180,7 +192,7 @@ def cost(ranker, dataset, users: list[str]) -> dict:
         started, started_cpu = time.perf_counter(), time.process_time()
         query = Query(user, history, top)
         ranker.contributions([query])
-        leave_one_out(ranker, query)
+        leave_one_out(ranker, query, shortlist=shortlist)
         seconds.append(time.perf_counter() - started)
         cpu.append(time.process_time() - started_cpu)
     values, cpu_ms = np.array(seconds) * 1000, np.array(cpu) * 1000
@@ -197,7 +209,10 @@ def main() -> None:
 
     from mmsrarec.config import load_settings
     from mmsrarec.data import load_dataset
+    from mmsrarec.recommenders.explain import SHORTLIST
     from mmsrarec.recommenders.methods import build_recommender
+
+    args.shortlist = SHORTLIST if args.shortlist is None else args.shortlist
 
     torch.set_num_threads(args.threads)
     settings = load_settings()
@@ -207,7 +222,8 @@ def main() -> None:
     users = sorted(dataset.eval_users, key=str)[: args.users or None]
     folder = settings.run_dir / "faithfulness"
     folder.mkdir(parents=True, exist_ok=True)
-    records = folder / f"{args.method}{'-kw' if args.keywords else ''}.jsonl"
+    tag = f"{'-kw' if args.keywords else ''}{'-s' + str(args.shortlist) if args.shortlist else ''}"
+    records = folder / f"{args.method}{tag}.jsonl"
     done = {}
     if records.exists():
         for line in records.read_text().splitlines():
@@ -225,9 +241,9 @@ def main() -> None:
             if user in done:
                 continue
             rng = np.random.default_rng([0, int(user) if user.isdigit() else n])
-            rows = user_rows(ranker, dataset, user, rng)
+            rows = user_rows(ranker, dataset, user, rng, args.shortlist)
             if text_side is not None:
-                keyword_rows(ranker, text_side, dataset, user, rows, rng)
+                keyword_rows(ranker, text_side, dataset, user, rows, rng, args.shortlist)
             sink.write("".join(json.dumps(r) + "\n" for r in rows))
             sink.flush()
             done[user] = rows
@@ -238,6 +254,7 @@ def main() -> None:
     report = {
         "command": "python benchmarks/faithfulness.py " + " ".join(sys.argv[1:]),
         "method": args.method, "seed": 0, "top": TOP, "n": len(rows), "users": len(users),
+        "shortlist": args.shortlist,
         "share_cited_beats_random": result["share_beats"]["mean"],
         "ci_low": result["share_beats"]["ci_low"], "ci_high": result["share_beats"]["ci_high"],
         "share_ties": result["share_ties"],
@@ -269,7 +286,7 @@ def main() -> None:
             "mean_matched_words": float(np.mean([r["n_matched_words"] for r in rows])),
         }  # fmt: skip
     if args.cost_users:
-        report["cost"] = cost(ranker, dataset, users[: args.cost_users])
+        report["cost"] = cost(ranker, dataset, users[: args.cost_users], args.shortlist)
         report["cost"]["machine"] = (f"{platform.processor() or platform.machine()}, "
                                      f"{os.cpu_count()} cores shared with other jobs, "
                                      f"{args.threads} torch thread")  # fmt: skip

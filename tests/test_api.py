@@ -301,6 +301,29 @@ def test_debias_per_request_lowers_popular_items_and_is_a_part_of_each_score(
     assert too_big.status_code == 422 and "debias" in too_big.json()["error"]
 
 
+def test_evidence_window_per_request_sets_how_far_back_the_cited_history_goes(
+    tiny_dataset, tiny_encoder, settings
+):
+    chat = make_chat_service(tiny_dataset, tiny_encoder)
+    service = make_recommendation_service(chat, settings, ranker=True)
+    app = create_app(chat, recommendations=service, keys=ApiKeys.of(KEY))
+    with TestClient(app) as client:
+        ask = {"history": ["m3", "m4"], "k": 5}
+        default = client.post("/api/recommend", json=ask).json()["recommendations"]
+        none = client.post("/api/recommend", json={**ask, "evidence_window": 0}).json()
+        newest = client.post("/api/recommend", json={**ask, "evidence_window": 1}).json()
+        user = client.get("/api/recommend/u1", params={"k": 5, "evidence_window": 0},
+                          headers=AUTH).json()  # fmt: skip
+        too_big = client.post("/api/recommend", json={**ask, "evidence_window": 501})
+    assert any(rec["cited_history"] for rec in default)
+    assert all(rec["cited_history"] == [] for rec in none["recommendations"])
+    assert ids(none) == [rec["item_id"] for rec in default]  # the ranking does not change
+    cited = [rec["cited_history"] for rec in newest["recommendations"]]
+    assert ["m4"] in cited and all(c in ([], ["m4"]) for c in cited)  # the newest item alone
+    assert all(rec["cited_history"] == [] for rec in user["recommendations"])
+    assert too_big.status_code == 422 and "evidence_window" in too_big.json()["error"]
+
+
 def png() -> bytes:
     from PIL import Image
 

@@ -182,3 +182,38 @@ def test_the_evidence_window_bounds_what_can_be_cited(planted, fusion):
     assert cited(2)[0] == CAUSE  # the cause is the second most recent item
     assert CAUSE not in cited(1) and set(cited(1)) <= {PROBE[-1]}
     assert cited(0) == []  # none tried, none cited
+
+
+class CostlyKNN(ItemKNNRecommender):
+    """Item-kNN that calls itself costly (as the LLM recommender does) and counts its queries."""
+
+    name = "costly-knn"
+    costly = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scored = 0
+
+    def score_catalog(self, queries):
+        self.scored += len(queries)
+        return super().score_catalog(queries)
+
+
+def test_a_costly_member_rescores_only_the_screened_positions(planted):
+    costly = CostlyKNN()
+    fusion = FusionRecommender({"item-knn": ItemKNNRecommender(), "costly-knn": costly,
+                                "most-popular": PopularityRecommender()})  # fmt: skip
+    fusion.fit(planted, 0)
+    query = probe(planted, [EFFECT, "m7"])
+    exact = leave_one_out(fusion, query, shortlist=0)
+    assert len(exact.positions) == len(PROBE)
+    for ranker in (fusion, Debiased.around(fusion, planted, 0.3)):
+        costly.scored = 0
+        screened = leave_one_out(ranker, query, shortlist=3)
+        assert costly.scored == 1 + 1 + 3  # held once, then the query and its 3 removals
+        assert len(screened.positions) == 3 and PROBE.index(CAUSE) in screened.positions
+        columns = np.searchsorted(exact.positions, screened.positions)
+        np.testing.assert_allclose(screened.drops, exact.drops[:, columns], atol=1e-9)
+        assert screened.cited(0)[0] == exact.cited(0)[0]  # the cause, with its exact drop
+    assert fusion.screen(query) is not None
+    assert FusionRecommender({"item-knn": ItemKNNRecommender()}).screen(query) is None

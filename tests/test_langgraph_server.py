@@ -85,7 +85,7 @@ def test_both_graphs_are_served_with_their_schemas(client) -> None:
     assert graphs == {"recommend", "chat"}
     recommend = client.assistants.get_schemas(assistant_of(client, "recommend")["assistant_id"])
     assert set(recommend["input_schema"]["properties"]) == {
-        "user_id", "history", "candidates", "top_k", "debias",
+        "user_id", "history", "candidates", "top_k", "debias", "evidence_window",
     }  # fmt: skip
     assert {"scorer", "k_similar", "n_history"} <= set(recommend["context_schema"]["properties"])
     assert "recommendations" in recommend["output_schema"]["properties"]

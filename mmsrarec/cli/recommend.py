@@ -93,6 +93,7 @@ def recommend(
     max_rounds: int = model_option(G, "max_rounds", "--max-rounds"),
     scorer: ScorerOpt = None,
     debias: float = model_option(G, "debias", "--debias", metavar="GAMMA"),
+    evidence_window: int = model_option(G, "evidence_window", "--evidence-window"),
     config: ConfigOpt = None,
     data_dir: DataDirOpt = None,
     run_dir: RunDirOpt = None,
@@ -117,7 +118,7 @@ def recommend(
     evaluation = stage.value if stage != HistoryChoice.full else G.model_fields["stage"].default
     run = graph_run(
         scorer, n_history=n_history, k_similar=k, max_rounds=max_rounds, stage=evaluation,
-        debias=debias,
+        debias=debias, evidence_window=evidence_window,
     )  # fmt: skip
     settings = settings_from(
         config,

@@ -73,6 +73,7 @@ class GraphSession:
         thread: str | None = None,
         on_update: OnUpdate | None = None,
         debias: float | None = None,
+        evidence_window: int | None = None,
     ) -> dict[str, Any]:
         """Run the graph on a new (or the given) thread.
 
@@ -85,6 +86,8 @@ class GraphSession:
             thread: Thread id (default: a new unguessable one).
             on_update: Called with (node, update) as each node finishes.
             debias: Popularity-bias control (`GraphSettings.debias`); None = the run's.
+            evidence_window: History items tried for the cited history
+                (`GraphSettings.evidence_window`; 0 = none, the cheapest); None = the run's.
 
         Returns:
             `thread_id`, `user_id`, `recommendations`, `similar_users`.
@@ -101,6 +104,8 @@ class GraphSession:
         }
         if debias is not None:
             inputs["debias"] = debias
+        if evidence_window is not None:
+            inputs["evidence_window"] = evidence_window
         config = thread_config(thread_id)
         for update in self.graph.stream(
             inputs, config, context=self.context, stream_mode="updates"

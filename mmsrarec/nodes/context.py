@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from mmsrarec.data import Dataset
 from mmsrarec.recommenders.base import Recommender
 from mmsrarec.recommenders.debias import log_popularity
-from mmsrarec.recommenders.explain import WINDOW
+from mmsrarec.recommenders.explain import SHORTLIST, WINDOW
 from mmsrarec.recommenders.methods import CATALOG_SCORERS
 from mmsrarec.scoring.motivations import MotivationModel
 from mmsrarec.types import (
@@ -35,6 +35,7 @@ from mmsrarec.types import (
 # Other scorers' scores have other scales (cf-ensemble's own rule gives 0.2).
 DEBIAS = 0.3
 MAX_DEBIAS = 10.0
+MAX_EVIDENCE_WINDOW = 500
 
 
 class GraphSettings(BaseModel):
@@ -64,9 +65,14 @@ class GraphSettings(BaseModel):
         "log(1 + training count) (0 = off; chosen on validation: benchmarks/debias.py).",
     )  # fmt: skip
     evidence_window: int = Field(
-        WINDOW, ge=0, le=500,
+        WINDOW, ge=0, le=MAX_EVIDENCE_WINDOW,
         description="Most recent history items tried by leave-one-out for each recommendation's "
         "cited history (each one re-scoring: the cost grows with it); 0 = none cited.",
+    )  # fmt: skip
+    evidence_shortlist: int = Field(
+        SHORTLIST, ge=0, le=500,
+        description="Of those, how many a ranker with an LLM member re-scores, chosen by its "
+        "cheaper members (the cited drops stay exact); 0 = re-score every one.",
     )  # fmt: skip
     scorer: str = Field(
         "mmsrarec",

@@ -11,7 +11,7 @@ text. All candidates go to the scorer in one call, so a scorer that reuses the p
 
 Each recommendation's evidence is built here, once (`scoring.evidence.build_evidence`): the
 ranker's parts of its score, the history items whose removal lowers it most (leave-one-out
-over the last `settings.evidence_window` items in one batched re-scoring,
+over the last `evidence_window` items (the state's, else the settings') in batched re-scoring,
 `recommenders.explain`), then the words that support it.
 """
 
@@ -82,6 +82,8 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
     debias = context.settings.debias if debias is None else debias
     if ranker is not None and debias != 0:  # a negative one is refused by `Debiased`
         ranker = Debiased(ranker, debias, context.log_popularity)
+    window = state.get("evidence_window")
+    window = context.settings.evidence_window if window is None else window
     with traced(
         "recommend",
         model=ranker.name if ranker is not None else scorer.name,
@@ -92,6 +94,7 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
         n_candidates=len(candidates),
         top_k=top_k,
         debias=debias if ranker is not None else None,
+        evidence_window=window if ranker is not None else None,
     ) as trace:
         preference = ""
         if context.preference is not None and older:
@@ -118,7 +121,7 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
         started = time.perf_counter()
         explained = explain(context, ranker, state["user_id"], history, top,
                             [scores[i] for i in order[:shown]], summaries, history_keywords,
-                            collaborative)  # fmt: skip
+                            collaborative, window)  # fmt: skip
         recommendations = [
             Recommendation(item_id=item.item_id, title=item.title, score=float(scores[i]),
                            evidence=evidence_line(evidence, _title_of(dataset)), **evidence)
@@ -151,6 +154,7 @@ def explain(
     summaries: dict[str, Any],
     history_keywords: list[tuple[str, list[str]]],
     collaborative: list[SimilarUser],
+    window: int,
 ) -> list[Evidence]:
     """The evidence of each recommended item (best first). With a ranker: its parts of each
     score and the cited history (leave-one-out), the words matched against the cited items;
@@ -164,9 +168,10 @@ def explain(
         parts = ranker.contributions([query])[0]
         contributions = [{name: float(v[row]) for name, v in parts.items()}
                          for row in range(len(top))]  # fmt: skip
-        window = context.settings.evidence_window
         if query.history and window:
-            counterfactual = leave_one_out(ranker, query, window)
+            counterfactual = leave_one_out(
+                ranker, query, window, context.settings.evidence_shortlist
+            )
             cited = [[(dataset.item(i).item_id, d) for i, d in counterfactual.cited(row)]
                      for row in range(len(top))]  # fmt: skip
     keywords = _keywords_of(context, {i for row in cited for i, _ in row})

@@ -40,6 +40,8 @@ class RecommendationInput(TypedDict):
     candidates: list[str]  # raw item ids to rank; [] = the user's frozen sampled candidates
     top_k: int  # how many recommendations to return; 0 = the run settings' `top_k`
     debias: NotRequired[float | None]  # popularity-bias control; absent/None = `settings.debias`
+    # history items tried for the cited history; absent/None = `settings.evidence_window`
+    evidence_window: NotRequired[int | None]
 
 
 class RecommendationState(RecommendationInput):

@@ -77,6 +77,9 @@ class Recommender(ABC):
     #: Scores items that have no interactions (no trained ID: new releases) from their text or
     #: fields. An ID-only recommender does not; a fusion then leaves those items to others.
     reads_text: bool = False
+    #: One query costs a forward pass of an LLM: leave-one-out screens removals with the
+    #: cheaper parts of a fusion before re-scoring them with it (`FusionRecommender.screen`).
+    costly: bool = False
 
     def fit(self, dataset: Dataset, seed: int) -> None:  # noqa: B027 - optional for baselines
         """Train on the training split. Baselines without parameters may do nothing."""
@@ -108,6 +111,12 @@ class Recommender(ABC):
         recommender's own score; a fusion gives each member's (`FusionRecommender`)."""
         return [{self.name: scores} for scores in self.score_candidates(queries)]
 
+    def screen(self, query: Query) -> Recommender | None:
+        """A cheaper stand-in whose scores move as this recommender's do when `query`'s
+        history loses an item, to choose which removals to re-score (`recommenders.explain`);
+        None where re-scoring every removal costs no more than the stand-in would."""
+        return None
+
     def top_k(self, queries: Sequence[Query], k: int) -> list[TopItems]:
         """Each query's `k` best items outside its history, best first (ties: the lower index).
 
@@ -124,6 +133,19 @@ class Recommender(ABC):
         return [unseen_top(row, q.history, k) for row, q in zip(catalog, queries, strict=True)]
 
 
+class Held(Recommender):
+    """`member`'s scores for one query, returned for every query: a costly member held still
+    while the others are re-scored (`FusionRecommender.screen`)."""
+
+    def __init__(self, member: Recommender, query: Query) -> None:
+        self.name = member.name
+        self.reads_text = member.reads_text
+        self.scores = np.asarray(member.score_catalog([query]))
+
+    def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
+        return np.repeat(self.scores, len(queries), axis=0)
+
+
 class Reseeded(Recommender):
     """`member` fitted with `seed + offset`: an independent run of the same method, so that a
     fusion can add a second collaborative model where another adds the LLM."""
@@ -136,6 +158,13 @@ class Reseeded(Recommender):
     @property
     def reads_text(self) -> bool:  # type: ignore[override]
         return self.member.reads_text
+
+    @property
+    def costly(self) -> bool:  # type: ignore[override]
+        return self.member.costly
+
+    def screen(self, query: Query) -> Recommender | None:
+        return self.member.screen(query)
 
     def fit(self, dataset: Dataset, seed: int) -> None:
         self.member.fit(dataset, seed + self.offset)

@@ -61,6 +61,13 @@ class Debiased(Recommender):
     def reads_text(self) -> bool:  # type: ignore[override]
         return self.member.reads_text
 
+    @property
+    def costly(self) -> bool:  # type: ignore[override]
+        return self.member.costly
+
+    def screen(self, query: Query) -> Recommender | None:
+        return self.member.screen(query)  # the penalty moves with no removal
+
     def fit(self, dataset: Dataset, seed: int) -> None:
         self.member.fit(dataset, seed)
         self.log_pop = log_popularity(dataset)

@@ -46,7 +46,7 @@ from mmsrarec.data import Dataset, Item
 from mmsrarec.data.coldstart import pseudo_cold
 from mmsrarec.errors import NotPreparedError
 from mmsrarec.metrics import ndcg, ranks_from_scores
-from mmsrarec.recommenders.base import Query, Recommender
+from mmsrarec.recommenders.base import Held, Query, Recommender
 
 L2 = 1e-3
 RECENT = 10  # history items whose share of new items moves the new-item offset
@@ -110,6 +110,27 @@ class FusionRecommender(Recommender):
         then every new-item member."""
         text = [name for name, member in self.members.items() if member.reads_text]
         return text + list(self.new_item_members)
+
+    @property
+    def costly(self) -> bool:  # type: ignore[override]
+        return any(member.costly for member in self._scorers(True).values())
+
+    def screen(self, query: Query) -> Recommender | None:
+        """This fusion with its costly members held at their scores for `query`: a removal
+        moves only the other members' parts (one forward of each costly member, not one per
+        removal). None where no member is costly."""
+        if not self.costly:
+            return None
+        no_id = frozenset(np.flatnonzero(self.no_id).tolist())
+
+        def held(members: dict[str, Recommender]) -> dict[str, Recommender]:
+            return {name: Held(m, query if m.reads_text else _without(query, no_id))
+                    if m.costly else m for name, m in members.items()}  # fmt: skip
+
+        stand_in = copy.copy(self)
+        stand_in.members = held(self.members)
+        stand_in.new_item_members = held(self.new_item_members)
+        return stand_in
 
     def _scorers(self, with_new: bool) -> dict[str, Recommender]:
         return {**self.members, **self.new_item_members} if with_new else self.members

@@ -91,6 +91,8 @@ class LLMRecommender(Recommender):
         self.raw_features: np.ndarray | None = None  # the catalog's, before standardising
         self.item_kind = "item"
 
+    costly = True
+
     @property
     def reads_text(self) -> bool:  # type: ignore[override]
         return self.config.item_tokens != "id"

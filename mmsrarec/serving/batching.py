@@ -53,6 +53,13 @@ class BatchedRanker(Recommender):
     def reads_text(self) -> bool:  # type: ignore[override]
         return self.inner.reads_text
 
+    @property
+    def costly(self) -> bool:  # type: ignore[override]
+        return self.inner.costly
+
+    def screen(self, query: Query) -> Recommender | None:
+        return self.inner.screen(query)
+
     def fit(self, dataset, seed: int) -> None:
         self.inner.fit(dataset, seed)
 

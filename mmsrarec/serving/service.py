@@ -158,13 +158,15 @@ class RecommendationService:
         exclude_seen: bool = True,
         thread_id: str | None = None,
         debias: float | None = None,
+        evidence_window: int | None = None,
     ) -> dict[str, Any]:
-        """The whole catalogue ranked after the user's whole history (`debias`: the
-        popularity-bias control, None = `GraphSettings.debias`)."""
+        """The whole catalogue ranked after the user's whole history (`debias` and
+        `evidence_window`: as in `recommend_history`)."""
         served = self._current()
         history = self.history(user_id, served)
         excluded = history if exclude_seen else ()
-        return self._run(served, user_id, history, k, excluded, thread_id=thread_id, debias=debias)
+        return self._run(served, user_id, history, k, excluded, thread_id=thread_id,
+                         debias=debias, evidence_window=evidence_window)  # fmt: skip
 
     def recommend_history(
         self,
@@ -178,6 +180,7 @@ class RecommendationService:
         frozen: bool = False,
         thread_id: str | None = None,
         debias: float | None = None,
+        evidence_window: int | None = None,
     ) -> dict[str, Any]:
         """The catalogue ranked after `history` (raw item ids, oldest first), for a user the
         data does not know; never items in `exclude`, only items in `only` when given.
@@ -188,14 +191,15 @@ class RecommendationService:
                 (`GraphSettings.stage`); `exclude` and `only` do not apply.
             thread_id: Run on this thread (default: a new one).
             debias: The popularity-bias control (None = `GraphSettings.debias`).
+            evidence_window: History items tried for the cited history (0 = none, the
+                cheapest; None = `GraphSettings.evidence_window`).
         """
         if not history:
             raise DataError("`history` is empty: give at least one item id")
         served = self._current(list(history) + list(exclude) + list(only or ()))
         excluded = [*history, *exclude] if exclude_seen else list(exclude)
-        return self._run(
-            served, user_id, list(history), k, excluded, only, frozen, thread_id, debias
-        )
+        return self._run(served, user_id, list(history), k, excluded, only, frozen,
+                         thread_id, debias, evidence_window)  # fmt: skip
 
     def similar_items(self, item_id: str, k: int | None = None) -> dict[str, Any]:
         """The items most likely chosen after `item_id` (the ranker after a one-item history;
@@ -223,6 +227,7 @@ class RecommendationService:
         frozen: bool = False,
         thread_id: str | None = None,
         debias: float | None = None,
+        evidence_window: int | None = None,
     ) -> dict[str, Any]:
         dataset = served.context.dataset
         _known(dataset, [*history, *(only or ())])
@@ -251,6 +256,8 @@ class RecommendationService:
         }
         if debias is not None:
             inputs["debias"] = debias
+        if evidence_window is not None:
+            inputs["evidence_window"] = evidence_window
         # durability="exit": the run is stored once, at its end (a server answers many)
         config = thread_config(thread_id)
         updates = self.graph.stream(

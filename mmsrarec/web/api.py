@@ -36,7 +36,7 @@ from starlette.exceptions import HTTPException
 
 from mmsrarec.config import ServerSettings
 from mmsrarec.errors import DataError, NotPreparedError
-from mmsrarec.nodes.context import MAX_DEBIAS, GraphSettings
+from mmsrarec.nodes.context import MAX_DEBIAS, MAX_EVIDENCE_WINDOW, GraphSettings
 from mmsrarec.nodes.history import MAX_HISTORY
 from mmsrarec.serving.service import RecommendationService, UnknownUser
 from mmsrarec.serving.store import IdempotencyConflict, ItemExists, Written, as_json
@@ -62,6 +62,11 @@ Id = Annotated[
 K = Annotated[int, Query(ge=1, le=MAX_K, description="How many items to return.")]
 DEBIAS_HELP = f"{GraphSettings.model_fields['debias'].description} Default: the server's setting."
 Debias = Annotated[float | None, Query(ge=0, le=MAX_DEBIAS, description=DEBIAS_HELP)]
+EVIDENCE_HELP = (f"{GraphSettings.model_fields['evidence_window'].description} Default: the "
+                 "server's setting.")  # fmt: skip
+EvidenceWindow = Annotated[
+    int | None, Query(ge=0, le=MAX_EVIDENCE_WINDOW, description=EVIDENCE_HELP)
+]
 Credentials = Annotated[
     HTTPAuthorizationCredentials | None,
     Depends(HTTPBearer(auto_error=False, description="An API key (`MMSRAREC_API_KEY`).")),
@@ -103,6 +108,9 @@ class HistoryRequest(Strict):
     exclude_seen: bool = Field(default=True, description="Leave out the history's items.")
     filters: Filters | None = None
     debias: float | None = Field(default=None, ge=0, le=MAX_DEBIAS, description=DEBIAS_HELP)
+    evidence_window: int | None = Field(
+        default=None, ge=0, le=MAX_EVIDENCE_WINDOW, description=EVIDENCE_HELP
+    )
 
 
 class FeedbackRequest(Strict):
@@ -192,9 +200,11 @@ def api_router(
         k: K = DEFAULT_K,
         exclude_seen: Annotated[bool, Query(description="Leave out what the user had.")] = True,
         debias: Debias = None,
+        evidence_window: EvidenceWindow = None,
     ) -> dict[str, Any]:
         """The whole catalogue ranked after the user's whole history (404: unknown user)."""
-        return await ranked(lambda: service.recommend_user(user_id, k, exclude_seen, debias=debias))
+        return await ranked(lambda: service.recommend_user(
+            user_id, k, exclude_seen, debias=debias, evidence_window=evidence_window))  # fmt: skip
 
     @router.post("/recommend", response_model=Recommended)
     async def recommend_history(body: HistoryRequest) -> dict[str, Any]:
@@ -208,6 +218,7 @@ def api_router(
                 exclude=filters.exclude,
                 only=filters.only,
                 debias=body.debias,
+                evidence_window=body.evidence_window,
             )
         )
 
