@@ -59,6 +59,52 @@ def test_concurrent_calls_are_scored_together_with_their_own_rows():
     assert ranker.name == "slow" and ranker.reads_text
 
 
+class Parts(Slow):
+    """Slow, whose scores come in two parts (as a fusion's members), recorded per call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kinds: list[str] = []
+
+    def score_catalog(self, queries):
+        self.kinds.append("catalog")
+        return super().score_catalog(queries)
+
+    def contributions(self, queries):
+        self.kinds.append("parts")
+        rows = Slow.score_catalog(self, queries)
+        return [{"half": row[list(q.candidates)] / 2, "other half": row[list(q.candidates)] / 2}
+                for row, q in zip(rows, queries, strict=True)]  # fmt: skip
+
+
+def test_contributions_are_batched_apart_from_catalog_calls():
+    inner = Parts()
+    ranker = BatchedRanker(inner, max_batch=8, lanes=1)
+    queries = [Query(f"u{n}", tuple(range(n)), (1, 3)) for n in range(12)]
+    results: dict[int, object] = {}
+
+    def call(n: int) -> None:
+        if n % 2:
+            results[n] = ranker.contributions([queries[n]])[0]
+        else:
+            results[n] = ranker.score_candidates([queries[n]])[0]
+
+    threads = [threading.Thread(target=call, args=(n,)) for n in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for n in range(12):
+        expected = [n * 10 + 1, n * 10 + 3]
+        if n % 2:
+            assert set(results[n]) == {"half", "other half"}
+            assert (results[n]["half"] + results[n]["other half"]).tolist() == expected
+        else:
+            assert results[n].tolist() == expected
+    assert sum(inner.calls) == 12 and len(inner.calls) < 12  # batched, each call one kind
+    assert {"catalog", "parts"} == set(inner.kinds)
+
+
 def test_a_lone_call_is_not_delayed_and_errors_reach_the_callers():
     inner = Slow()
     ranker = BatchedRanker(inner, max_batch=8, lanes=2)

@@ -212,11 +212,11 @@ def test_a_catalog_ranker_scores_all_candidates_in_one_pass(tiny_dataset, scorer
     out = recommend(state, Runtime(context=context))
 
     assert scorer.calls == []  # the yes/no prompt scorer is not asked
-    # One pass ranks every candidate; the evidence then re-scores the recommended items: their
-    # parts, and (leave-one-out) the history, then the history without each of its items.
-    query, parts, loo, *removals = ranker.queries
+    # One pass ranks every candidate and gives each score's parts; the evidence then re-scores
+    # the recommended items (leave-one-out): the history, then without each of its items.
+    query, loo, *removals = ranker.queries
     ranked = tuple(tiny_dataset.index_of(r["item_id"]) for r in out["recommendations"])
-    assert parts == loo == Query("u0", query.history, ranked)
+    assert loo == Query("u0", query.history, ranked)
     assert [set(query.history) - set(q.history) for q in removals] == [
         {i} for i in query.history
     ] and all(q.candidates == ranked for q in removals)

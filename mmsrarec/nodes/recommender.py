@@ -22,6 +22,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 from langgraph.runtime import Runtime
 
 from mmsrarec.data import Dataset, Item
@@ -38,16 +39,17 @@ from mmsrarec.types import Evidence, Recommendation, SimilarUser
 TRACED = 100  # candidates whose score the trace keeps (the best ones)
 
 
-def ranker_scores(
+def ranker_parts(
     ranker: Recommender, dataset: Dataset, user_id: str, history: list[str], items: list[Item]
-) -> list[float]:
-    """The ranker's scores of `items` for this history: one catalog pass, then a gather."""
+) -> dict[str, np.ndarray]:
+    """The ranker's scores of `items` for this history in parts (`Recommender.contributions`:
+    they sum to the score), from one catalog pass."""
     query = Query(
         user_id,
         tuple(dataset.index_of(item_id) for item_id in history),
         tuple(dataset.index_of(item.item_id) for item in items),
     )
-    return [float(s) for s in ranker.score_candidates([query])[0]]
+    return ranker.contributions([query])[0]
 
 
 def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dict[str, Any]:
@@ -105,8 +107,10 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
             for item_id in recent
         ]
         items = [dataset.by_id(item_id) for item_id in candidates]
+        parts: dict[str, np.ndarray] = {}
         if ranker is not None:
-            scores = ranker_scores(ranker, dataset, state["user_id"], history, items)
+            parts = ranker_parts(ranker, dataset, state["user_id"], history, items)
+            scores = [float(s) for s in np.sum(list(parts.values()), axis=0)] if items else []
         else:
             prefix = build_prefix(llm, history_keywords, preference, collaborative)
             scores = scorer.score(prefix, [candidate_suffix(llm, item) for item in items])
@@ -119,9 +123,12 @@ def recommend(state: RecommendationState, runtime: Runtime[GraphContext]) -> dic
         order = sorted(range(len(items)), key=lambda i: -scores[i])  # stable
         top = [items[i] for i in order[:shown]]
         started = time.perf_counter()
-        explained = explain(context, ranker, state["user_id"], history, top,
-                            [scores[i] for i in order[:shown]], summaries, history_keywords,
-                            collaborative, window)  # fmt: skip
+        contributions = [
+            {name: float(v[i]) for name, v in parts.items()} if parts else
+            {scorer.name: scores[i]} for i in order[:shown]
+        ]  # fmt: skip
+        explained = explain(context, ranker, state["user_id"], history, top, contributions,
+                            summaries, history_keywords, collaborative, window)  # fmt: skip
         recommendations = [
             Recommendation(item_id=item.item_id, title=item.title, score=float(scores[i]),
                            evidence=evidence_line(evidence, _title_of(dataset)), **evidence)
@@ -150,24 +157,20 @@ def explain(
     user_id: str,
     history: list[str],
     top: Sequence[Item],
-    scores: Sequence[float],
+    contributions: list[dict[str, float]],
     summaries: dict[str, Any],
     history_keywords: list[tuple[str, list[str]]],
     collaborative: list[SimilarUser],
     window: int,
 ) -> list[Evidence]:
-    """The evidence of each recommended item (best first). With a ranker: its parts of each
-    score and the cited history (leave-one-out), the words matched against the cited items;
-    with the yes/no scorer, one part and the words of the prompt's items."""
+    """The evidence of each recommended item (best first): `contributions`, its score's parts
+    from the ranking pass; with a ranker, the cited history (leave-one-out) and the words
+    matched against the cited items; with the yes/no scorer, the words of the prompt's items."""
     dataset = context.dataset
     cited: list[list[tuple[str, float]]] = [[] for _ in top]
-    contributions = [{(ranker or context.scorer).name: s} for s in scores]
     if ranker is not None and top:
         query = Query(user_id, tuple(dataset.index_of(i) for i in history),
                       tuple(dataset.index_of(item.item_id) for item in top))  # fmt: skip
-        parts = ranker.contributions([query])[0]
-        contributions = [{name: float(v[row]) for name, v in parts.items()}
-                         for row in range(len(top))]  # fmt: skip
         if query.history and window:
             counterfactual = leave_one_out(
                 ranker, query, window, context.settings.evidence_shortlist

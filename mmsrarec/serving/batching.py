@@ -5,7 +5,8 @@ One LLM-recommender forward over 8 histories costs 13.8 ms of CPU per history ag
 gains by scoring the runs waiting together. `BatchedRanker` wraps the served ranker: a call
 that finds a lane free is scored at once (alone, when nothing waits: no added latency); calls
 that arrive while every lane is busy wait, and the next free lane scores up to `max_batch`
-of them in one `score_catalog` call. Scores are the ranker's own, row by row.
+of them in one call (`score_catalog`, or `contributions`: the scores in parts, as the graph's
+recommend node asks for them). Scores are the ranker's own, row by row.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -24,7 +26,8 @@ from mmsrarec.recommenders.base import Query, Recommender
 @dataclass
 class _Job:
     queries: Sequence[Query]
-    rows: np.ndarray | None = None
+    parts: bool  # `contributions` rather than `score_catalog`: only jobs alike share a call
+    rows: Any = None  # the call's answer for these queries
     error: BaseException | None = None
     done: bool = field(default=False)
 
@@ -75,7 +78,13 @@ class BatchedRanker(Recommender):
                 self._cond.notify_all()
 
     def score_catalog(self, queries: Sequence[Query]) -> np.ndarray:
-        job = _Job(list(queries))
+        return self._wait(_Job(list(queries), parts=False))
+
+    def contributions(self, queries: Sequence[Query]) -> list[dict[str, np.ndarray]]:
+        return self._wait(_Job(list(queries), parts=True))
+
+    def _wait(self, job: _Job) -> Any:
+        """`job`'s answer: scored by this thread when a lane is free, else by another's."""
         with self._cond:
             self._waiting.append(job)
             while not job.done:
@@ -97,20 +106,22 @@ class BatchedRanker(Recommender):
         return job.rows
 
     def _take(self) -> list[_Job]:
-        """The oldest waiting jobs, up to `max_batch` queries (at least one job)."""
-        batch, size = [], 0
-        while self._waiting and (
-            not batch or size + len(self._waiting[0].queries) <= self.max_batch
-        ):
-            job = self._waiting.pop(0)
-            batch.append(job)
-            size += len(job.queries)
+        """The oldest waiting job, and those after it that ask for the same call, up to
+        `max_batch` queries."""
+        first = self._waiting.pop(0)
+        batch, size = [first], len(first.queries)
+        for job in list(self._waiting):
+            if job.parts == first.parts and size + len(job.queries) <= self.max_batch:
+                self._waiting.remove(job)
+                batch.append(job)
+                size += len(job.queries)
         return batch
 
     def _score(self, batch: list[_Job]) -> None:
         queries = [query for job in batch for query in job.queries]
         try:
-            rows = self.inner.score_catalog(queries)
+            call = self.inner.contributions if batch[0].parts else self.inner.score_catalog
+            rows = call(queries)
         except BaseException as exc:  # every job of the batch gets the error
             for job in batch:
                 job.error, job.done = exc, True
