@@ -8,7 +8,8 @@ clients in this process (asyncio + httpx), each phase bounded in time.
    trained models are read from `--models`, default `runs`): at each client count,
    `GET /api/recommend/{user}` (a random ML-100K user, whole catalogue, full history),
    `POST /api/recommend` (a random 5-item history), and a mix of the two with 10 %
-   `POST /api/feedback` writes.
+   `POST /api/feedback` writes; all of it once per `--evidence-windows` value (the cited
+   history's depth each request asks for: the server's default, then 0 = none).
 2. The swap: `--swap-scorer` (default `item-knn`: its retraining takes seconds, where the
    fused LLM system's takes most of an hour on this CPU) serves the mix at 8 clients while
    `mmsrarec train --from-store` retrains it on the feedback so far, and for
@@ -42,6 +43,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 OUT = HERE / "serving"
 KEY = "bench-key"
+DEFAULT = "default"  # the server's evidence window
 AUTH = {"Authorization": f"Bearer {KEY}"}
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -111,8 +113,13 @@ class Server:
 class Load:
     """Clients looping over requests for `seconds`; latencies per operation."""
 
-    def __init__(self, url: str, users: list[str], items: list[str], seed: int = 0) -> None:
+    def __init__(
+        self, url: str, users: list[str], items: list[str], seed: int = 0,
+        evidence_window: int | None = None,
+    ) -> None:  # fmt: skip
         self.url, self.users, self.items = url, users, items
+        # the cited history's depth asked per request (None: the server's default)
+        self.asked = {} if evidence_window is None else {"evidence_window": evidence_window}
         self.random = random.Random(seed)
         self.samples: dict[str, list[float]] = {}
         self.errors: list[str] = []
@@ -122,9 +129,11 @@ class Load:
     async def one(self, client: httpx.AsyncClient, op: str) -> None:
         pick = self.random
         if op == "get":
-            call = client.get(f"/api/recommend/{pick.choice(self.users)}", headers=AUTH)
+            user = pick.choice(self.users)
+            call = client.get(f"/api/recommend/{user}", params=self.asked, headers=AUTH)
         elif op == "post":
-            call = client.post("/api/recommend", json={"history": pick.sample(self.items, 5)})
+            body = {"history": pick.sample(self.items, 5), **self.asked}
+            call = client.post("/api/recommend", json=body)
         else:
             key = f"fb-{pick.getrandbits(64):016x}"
             event = {
@@ -227,24 +236,20 @@ def latency_phase(args, users, items) -> list[dict]:
             "post": {"post": 1.0},
             "mixed": {"get": 0.45, "post": 0.45, "feedback": 0.10},
         }
-        for clients in args.clients:
-            for name, mix in mixes.items():
-                before, cpu = load_average(), server.cpu_seconds()
-                load = Load(server.url, users, items, seed=clients)
-                elapsed = asyncio.run(load.run(clients, args.seconds, mix))
-                cpu = server.cpu_seconds() - cpu
-                rows += summary(
-                    load,
-                    elapsed,
-                    phase="latency",
-                    scorer=args.scorer,
-                    clients=clients,
-                    mix=name,
-                    load_before=before,
-                    load_after=load_average(),
-                )
-                rows[-1]["server_cpu_ms_per_request"] = round(1000 * cpu / max(1, rows[-1]["n"]), 1)
-                print(json.dumps(rows[-1]), flush=True)
+        for window in args.evidence_windows:
+            for clients in args.clients:
+                for name, mix in mixes.items():
+                    before, cpu = load_average(), server.cpu_seconds()
+                    load = Load(server.url, users, items, clients, window)
+                    elapsed = asyncio.run(load.run(clients, args.seconds, mix))
+                    cpu = server.cpu_seconds() - cpu
+                    rows += summary(load, elapsed, phase="latency", scorer=args.scorer,
+                                    evidence=DEFAULT if window is None else window,
+                                    clients=clients, mix=name, load_before=before,
+                                    load_after=load_average())  # fmt: skip
+                    n = max(1, rows[-1]["n"])
+                    rows[-1]["server_cpu_ms_per_request"] = round(1000 * cpu / n, 1)
+                    print(json.dumps(rows[-1]), flush=True)
     finally:
         server.close()
     return rows
@@ -318,40 +323,52 @@ def report(rows: list[dict], args) -> str:
         "# Recommendation API: load and latency",
         "",
         f"`python benchmarks/serving.py --seconds {args.seconds:g} --clients "
-        f"{','.join(map(str, args.clients))}` on {platform.machine()}, "
+        f"{','.join(map(str, args.clients))} --evidence-windows {windows(args)}` on "
+        f"{platform.machine()}, "
         f"{os.cpu_count()} cores **shared with other jobs** (load averages below, 1/5/15 min), "
         f"server and clients on loopback at niceness {os.nice(0)}, `MMSRAREC_THREADS=1`, "
         "keywords not written while serving (`background_keywords` off). Wall-clock latency "
         "here is bound by the other jobs' load; the server's CPU time per request is what a "
-        "request costs. "
+        "request costs. `evidence`: the cited history's depth each recommendation request "
+        f"asked for (`{DEFAULT}`: the server's `evidence_window`, the last 50 history items, "
+        "screened; 0: none, the parts of each score and the supporting words only). "
         "Results: [`serving/results.json`](serving/results.json).",
         "",
-        "| phase | scorer | clients | mix | op | n | p50 ms | p95 ms | p99 ms | req/s | "
-        "load before → after |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| phase | scorer | evidence | clients | mix | op | n | p50 ms | p95 ms | p99 ms | "
+        "req/s | load before → after |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if row["op"] == "all":
             continue
         lines.append(
-            f"| {row['phase']} | {row['scorer']} | {row['clients']} | {row['mix']} | "
-            f"{row['op']} | {row['n']} | {row['p50_ms']} | {row['p95_ms']} | {row['p99_ms']} | "
+            f"| {row['phase']} | {row['scorer']} | {row.get('evidence', DEFAULT)} | "
+            f"{row['clients']} | {row['mix']} | {row['op']} | {row['n']} | {row['p50_ms']} | "
+            f"{row['p95_ms']} | {row['p99_ms']} | "
             f"{row['throughput_rps']} | {row['load_before']} → {row['load_after']} |"
         )
     lines += [
         "",
-        "| phase | clients | mix | requests | errors | req/s | server CPU ms/request | "
-        "model versions seen |",
-        "|---|---|---|---|---|---|---|---|",
+        "| phase | evidence | clients | mix | requests | errors | req/s | "
+        "server CPU ms/request | model versions seen |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         if row["op"] == "all":
             lines.append(
-                f"| {row['phase']} | {row['clients']} | {row['mix']} | {row['n']} | "
+                f"| {row['phase']} | {row.get('evidence', DEFAULT)} | {row['clients']} | "
+                f"{row['mix']} | {row['n']} | "
                 f"{row['errors']} | {row['throughput_rps']} | "
                 f"{row.get('server_cpu_ms_per_request', '')} | {row['versions']} |"
             )
-    lines += ["", *targets(rows), *compared(rows)]
+    for evidence in dict.fromkeys(
+        r.get("evidence", DEFAULT) for r in rows if r["phase"] == "latency"
+    ):
+        lines += [
+            "",
+            *targets([r for r in rows if r.get("evidence", DEFAULT) == evidence], evidence),
+        ]
+    lines += compared([r for r in rows if r.get("evidence", DEFAULT) == 0])
     swap = next((r for r in rows if r["phase"] == "swap" and r["op"] == "all"), None)
     if swap:
         lines += [
@@ -364,9 +381,14 @@ def report(rows: list[dict], args) -> str:
     return "\n".join(lines) + "\n"
 
 
+def windows(args) -> str:
+    return ",".join(DEFAULT if w is None else str(w) for w in args.evidence_windows)
+
+
 def compared(rows: list[dict]) -> list[str]:
-    """This run beside the one before continuous batching (`serving/results-unbatched.json`,
-    the same command at commit 3cc60cc), where that file is kept."""
+    """This run's rows without the cited history beside the run before continuous batching
+    (`serving/results-unbatched.json`, the same command at commit 3cc60cc, when there was no
+    cited history), where that file is kept."""
     path = OUT / "results-unbatched.json"
     if not path.exists():
         return []
@@ -378,7 +400,8 @@ def compared(rows: list[dict]) -> list[str]:
     cpu = "server_cpu_ms_per_request"
     lines = [
         "",
-        "Before continuous batching (the same command at commit 3cc60cc) → this run. The "
+        "Before continuous batching (the same command at commit 3cc60cc, when answers had no "
+        "cited history) → this run's `evidence` 0. The "
         "wall times moved with the machine's load as much as with the change (one client, "
         "which cannot batch, moved too); the server's CPU time per request is the comparable "
         "figure:",
@@ -398,8 +421,8 @@ def compared(rows: list[dict]) -> list[str]:
     return lines
 
 
-def targets(rows: list[dict]) -> list[str]:
-    """The issue's numbers against what was measured."""
+def targets(rows: list[dict], evidence: object) -> list[str]:
+    """The issue's numbers against what was measured (`rows` of one evidence depth)."""
     get8 = next(
         (
             r
@@ -426,7 +449,8 @@ def targets(rows: list[dict]) -> list[str]:
         return []
     cpu = all8.get("server_cpu_ms_per_request")
     lines = [
-        "Targets, `GET /api/recommend` at 8 clients over the whole catalogue: p50 <= 50 ms "
+        f"Targets, `GET /api/recommend` at 8 clients over the whole catalogue, evidence "
+        f"`{evidence}`: p50 <= 50 ms "
         f"({'holds' if get8['p50_ms'] <= 50 else 'does not hold'}: {get8['p50_ms']} ms), "
         f"p99 <= 300 ms ({'holds' if get8['p99_ms'] <= 300 else 'does not hold'}: "
         f"{get8['p99_ms']} ms)."
@@ -453,6 +477,12 @@ def main() -> None:
         help="Load after the retraining ends (the swap lands in it).",
     )
     parser.add_argument("--clients", default="1,8,32")
+    parser.add_argument(
+        "--evidence-windows",
+        default=f"{DEFAULT},0",
+        help="The cited history's depth asked per request, each a run of the latency phase: "
+        f"`{DEFAULT}` (the server's, 50 items) and/or a number (0: no cited history).",
+    )
     parser.add_argument("--k-similar", type=int, default=3, help="Similar users (serve's).")
     parser.add_argument("--skip", default="", help="`latency` and/or `swap`")
     parser.add_argument(
@@ -462,6 +492,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     args.clients = [int(c) for c in args.clients.split(",")]
+    args.evidence_windows = [None if w == DEFAULT else int(w)
+                             for w in args.evidence_windows.split(",")]  # fmt: skip
     os.environ.setdefault("MMSRAREC_THREADS", "1")
     OUT.mkdir(parents=True, exist_ok=True)
     if args.report_only:
