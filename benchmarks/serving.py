@@ -114,7 +114,7 @@ class Load:
     """Clients looping over requests for `seconds`; latencies per operation."""
 
     def __init__(
-        self, url: str, users: list[str], items: list[str], seed: int = 0,
+        self, url: str, users: list[str], items: list[str], seed: int | str = 0,
         evidence_window: int | None = None,
     ) -> None:  # fmt: skip
         self.url, self.users, self.items = url, users, items
@@ -240,7 +240,7 @@ def latency_phase(args, users, items) -> list[dict]:
             for clients in args.clients:
                 for name, mix in mixes.items():
                     before, cpu = load_average(), server.cpu_seconds()
-                    load = Load(server.url, users, items, clients, window)
+                    load = Load(server.url, users, items, f"{clients}-{window}", window)  # own keys
                     elapsed = asyncio.run(load.run(clients, args.seconds, mix))
                     cpu = server.cpu_seconds() - cpu
                     rows += summary(load, elapsed, phase="latency", scorer=args.scorer,
