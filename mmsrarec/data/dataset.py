@@ -242,9 +242,9 @@ def _read_sequences(
     return sequences, times
 
 
-def _read_negatives(path: Path, index: dict[str, int]) -> dict[Stage, PackedLists[int]]:
+def _read_negatives(path: Path, index: dict[str, int]) -> dict[Stage, Mapping[str, list[int]]]:
     """`negatives.json` (`{stage: {user_id: [item ids]}}`) a user at a time: `json.load` would
-    hold a Python string per negative (about 3 GB at 10^6 users) before any is converted."""
+    hold a Python string per negative (40 M at 10^6 users) before any is converted."""
     reader = _JsonReader(path.read_text(encoding="utf-8"))
     negatives: dict[str, PackedLists[int]] = {}
     for stage in reader.members():

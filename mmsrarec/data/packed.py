@@ -28,7 +28,7 @@ class PackedLists(Mapping[str, list[T]], Generic[T]):
         users: the keys, in order (each once).
         offsets: int64 [len(users) + 1], from 0 to `len(flat)`, non-decreasing.
         flat: every list, one after another.
-        index: `{user: position}` for `users`; pass another `PackedLists`' to share it.
+        index: `{user: position}` for `users`: another `PackedLists`' `index` to share one.
 
     `flat` and `offsets` are kept, not copied, and made read-only.
     """
