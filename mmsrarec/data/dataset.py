@@ -153,7 +153,7 @@ class Dataset:
 
     def train_popularity(self) -> list[int]:
         """Interaction counts per item index over training sequences only (index 0 unused)."""
-        packed = self.packed_sequences
+        packed = self._packed_sequences()
         lengths = packed.lengths()
         train = np.ones(len(packed.flat), dtype=bool)
         ends = packed.offsets[1:][lengths >= MIN_EVAL_LENGTH]
@@ -162,9 +162,9 @@ class Dataset:
         counts[sorted(self.cold)] = 0  # out of every training sequence
         return counts.tolist()
 
-    @cached_property
-    def packed_sequences(self) -> PackedLists[int]:
-        """`sequences` as flat arrays (themselves when loaded; a copy of a plain dict)."""
+    def _packed_sequences(self) -> PackedLists[int]:
+        """`sequences` as flat arrays: themselves when loaded; a copy of a plain dict, made
+        each time (a caller may have changed the dict since)."""
         if isinstance(self.sequences, PackedLists):
             return self.sequences
         return PackedLists.from_lists(self.sequences, np.int64)
