@@ -81,12 +81,13 @@ def split(settings):
 
 
 def row_key(method: str, seed: int, dataset) -> str:
+    from mmsrarec.data.dataset import split_json
     from mmsrarec.models.item_lm import ItemLMConfig
     from mmsrarec.recommenders.methods import FUSIONS, LLM_VARIANTS
 
     members = FUSIONS.get(method, (method,))
     llm = {m: ItemLMConfig(**LLM_VARIANTS[m]).to_dict() for m in members if m in LLM_VARIANTS}
-    data = json.dumps([dataset.sequences, dataset.negatives], sort_keys=True)
+    data = split_json(dataset)
     parts = {"version": ROW_VERSION, "method": method, "seed": seed, "members": members,
              "llm": llm, "dataset": dataset.name, "cold_rule": dataset.cold_rule,
              "cold": sorted(dataset.cold),

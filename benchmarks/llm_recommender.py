@@ -120,6 +120,7 @@ def row_users(method: str, dataset) -> list[str]:
 
 
 def row_key(method: str, seed: int, dataset, settings) -> str:
+    from mmsrarec.data.dataset import split_json
     from mmsrarec.evaluation.methods import resume_key
     from mmsrarec.models.item_lm import ItemLMConfig
     from mmsrarec.recommenders.methods import FUSIONS, LLM_VARIANTS
@@ -132,8 +133,7 @@ def row_key(method: str, seed: int, dataset, settings) -> str:
         "version": ROW_VERSION, "method": method, "seed": seed, "llm": llm,
         "keywords": keywords,
         "model": settings.model, "members": members, "dataset": dataset.name,
-        "data": hashlib.sha256(json.dumps([dataset.sequences, dataset.negatives],
-                                          sort_keys=True).encode()).hexdigest(),
+        "data": hashlib.sha256(split_json(dataset).encode()).hexdigest(),
     }  # fmt: skip
     if method in SAMPLED:  # only then: the keys of rows on all users stay as committed
         parts["users"] = row_users(method, dataset)

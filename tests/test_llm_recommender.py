@@ -281,14 +281,14 @@ def test_the_gate_never_reads_test_labels(walk_dataset):
     np.testing.assert_array_equal(a.gate, b.gate)
 
 
-def test_scoring_reads_only_the_query_histories(walk_dataset):
+def test_scoring_reads_only_the_query_histories(walk_dataset, monkeypatch):
     """After fitting, validation labels play no part: the scores are a function of queries."""
     fusion = FusionRecommender({"oracle": Fixed(next_item_oracle), "noise": Fixed(noise)})
     fusion.fit(walk_dataset, 0)
     queries = [Query.from_dataset(walk_dataset, u, "test", False) for u in walk_dataset.eval_users]
     before = fusion.score_catalog(queries)
-    for user in walk_dataset.eval_users:  # wipe the validation targets and negatives
-        walk_dataset.negatives["valid"][user] = []
+    wiped = {user: [] for user in walk_dataset.eval_users}  # no validation negatives left
+    monkeypatch.setitem(walk_dataset.negatives, "valid", wiped)  # the loaded lists are read-only
     np.testing.assert_array_equal(fusion.score_catalog(queries), before)
 
 

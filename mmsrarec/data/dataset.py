@@ -16,11 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
+from array import array
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import numpy as np
+
+from mmsrarec.data.packed import PackedLists
 from mmsrarec.errors import DataError, NotPreparedError
 from mmsrarec.storage import sha256_file
 
@@ -43,13 +49,17 @@ class Item:
 
 @dataclass
 class Dataset:
-    """Prepared data. Sequences and negatives hold item indices (1-based)."""
+    """Prepared data. Sequences and negatives hold item indices (1-based).
+
+    `load_dataset` gives them as `PackedLists` (flat arrays: read-only); plain dicts of lists
+    work the same (tests build small datasets so).
+    """
 
     name: str
     items: list[Item]
-    sequences: dict[str, list[int]]
-    negatives: dict[Stage, dict[str, list[int]]]
-    timestamps: dict[str, list[float]] = field(default_factory=dict, repr=False)
+    sequences: Mapping[str, list[int]]
+    negatives: dict[Stage, Mapping[str, list[int]]]
+    timestamps: Mapping[str, list[float]] = field(default_factory=dict, repr=False)
     cold: frozenset[int] = frozenset()
     cold_rule: str = ""  # the rule that chose `cold` (`data/coldstart.py`), for the record
     item_kind: str = "item"  # what one item is, in words ("movie" on ML-100K)
@@ -143,11 +153,28 @@ class Dataset:
 
     def train_popularity(self) -> list[int]:
         """Interaction counts per item index over training sequences only (index 0 unused)."""
-        counts = [0] * (self.n_items + 1)
-        for seq in self.train_sequences().values():
-            for index in seq:
-                counts[index] += 1
-        return counts
+        packed = self._packed_sequences()
+        lengths = packed.lengths()
+        train = np.ones(len(packed.flat), dtype=bool)
+        ends = packed.offsets[1:][lengths >= MIN_EVAL_LENGTH]
+        train[ends - 1] = train[ends - 2] = False  # the test and validation positions
+        counts = np.bincount(packed.flat[train], minlength=self.n_items + 1)
+        counts[sorted(self.cold)] = 0  # out of every training sequence
+        return counts.tolist()
+
+    def _packed_sequences(self) -> PackedLists[int]:
+        """`sequences` as flat arrays: themselves when loaded; a copy of a plain dict, made
+        each time (a caller may have changed the dict since)."""
+        if isinstance(self.sequences, PackedLists):
+            return self.sequences
+        return PackedLists.from_lists(self.sequences, np.int64)
+
+
+def split_json(dataset: Dataset) -> str:
+    """The sequences and negatives as one JSON text with sorted keys (what benchmark rows
+    fingerprint: the same text whether they are packed or plain dicts)."""
+    negatives = {stage: dict(lists) for stage, lists in dataset.negatives.items()}
+    return json.dumps([dict(dataset.sequences), negatives], sort_keys=True)
 
 
 def load_dataset(folder: Path) -> Dataset:
@@ -176,14 +203,8 @@ def load_dataset(folder: Path) -> Dataset:
         for row in _read_jsonl(folder / "items.jsonl")
     ]  # fmt: skip
     index = {item.item_id: i for i, item in enumerate(items, start=1)}
-    rows = _read_jsonl(folder / "sequences.jsonl")
-    sequences = {row["user_id"]: [index[item] for item in row["items"]] for row in rows}
-    timestamps = {row["user_id"]: row["timestamps"] for row in rows if "timestamps" in row}
-    frozen = json.loads((folder / "negatives.json").read_text(encoding="utf-8"))
-    negatives: dict[Stage, dict[str, list[int]]] = {
-        stage: {user: [index[i] for i in ids] for user, ids in frozen[stage].items()}
-        for stage in STAGES
-    }
+    sequences, timestamps = _read_sequences(folder / "sequences.jsonl", index)
+    negatives = _read_negatives(folder / "negatives.json", index)
     return Dataset(manifest["name"], items, sequences, negatives, timestamps,
                    item_kind=manifest.get("item_kind", "item"))  # fmt: skip
 
@@ -191,3 +212,101 @@ def load_dataset(folder: Path) -> Dataset:
 def _read_jsonl(path: Path) -> list[dict]:
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
+
+
+def _read_sequences(
+    path: Path, index: dict[str, int]
+) -> tuple[PackedLists[int], PackedLists[float]]:
+    """`sequences.jsonl` a line at a time into (item indices, timestamps): no list of every
+    row is ever held. Rows without timestamps (older preparations) are left out of the
+    second."""
+    users: list[str] = []
+    stamped: list[str] = []
+    lengths, stamp_lengths = array("q"), array("q")
+    items, stamps = array("i"), array("d")  # int32, float64
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            users.append(row["user_id"])
+            lengths.append(len(row["items"]))
+            items.extend([index[item] for item in row["items"]])
+            if "timestamps" in row:
+                stamped.append(row["user_id"])
+                stamp_lengths.append(len(row["timestamps"]))
+                stamps.extend(row["timestamps"])
+    sequences = PackedLists[int](users, _offsets(lengths), np.frombuffer(items, np.int32))
+    shared = sequences.index if stamped == users else None
+    times = PackedLists[float](stamped, _offsets(stamp_lengths), np.frombuffer(stamps), shared)
+    return sequences, times
+
+
+def _read_negatives(path: Path, index: dict[str, int]) -> dict[Stage, Mapping[str, list[int]]]:
+    """`negatives.json` (`{stage: {user_id: [item ids]}}`) a user at a time: `json.load` would
+    hold a Python string per negative (40 M at 10^6 users) before any is converted."""
+    reader = _JsonReader(path.read_text(encoding="utf-8"))
+    negatives: dict[str, PackedLists[int]] = {}
+    for stage in reader.members():
+        users: list[str] = []
+        lengths, drawn = array("q"), array("i")
+        for user in reader.members():
+            ids = reader.value()
+            users.append(user)
+            lengths.append(len(ids))
+            drawn.extend([index[item] for item in ids])
+        shared = next((p.index for p in negatives.values() if p.users == users), None)
+        negatives[stage] = PackedLists[int](
+            users, _offsets(lengths), np.frombuffer(drawn, np.int32), shared
+        )
+    return {stage: negatives[stage] for stage in STAGES}
+
+
+def _offsets(lengths: array) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(np.frombuffer(lengths, np.int64))]).astype(np.int64)
+
+
+class _JsonReader:
+    """Reads a JSON text whose top levels are objects, one member at a time; each value
+    below is decoded whole by `json`'s C scanner."""
+
+    SPACE = re.compile(r"[ \t\n\r]*")
+
+    def __init__(self, text: str) -> None:
+        self.text, self.pos = text, 0
+        self.decoder = json.JSONDecoder()
+
+    def members(self) -> Iterator[str]:
+        """The keys of the object at the reader; the caller reads each one's value before
+        asking for the next key."""
+        self._expect("{")
+        if self._peek() == "}":
+            self.pos += 1
+            return
+        while True:
+            key = self.value()
+            if not isinstance(key, str):
+                raise DataError(f"a JSON object key is not a string at character {self.pos}")
+            self._expect(":")
+            yield key
+            if self._expect(",}") == "}":
+                return
+
+    def value(self) -> Any:
+        self.pos = self.SPACE.match(self.text, self.pos).end()
+        try:
+            value, self.pos = self.decoder.raw_decode(self.text, self.pos)
+        except json.JSONDecodeError as error:
+            raise DataError(f"invalid JSON: {error}") from None
+        return value
+
+    def _peek(self) -> str:
+        self.pos = self.SPACE.match(self.text, self.pos).end()
+        return self.text[self.pos : self.pos + 1]
+
+    def _expect(self, allowed: str) -> str:
+        char = self._peek()
+        if not char or char not in allowed:
+            raise DataError(f"invalid JSON: expected one of `{allowed}` at character {self.pos}")
+        self.pos += 1
+        return char
