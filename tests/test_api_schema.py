@@ -100,3 +100,33 @@ def test_every_operation_answers_within_its_schema(app, session):
 
         answers()
     assert len(calls) >= 10 * len(operations)
+
+
+def test_the_published_not_blank_pattern_is_the_stores_blank_in_every_engine():
+    """Every code point: the pattern finds a character exactly where `str.strip` keeps one,
+    read by Python's `re`, by pydantic-core's engine (the server's) and by jsonschema-rs (an
+    ECMA engine, as schema clients and fuzzers read it). `\\s` differs between them: written
+    with it, the schema published U+0085 and U+FEFF ids as valid, and the server refused one."""
+    import re
+    import sys
+    from typing import Annotated
+
+    import jsonschema_rs
+    from pydantic import Field, TypeAdapter, ValidationError
+
+    from mmsrarec.web.schema import NOT_BLANK
+
+    pattern = re.compile(NOT_BLANK)
+    adapter = TypeAdapter(Annotated[str, Field(pattern=NOT_BLANK)])
+    ecma = jsonschema_rs.validator_for({"type": "string", "pattern": NOT_BLANK})
+    for code in range(sys.maxunicode + 1):
+        if 0xD800 <= code < 0xE000:  # surrogates: refused as text before any pattern
+            continue
+        char = chr(code)
+        try:
+            adapter.validate_python(char)
+            accepted = True
+        except ValidationError:
+            accepted = False
+        kept = bool(char.strip())
+        assert accepted == bool(pattern.search(char)) == ecma.is_valid(char) == kept, hex(code)

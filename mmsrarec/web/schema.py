@@ -35,7 +35,12 @@ def utf8_only(text: str) -> str:
 
 
 Text = Annotated[StrictStr, AfterValidator(utf8_only)]
-# Holds a character that is not blank to Python's `str.strip`, which the stores check with:
-# it counts U+001C-U+001F as whitespace, where the schema's regex engines (pydantic-core's,
-# a client's ECMA one) do not, so a plain `\S` would publish ids the stores then refuse.
-NOT_BLANK = r"[^\s\x1c-\x1f]"
+# Holds a character that is not blank to Python's `str.strip`, which the stores check with.
+# Its whitespace is listed (every character `str.isspace` holds), not written `\s`: each regex
+# engine has its own `\s` (Python's has U+001C-U+001F and U+0085, ECMA's, which clients and
+# schema fuzzers follow, has neither but has U+FEFF), and a schema that one engine reads
+# wider than the stores would publish ids they then refuse.
+NOT_BLANK = (
+    r"[^\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f"
+    r"\u205f\u3000]"
+)
