@@ -130,3 +130,24 @@ def test_the_published_not_blank_pattern_is_the_stores_blank_in_every_engine():
             accepted = False
         kept = bool(char.strip())
         assert accepted == bool(pattern.search(char)) == ecma.is_valid(char) == kept, hex(code)
+
+
+def test_the_schema_says_not_blank_in_one_way(app):
+    """Every pattern the schema publishes is `NOT_BLANK`, the chat's message included (it said
+    `\\S`, and a fuzzer sent U+001E, which the handler, stripping it, found empty)."""
+    from fastapi.testclient import TestClient
+
+    from mmsrarec.web.schema import NOT_BLANK
+
+    def patterns(node: object) -> list[str]:
+        if isinstance(node, dict):
+            own = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+            return own + [p for value in node.values() for p in patterns(value)]
+        if isinstance(node, list):
+            return [p for value in node for p in patterns(value)]
+        return []
+
+    spec = TestClient(app).get("/api/openapi.json").json()
+    found = patterns(spec)
+    chat = spec["components"]["schemas"]["ChatRequest"]["properties"]["message"]
+    assert chat["pattern"] == NOT_BLANK and set(found) == {NOT_BLANK}

@@ -47,7 +47,7 @@ from mmsrarec.web.auth import ApiKeys
 from mmsrarec.web.headers import SecurityHeaders
 from mmsrarec.web.inspect import inspect_thread
 from mmsrarec.web.limits import BodyLimit, RateLimiter
-from mmsrarec.web.schema import ERRORS, Text, clip
+from mmsrarec.web.schema import ERRORS, NOT_BLANK, Text, clip
 from mmsrarec.web.sessions import COOKIE, HEADER, SessionStore
 from mmsrarec.web.turns import PoolFull, TurnPool, TurnTimeout
 
@@ -62,7 +62,7 @@ class ChatRequest(BaseModel):
 
     message: Text = Field(
         description="What you liked or want; not blank, at most `max_message_chars` characters.",
-        json_schema_extra={"pattern": r"\S"},
+        json_schema_extra={"pattern": NOT_BLANK},  # the handler's own check gives the error
     )
     thread_id: Text | None = None
 
