@@ -38,6 +38,15 @@ class Slow(Recommender):
         self.added += len(items)
 
 
+def at_once(call, n: int) -> None:
+    """`call(0)` .. `call(n - 1)`, each in its own thread, started together; waits for all."""
+    threads = [threading.Thread(target=call, args=(k,)) for k in range(n)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
 def test_concurrent_calls_are_scored_together_with_their_own_rows():
     inner = Slow()
     ranker = BatchedRanker(inner, max_batch=8, lanes=1)
@@ -47,11 +56,7 @@ def test_concurrent_calls_are_scored_together_with_their_own_rows():
     def call(n: int) -> None:
         results[n] = ranker.score_candidates([queries[n]])[0]
 
-    threads = [threading.Thread(target=call, args=(n,)) for n in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(call, 12)
     for n in range(12):
         assert results[n].tolist() == [n * 10 + 1, n * 10 + 3]
     assert sum(inner.calls) == 12 and max(inner.calls) > 1 and max(inner.calls) <= 8
@@ -89,11 +94,7 @@ def test_contributions_are_batched_apart_from_catalog_calls():
         else:
             results[n] = ranker.score_candidates([queries[n]])[0]
 
-    threads = [threading.Thread(target=call, args=(n,)) for n in range(12)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    at_once(call, 12)
     for n in range(12):
         expected = [n * 10 + 1, n * 10 + 3]
         if n % 2:
